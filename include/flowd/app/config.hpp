@@ -1,0 +1,66 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace flowd {
+
+// Every setting flowd has, with its default, built once at startup and passed by const&.
+// Plain data.
+struct config {
+    std::string listen = "127.0.0.1:8080";
+    std::string metrics_listen = "127.0.0.1:9464";
+    unsigned threads = 0;  // 0: the CPUs in the process's affinity mask
+    std::string log_level = "info";
+    std::string log_format = "text";  // text | json
+    std::size_t max_body_bytes = 16'777'216;
+    std::size_t max_records_per_batch = 1'000'000;
+    std::size_t max_json_depth = 64;
+    std::uint32_t max_header_bytes = 16'384;
+    std::uint64_t max_keys = 50'000'000;
+    std::size_t store_shards = 64;
+    std::chrono::milliseconds grace_period{10'000};
+    std::chrono::milliseconds header_timeout{10'000};
+    std::chrono::milliseconds body_timeout{30'000};
+    std::chrono::milliseconds idle_timeout{60'000};
+    std::string config_file;  // empty: none given
+};
+
+// A bad flag, environment variable, config file or value. what() is the one line main
+// prints, naming the setting and why it is wrong; exit code 2.
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// What the command line asks for.
+struct command {
+    enum class action { run, help, version };
+    action what = action::run;
+    config cfg;
+};
+
+// Builds the config: defaults < config file (--config or FLOWD_CONFIG) < FLOWD_* environment
+// < flags, then validates it. `env` maps variable names to values (the process environment
+// in main, anything in tests). Throws config_error.
+[[nodiscard]] command parse_command_line(std::vector<std::string> const& args,
+                                         std::map<std::string, std::string> const& env);
+
+[[nodiscard]] std::string usage();
+
+// HOST:PORT or [IPv6]:PORT split into host and port; throws config_error naming `key`.
+struct host_port {
+    std::string host;
+    std::uint16_t port = 0;
+};
+[[nodiscard]] host_port parse_host_port(std::string const& key, std::string const& value);
+
+// The settings as `key=value` pairs, for the startup log line.
+[[nodiscard]] std::string describe(config const& c);
+
+}  // namespace flowd

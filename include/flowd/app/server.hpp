@@ -1,0 +1,65 @@
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include "flowd/app/config.hpp"
+#include "flowd/app/logging.hpp"
+#include "flowd/app/memory_ingest.hpp"
+#include "flowd/app/shutdown.hpp"
+#include "flowd/http/drain_state.hpp"
+#include "flowd/http/flows_handler.hpp"
+#include "flowd/http/listener.hpp"
+#include "flowd/http/middleware.hpp"
+#include "flowd/http/router.hpp"
+#include "flowd/metrics/process_collector.hpp"
+#include "flowd/metrics/service_metrics.hpp"
+#include "flowd/store/flow_store.hpp"
+
+namespace flowd {
+
+// Owns everything a running flowd is: the metrics registry (first, so it outlives every
+// holder of a metric reference), the store, the ingest, the routes, the io_context and its
+// threads, the Prometheus exposer and the listener. Binds in the constructor (throws on a
+// port in use); run() serves until shutdown completes and returns the exit code.
+// Members are torn down in reverse order of construction.
+class server {
+public:
+    server(config const& cfg, loggers logs);
+    ~server();
+    server(server const&) = delete;
+    server& operator=(server const&) = delete;
+
+    int run();
+
+private:
+    void add_routes();
+
+    config cfg_;
+    loggers logs_;
+    std::shared_ptr<prometheus::Registry> registry_;
+    service_metrics metrics_;
+    flow_store store_;
+    std::shared_ptr<process_collector> process_metrics_;
+    std::shared_ptr<callback_gauges> store_metrics_;
+    memory_ingest ingest_;
+    drain_state drain_;
+    router router_;
+    flows_handler flows_;
+    middleware middleware_;
+    session_services services_;
+    boost::asio::io_context ioc_;
+    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::shared_ptr<listener> listener_;
+    shutdown_coordinator shutdown_;
+};
+
+// The threads flowd runs by default: the CPUs in the process's affinity mask.
+[[nodiscard]] unsigned affinity_cpu_count();
+
+}  // namespace flowd

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "flowd/domain/flow_record.hpp"
+
+namespace flowd {
+
+// One distinct key of a batch with the sums of all its records. `first_record` is the
+// 0-based index of the first record that carried the key, so errors found at apply
+// time (overflow against the store) can still name a record.
+struct batch_entry {
+    flow_record record;
+    std::size_t first_record = 0;
+};
+
+// A validated, pre-aggregated batch: each key appears once with the sum of its records.
+// Built by one thread, then read-only; safe to share once built.
+class flow_batch {
+public:
+    enum class add_status { ok, overflow_tx, overflow_rx };
+
+    // Adds one validated record; the strings are copied the first time a key is seen.
+    // On overflow the batch is left as it was before the call.
+    add_status add(std::string_view src_app, std::string_view dest_app, std::string_view vpc_id,
+                   std::uint32_t hour, flow_counters counters, std::size_t record_index);
+
+    // Stable addresses: entries never move once added.
+    [[nodiscard]] std::deque<batch_entry> const& entries() const noexcept { return entries_; }
+    [[nodiscard]] std::size_t record_count() const noexcept { return records_; }
+    [[nodiscard]] bool empty() const noexcept { return records_ == 0; }
+
+private:
+    struct key_view {
+        std::string_view src_app;
+        std::string_view dest_app;
+        std::string_view vpc_id;
+        std::uint32_t hour;
+        friend bool operator==(key_view const&, key_view const&) = default;
+    };
+    struct key_view_hash {
+        std::size_t operator()(key_view const& k) const noexcept;
+    };
+
+    std::deque<batch_entry> entries_;
+    // Views point into entries_, whose elements never move.
+    std::unordered_map<key_view, std::size_t, key_view_hash> index_;
+    std::size_t records_ = 0;
+};
+
+}  // namespace flowd

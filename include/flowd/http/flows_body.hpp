@@ -1,0 +1,71 @@
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/optional.hpp>
+
+#include "flowd/codec/gzip.hpp"
+#include "flowd/store/flow_store.hpp"
+
+namespace flowd {
+
+// Serialises a snapshot as the JSON array of GET /flows, `chunk_bytes` at a time, so the
+// whole body is never held in memory (SPEC: answers over 64 KiB are streamed).
+// Optionally gzip-compresses as it goes. Owned by one response.
+class flows_serializer {
+public:
+    static constexpr std::size_t chunk_bytes = 32 * 1024;
+
+    flows_serializer(hour_snapshot const& snapshot, bool gzip);
+
+    // The next piece of the body into `out` (replacing it); false once the body is complete
+    // and `out` holds its last piece.
+    bool next(std::string& out);
+
+private:
+    hour_snapshot const* snapshot_;
+    std::optional<gzip_writer> gzip_;
+    std::size_t next_ = 0;
+    bool started_ = false;
+    std::string json_;
+};
+
+// A Beast Body whose value is a snapshot; its writer streams it through flows_serializer.
+// Sent with chunked transfer encoding.
+struct flows_body {
+    struct value_type {
+        hour_snapshot snapshot;
+        bool gzip = false;
+    };
+
+    class writer {
+    public:
+        using const_buffers_type = boost::asio::const_buffer;
+
+        template <bool IsRequest, class Fields>
+        writer(boost::beast::http::header<IsRequest, Fields> const&, value_type const& body)
+            : serializer_(body.snapshot, body.gzip) {}
+
+        void init(boost::beast::error_code& ec) { ec = {}; }
+
+        boost::optional<std::pair<const_buffers_type, bool>> get(boost::beast::error_code& ec);
+
+    private:
+        flows_serializer serializer_;
+        std::string buffer_;
+        bool done_ = false;
+    };
+};
+
+// Appends records [first, last) of a snapshot to `out` as JSON array elements (comma
+// separated; `first_in_array` says whether no element precedes them).
+void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first, std::size_t last,
+                          bool first_in_array);
+
+}  // namespace flowd

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "flowd/codec/problem.hpp"
+#include "flowd/domain/flow_batch.hpp"
+
+namespace flowd {
+
+// How an ingest ended: applied (and durable where the implementation promises it), or a
+// problem (422 counter-overflow, 507 store-full, 503 log-unavailable, ...).
+struct ingest_outcome {
+    std::optional<problem> error;
+    std::size_t accepted = 0;
+};
+
+// What a request adds to its batch beyond the records.
+struct ingest_request {
+    std::string request_id;
+};
+
+// Where POST /flows hands a validated batch: the memory store today; the write-ahead log
+// and the cluster stream implement it too. submit() must not block the calling I/O thread
+// on a write, an fsync or a network ack; `done` is called exactly once, from any thread.
+// Implementations are thread-safe.
+class ingest {
+public:
+    using completion = std::function<void(ingest_outcome)>;
+
+    virtual ~ingest() = default;
+    virtual void submit(flow_batch batch, ingest_request info, completion done) = 0;
+};
+
+}  // namespace flowd

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <spdlog/logger.h>
+
+#include "flowd/http/router.hpp"
+#include "flowd/metrics/service_metrics.hpp"
+
+namespace flowd {
+
+// Transport facts about one request, from the session.
+struct request_meta {
+    std::uint64_t connection_id = 0;
+    bool body_too_large = false;
+    bool draining = false;  // arrived after shutdown began: answer 503 without routing
+    std::chrono::steady_clock::time_point arrived{};
+};
+
+// Wraps the router in what every request gets, in one place: the request id (client's or
+// new) echoed in X-Request-Id, version and keep-alive, Content-Length or chunking, the
+// request metrics and the debug access log line. Immutable after setup; thread-safe.
+class middleware {
+public:
+    middleware(router const& routes, service_metrics& metrics, std::shared_ptr<spdlog::logger> log)
+        : routes_(routes), metrics_(metrics), log_(std::move(log)) {}
+
+    // Returns the answer now, or nullopt when a handler deferred it: `later` is then
+    // called exactly once, from any thread, with the finished answer.
+    std::optional<response> handle(request& req, request_meta const& meta, respond_fn later) const;
+
+private:
+    response finish(response r, request const& req, std::string const& request_id, request_meta const& meta,
+                    route_id route) const;
+
+    router const& routes_;
+    service_metrics& metrics_;
+    std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace flowd

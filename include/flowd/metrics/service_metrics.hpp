@@ -1,0 +1,85 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace flowd {
+
+// The fixed set of `route` label values (SPEC: never the raw path).
+enum class route_id : unsigned { flows, healthz, readyz, metrics, other };
+inline constexpr std::size_t route_count = 5;
+[[nodiscard]] std::string_view route_label(route_id r) noexcept;
+
+// The `method` label: the common methods by name, anything else as "other".
+inline constexpr std::array<std::string_view, 8> method_labels{"GET",   "HEAD",    "POST",  "PUT",
+                                                               "DELETE", "PATCH", "OPTIONS", "other"};
+[[nodiscard]] std::size_t method_index(std::string_view method) noexcept;
+
+// flowd's own metrics, registered once at startup in the given registry; the hot path
+// only increments or observes references resolved here. Metric names and labels are the
+// SPEC's. The class is thread-safe. No concurrent call to any API of this type causes a
+// data race. It must not outlive the registry.
+class service_metrics {
+public:
+    service_metrics(prometheus::Registry& registry, std::string_view version, std::string_view commit);
+
+    // The HTTP middleware's single call per answered request.
+    void observe_request(route_id route, std::string_view method, unsigned status, double seconds);
+
+    // A request refused by one of the limits (label `limit`, e.g. max_body_bytes).
+    void count_limit_rejection(std::string_view limit);
+
+    prometheus::Gauge& connections_open;
+    prometheus::Counter& flows_ingested;
+    prometheus::Counter& flows_applied_post;
+    prometheus::Counter& batches_accepted;
+    prometheus::Counter& batches_rejected;
+    prometheus::Counter& batches_duplicate;
+
+private:
+    static constexpr std::size_t status_slots = 600;
+    prometheus::Family<prometheus::Counter>& requests_;
+    prometheus::Family<prometheus::Histogram>& durations_family_;
+    prometheus::Family<prometheus::Counter>& limit_rejections_;
+    // (route, method) -> histogram, resolved at startup.
+    std::array<prometheus::Histogram*, route_count * method_labels.size()> durations_{};
+    // (route, method, status) -> counter, resolved on first use: a series exists only once
+    // it has been answered. Family::Add is idempotent and thread-safe.
+    std::unique_ptr<std::atomic<prometheus::Counter*>[]> request_counters_;
+};
+
+// Gauges computed when scraped (store size, memory): each a name, a help text and a
+// callback. Thread-safe once constructed; callbacks run on the scraping thread.
+class callback_gauges : public prometheus::Collectable {
+public:
+    struct gauge {
+        std::string name;
+        std::string help;
+        std::function<double()> value;
+    };
+
+    explicit callback_gauges(std::vector<gauge> gauges) : gauges_(std::move(gauges)) {}
+    [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
+
+private:
+    std::vector<gauge> gauges_;
+};
+
+// Serialises every collectable in the Prometheus text format 0.0.4, for /metrics on the
+// main listener.
+[[nodiscard]] std::string serialize_metrics(std::vector<std::shared_ptr<prometheus::Collectable>> const& sources);
+
+}  // namespace flowd

@@ -1,0 +1,144 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <variant>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "flowd/domain/flow_batch.hpp"
+#include "flowd/store/batch_gate.hpp"
+#include "flowd/store/hour_table.hpp"
+#include "flowd/store/string_interner.hpp"
+
+namespace flowd {
+
+struct store_options {
+    std::size_t shard_count = 64;  // a power of two
+    std::uint64_t max_keys = 50'000'000;
+};
+
+// Why prepare() refused a batch. `record` is the index of the first record of the key at
+// fault; `field` names bytes_tx or bytes_rx for an overflow.
+struct store_rejection {
+    enum class reason { counter_overflow, store_full };
+    reason why;
+    std::size_t record = 0;
+    std::string_view field;
+};
+
+class flow_store;
+
+// A batch checked against the store and holding its reservation of new keys. Commit it
+// once (the log-then-apply seam: prepare, write the log, commit); dropping it uncommitted
+// releases the reservation. Owned by one thread at a time.
+class prepared_batch {
+public:
+    prepared_batch(prepared_batch&& other) noexcept;
+    prepared_batch& operator=(prepared_batch&&) = delete;
+    prepared_batch(prepared_batch const&) = delete;
+    ~prepared_batch();
+
+    [[nodiscard]] std::size_t record_count() const noexcept { return records_; }
+
+private:
+    friend class flow_store;
+    struct item {
+        app_key key;
+        std::uint32_t hour;
+        std::uint64_t hash;
+        flow_counters counters;
+    };
+    prepared_batch() = default;
+
+    flow_store* store_ = nullptr;
+    std::vector<item> items_;            // sorted by shard
+    std::vector<std::uint32_t> bounds_;  // items_ of shard s: [bounds_[s], bounds_[s+1])
+    std::uint64_t reserved_keys_ = 0;
+    std::size_t records_ = 0;
+};
+
+// One hour copied out of the store, sorted by (src_app, dest_app, vpc_id) in byte order.
+// About 32 bytes a key; the strings stay in the interner. Immutable once built.
+class hour_snapshot {
+public:
+    struct entry {
+        app_key key;
+        flow_counters counters;
+    };
+
+    [[nodiscard]] std::uint32_t hour() const noexcept { return hour_; }
+    [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+    [[nodiscard]] entry const& operator[](std::size_t i) const noexcept { return entries_[i]; }
+    [[nodiscard]] std::string_view name(std::uint32_t id) const noexcept { return names_->view(id); }
+
+private:
+    friend class flow_store;
+    std::uint32_t hour_ = 0;
+    std::vector<entry> entries_;
+    string_interner const* names_ = nullptr;
+};
+
+// Exact-match filters of GET /flows; an empty optional matches everything.
+struct flow_filter {
+    std::optional<std::string_view> src_app;
+    std::optional<std::string_view> dest_app;
+    std::optional<std::string_view> vpc_id;
+};
+
+// The aggregated flows: a fixed array of cache-line-aligned shards, each a mutex and, per
+// hour, an open-addressing table of interned keys. A batch is applied shard by shard
+// (each touched shard locked once) while holding a batch_gate shared; a snapshot holds
+// the gate exclusive while copying, so it never observes part of a batch.
+// The class is thread-safe. No concurrent call to any API of this type causes a data race.
+class flow_store {
+public:
+    explicit flow_store(store_options options = {});
+
+    // Checks a batch against the store: no sum may pass 2^63-1 and the new keys must fit
+    // under max_keys (reserved now). Interns the batch's strings. Applies nothing.
+    [[nodiscard]] std::variant<prepared_batch, store_rejection> prepare(flow_batch const& batch);
+
+    // Applies a prepared batch atomically. Cannot fail. Should a concurrent batch have
+    // raced it past 2^63-1 on one key since prepare(), that sum saturates and
+    // saturated_adds() counts it.
+    void commit(prepared_batch&& batch);
+
+    // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
+    [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
+
+    [[nodiscard]] std::uint64_t key_count() const noexcept { return keys_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t max_keys() const noexcept { return options_.max_keys; }
+    [[nodiscard]] std::size_t hour_count() const;
+    [[nodiscard]] std::size_t memory_bytes() const;
+    [[nodiscard]] std::uint64_t saturated_adds() const noexcept {
+        return saturated_.load(std::memory_order_relaxed);
+    }
+
+private:
+    friend class prepared_batch;
+
+    struct alignas(64) shard {
+        mutable std::mutex mutex;
+        std::unordered_map<std::uint32_t, hour_table> hours;  // guarded by mutex
+    };
+
+    [[nodiscard]] std::size_t shard_of(std::uint64_t hash, std::uint32_t hour) const noexcept;
+    void release_keys(std::uint64_t n) noexcept { keys_.fetch_sub(n, std::memory_order_relaxed); }
+
+    store_options options_;
+    unsigned shard_shift_;
+    std::unique_ptr<shard[]> shards_;
+    string_interner names_;
+    mutable batch_gate gate_;
+    // Keys present plus keys reserved by prepared batches.
+    std::atomic<std::uint64_t> keys_{0};
+    std::atomic<std::uint64_t> saturated_{0};
+};
+
+}  // namespace flowd

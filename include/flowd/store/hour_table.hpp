@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "flowd/domain/flow_counters.hpp"
+
+namespace flowd {
+
+// The interned (src_app, dest_app, vpc_id) of a key; the hour is the table's.
+struct app_key {
+    std::uint32_t src = 0;
+    std::uint32_t dest = 0;
+    std::uint32_t vpc = 0;
+    friend bool operator==(app_key const&, app_key const&) = default;
+};
+
+// 64-bit hash of exactly the fields operator== compares.
+[[nodiscard]] inline std::uint64_t hash_app_key(app_key const& k) noexcept {
+    std::uint64_t h = (std::uint64_t{k.src} << 32 | k.dest) * 0x9e3779b97f4a7c15ULL;
+    h ^= (std::uint64_t{k.vpc} + 0x632be59bd9b4e019ULL) * 0xbf58476d1ce4e5b9ULL;
+    // murmur3's fmix64 finaliser spreads every input bit over the whole word.
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+// Open-addressing (linear probing) map app_key -> flow_counters for one hour of one
+// store shard: 32 bytes a slot, no per-entry allocation. Not thread-safe: its shard's
+// mutex guards it.
+class hour_table {
+public:
+    struct slot {
+        app_key key;
+        std::uint32_t used = 0;
+        flow_counters counters;
+    };
+    static_assert(sizeof(slot) == 32);
+
+    // Returns the counters of `key`, or nullptr.
+    [[nodiscard]] flow_counters* find(app_key const& key, std::uint64_t hash) noexcept;
+
+    // Returns the counters of `key`, inserting zeroed counters when absent.
+    flow_counters& upsert(app_key const& key, std::uint64_t hash);
+
+    template <class F>
+    void for_each(F&& f) const {
+        for (std::size_t i = 0; i < capacity_; ++i) {
+            if (slots_[i].used != 0) {
+                f(slots_[i].key, slots_[i].counters);
+            }
+        }
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] std::size_t memory_bytes() const noexcept { return capacity_ * sizeof(slot); }
+
+private:
+    void grow();
+
+    std::unique_ptr<slot[]> slots_;
+    std::size_t capacity_ = 0;  // zero or a power of two
+    std::size_t size_ = 0;
+};
+
+}  // namespace flowd

@@ -1,0 +1,175 @@
+#include "flowd/app/server.hpp"
+
+#include <sched.h>
+#include <sys/resource.h>
+
+#include <stdexcept>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <spdlog/spdlog.h>
+
+namespace flowd {
+
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+
+namespace {
+
+std::string endpoint_text(net::ip::tcp::endpoint const& ep) {
+    std::string const host = ep.address().to_string();
+    return (ep.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
+}
+
+net::ip::tcp::endpoint resolve_listen(std::string const& key, std::string const& value) {
+    host_port const hp = parse_host_port(key, value);
+    boost::system::error_code ec;
+    auto address = net::ip::make_address(hp.host, ec);
+    if (ec) {
+        net::io_context ioc;
+        net::ip::tcp::resolver resolver{ioc};
+        auto results = resolver.resolve(hp.host, std::to_string(hp.port), ec);
+        if (ec || results.empty()) {
+            throw config_error(key + ": cannot resolve host '" + hp.host + "'");
+        }
+        return results.begin()->endpoint();
+    }
+    return {address, hp.port};
+}
+
+// The exposer (civetweb) takes HOST:PORT or [IPv6]:PORT and resolves no names.
+std::string exposer_address(std::string const& value) {
+    auto const ep = resolve_listen("metrics_listen", value);
+    return endpoint_text(ep);
+}
+
+// More connections need more descriptors: use the whole hard limit.
+void raise_open_files_limit(spdlog::logger& log) {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        rlim_t const old = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+            log.info("raised the open-files limit from {} to {}", old, lim.rlim_cur);
+        }
+    }
+}
+
+constexpr char const* version_string = FLOWD_VERSION;
+constexpr char const* commit_string = FLOWD_COMMIT;
+
+}  // namespace
+
+unsigned affinity_cpu_count() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int const n = CPU_COUNT(&set);
+        if (n > 0) {
+            return static_cast<unsigned>(n);
+        }
+    }
+    return std::max(1U, std::thread::hardware_concurrency());
+}
+
+server::server(config const& cfg, loggers logs)
+    : cfg_(cfg),
+      logs_(std::move(logs)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      metrics_(*registry_, version_string, commit_string),
+      store_(store_options{cfg.store_shards, cfg.max_keys}),
+      process_metrics_(std::make_shared<process_collector>()),
+      store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
+          {"flowd_store_keys", "Aggregated keys in the store",
+           [this] { return static_cast<double>(store_.key_count()); }},
+          {"flowd_store_hours", "Distinct hours in the store", [this] { return static_cast<double>(store_.hour_count()); }},
+          {"flowd_store_memory_bytes", "Estimated heap bytes held by the store (tables and interned names)",
+           [this] { return static_cast<double>(store_.memory_bytes()); }},
+      })),
+      ingest_(store_, metrics_),
+      router_(logs_.http),
+      flows_(store_, ingest_, metrics_,
+             flows_options{cfg.max_body_bytes, decode_limits{cfg.max_records_per_batch, cfg.max_json_depth}}),
+      middleware_(router_, metrics_, logs_.http),
+      services_{middleware_, drain_, metrics_,
+                session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout, cfg.body_timeout,
+                               cfg.idle_timeout},
+                logs_.http},
+      ioc_(static_cast<int>(cfg.threads)),
+      shutdown_(
+          ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); }, logs_.app) {
+    logs_.app->info("flowd {} ({}) starting: {}", version_string, commit_string, describe(cfg_));
+    raise_open_files_limit(*logs_.app);
+    add_routes();
+
+    auto const endpoint = resolve_listen("listen", cfg_.listen);
+    try {
+        listener_ = std::make_shared<listener>(ioc_, endpoint, services_);
+    } catch (boost::system::system_error const& e) {
+        throw std::runtime_error("cannot listen on " + cfg_.listen + ": " + e.code().message());
+    }
+    std::string const metrics_address = exposer_address(cfg_.metrics_listen);
+    try {
+        exposer_ = std::make_unique<prometheus::Exposer>(metrics_address, 2);
+    } catch (std::exception const& e) {
+        throw std::runtime_error("cannot listen on " + cfg_.metrics_listen + " (metrics): " + e.what());
+    }
+    exposer_->RegisterCollectable(registry_);
+    exposer_->RegisterCollectable(process_metrics_);
+    exposer_->RegisterCollectable(store_metrics_);
+
+    logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
+    auto const ports = exposer_->GetListeningPorts();
+    std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
+    logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
+    logs_.app->warn("no data directory: data lives in memory only and is lost when flowd stops "
+                    "(--data-dir is not in this build yet)");
+}
+
+server::~server() = default;
+
+void server::add_routes() {
+    router_.add(http::verb::post, "/flows", route_id::flows, [this](request_context& ctx) { return flows_.post(ctx); });
+    router_.add(http::verb::get, "/flows", route_id::flows, [this](request_context& ctx) { return flows_.get(ctx); });
+    router_.add(http::verb::get, "/healthz", route_id::healthz, [](request_context&) -> handler_result {
+        return response{json_response(200, "{\"status\":\"ok\"}")};
+    });
+    router_.add(http::verb::get, "/readyz", route_id::readyz, [this](request_context& ctx) -> handler_result {
+        if (drain_.ready()) {
+            return response{json_response(200, "{\"status\":\"ready\"}")};
+        }
+        if (drain_.draining()) {
+            return response{problem_response(
+                problem{problem_type::shutting_down, "flowd is shutting down", {}, {}}, ctx.request_id)};
+        }
+        string_response r = problem_response(problem{problem_type::bad_request, "flowd is starting", {}, {}},
+                                             ctx.request_id);
+        r.result(http::status::service_unavailable);
+        return response{std::move(r)};
+    });
+    router_.add(http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
+        return response{text_response(200, "text/plain; version=0.0.4",
+                                      serialize_metrics({registry_, process_metrics_, store_metrics_}))};
+    });
+}
+
+int server::run() {
+    shutdown_.arm();
+    listener_->run();
+    drain_.set_ready(true);
+    logs_.app->info("ready: {} I/O threads", cfg_.threads);
+    std::vector<std::thread> threads;
+    threads.reserve(cfg_.threads - 1);
+    for (unsigned i = 1; i < cfg_.threads; ++i) {
+        threads.emplace_back([this] { ioc_.run(); });
+    }
+    ioc_.run();
+    for (auto& t : threads) {
+        t.join();
+    }
+    exposer_.reset();
+    logs_.app->info("flowd stopped");
+    return 0;
+}
+
+}  // namespace flowd

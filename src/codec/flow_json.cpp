@@ -1,0 +1,510 @@
+#include "flowd/codec/flow_json.hpp"
+
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <new>
+#include <optional>
+
+#include <simdjson.h>
+
+namespace flowd {
+namespace {
+
+namespace od = simdjson::ondemand;
+
+constexpr std::size_t max_name_bytes = 255;
+
+enum class field_id : unsigned { src_app, dest_app, vpc_id, bytes_tx, bytes_rx, hour, count };
+constexpr std::array<std::string_view, 6> field_names{"src_app", "dest_app", "vpc_id",
+                                                      "bytes_tx", "bytes_rx", "hour"};
+
+std::optional<field_id> known_field(std::string_view key) noexcept {
+    for (unsigned i = 0; i < field_names.size(); ++i) {
+        if (key == field_names[i]) {
+            return static_cast<field_id>(i);
+        }
+    }
+    return std::nullopt;
+}
+
+problem invalid_json(std::string detail) { return problem{problem_type::invalid_json, std::move(detail), {}, {}}; }
+
+problem syntax_error(simdjson::error_code e, std::optional<std::size_t> record) {
+    std::string detail = "the body is not valid JSON (RFC 8259)";
+    if (record) {
+        detail += " at record " + std::to_string(*record);
+    }
+    detail += ": ";
+    detail += simdjson::error_message(e);
+    return invalid_json(std::move(detail));
+}
+
+problem bad_field(std::size_t record, field_id f, std::string detail) {
+    std::string_view const name = field_names[static_cast<unsigned>(f)];
+    return problem{problem_type::invalid_record,
+                   "record " + std::to_string(record) + ": field '" + std::string(name) + "' " + std::move(detail),
+                   record, std::string(name)};
+}
+
+std::string_view type_name(od::json_type t) noexcept {
+    switch (t) {
+        case od::json_type::array: return "an array";
+        case od::json_type::object: return "an object";
+        case od::json_type::number: return "a number";
+        case od::json_type::string: return "a string";
+        case od::json_type::boolean: return "a boolean";
+        case od::json_type::null: return "null";
+    }
+    return "a value";
+}
+
+// Walks a value the record does not use, so that the body is valid JSON as a whole
+// (On-Demand would otherwise skip it unchecked). Depth is bounded by the parser.
+simdjson::error_code validate_value(od::value v) noexcept {
+    od::json_type t{};
+    if (auto e = v.type().get(t)) {
+        return e;
+    }
+    switch (t) {
+        case od::json_type::object: {
+            od::object o;
+            if (auto e = v.get_object().get(o)) {
+                return e;
+            }
+            for (auto field : o) {
+                std::string_view key;
+                if (auto e = field.unescaped_key().get(key)) {
+                    return e;
+                }
+                od::value inner;
+                if (auto e = field.value().get(inner)) {
+                    return e;
+                }
+                if (auto e = validate_value(inner)) {
+                    return e;
+                }
+            }
+            return simdjson::SUCCESS;
+        }
+        case od::json_type::array: {
+            od::array a;
+            if (auto e = v.get_array().get(a)) {
+                return e;
+            }
+            for (auto element : a) {
+                od::value inner;
+                if (auto e = element.get(inner)) {
+                    return e;
+                }
+                if (auto e = validate_value(inner)) {
+                    return e;
+                }
+            }
+            return simdjson::SUCCESS;
+        }
+        case od::json_type::number: {
+            od::number n;
+            return v.get_number().get(n);
+        }
+        case od::json_type::string: {
+            std::string_view s;
+            return v.get_string().get(s);
+        }
+        case od::json_type::boolean: {
+            bool b = false;
+            return v.get_bool().get(b);
+        }
+        case od::json_type::null: {
+            bool is_null = false;
+            if (auto e = v.is_null().get(is_null)) {
+                return e;
+            }
+            return is_null ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+        }
+    }
+    return simdjson::INCORRECT_TYPE;
+}
+
+std::string_view trim_right(std::string_view s) noexcept {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+struct record_fields {
+    std::array<std::string_view, 3> names{};
+    std::uint64_t bytes_tx = 0;
+    std::uint64_t bytes_rx = 0;
+    std::uint32_t hour = 0;
+    unsigned seen = 0;  // bit per field_id
+};
+
+// Reads an integer field: digits only, no sign, fraction or exponent, at most `max`.
+std::optional<problem> read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t max,
+                                    std::uint64_t& out) {
+    od::json_type t{};
+    if (auto e = v.type().get(t)) {
+        return syntax_error(e, record);
+    }
+    std::string const range = "must be an integer 0.." + std::to_string(max);
+    if (t != od::json_type::number) {
+        if (auto e = validate_value(v)) {
+            return syntax_error(e, record);
+        }
+        return bad_field(record, f, range + ", got " + std::string(type_name(t)));
+    }
+    std::string_view const token = trim_right(v.raw_json_token());
+    bool const digits_only =
+        !token.empty() && token.find_first_not_of("0123456789") == std::string_view::npos;
+    if (!digits_only) {
+        // Valid JSON but not an integer by SPEC (fraction, exponent, sign), or not JSON at all.
+        double d = 0;
+        if (auto e = v.get_double().get(d)) {
+            if (e == simdjson::NUMBER_ERROR) {
+                return syntax_error(e, record);
+            }
+        }
+        return bad_field(record, f, range + " with no fraction, exponent or sign, got " + quote_value(token));
+    }
+    std::uint64_t n = 0;
+    if (auto e = v.get_uint64().get(n)) {
+        if (e == simdjson::NUMBER_ERROR) {
+            return syntax_error(e, record);
+        }
+        return bad_field(record, f, range + ", got " + quote_value(token));
+    }
+    if (n > max) {
+        return bad_field(record, f, range + ", got " + quote_value(token));
+    }
+    out = n;
+    return std::nullopt;
+}
+
+std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, std::string_view& out) {
+    od::json_type t{};
+    if (auto e = v.type().get(t)) {
+        return syntax_error(e, record);
+    }
+    if (t != od::json_type::string) {
+        if (auto e = validate_value(v)) {
+            return syntax_error(e, record);
+        }
+        return bad_field(record, f, "must be a string of 1..255 bytes, got " + std::string(type_name(t)));
+    }
+    std::string_view s;
+    if (auto e = v.get_string().get(s)) {
+        return syntax_error(e, record);
+    }
+    if (s.empty() || s.size() > max_name_bytes) {
+        return bad_field(record, f,
+                         "must be 1..255 bytes of UTF-8, got " + std::to_string(s.size()) + " bytes" +
+                             (s.empty() ? std::string() : ": " + quote_value(s)));
+    }
+    out = s;
+    return std::nullopt;
+}
+
+// Decodes one record object into `batch`.
+std::optional<problem> decode_record(od::value element, std::size_t record, flow_batch& batch) {
+    od::json_type t{};
+    if (auto e = element.type().get(t)) {
+        return syntax_error(e, record);
+    }
+    if (t != od::json_type::object) {
+        if (auto e = validate_value(element)) {
+            return syntax_error(e, record);
+        }
+        return problem{problem_type::invalid_record,
+                       "record " + std::to_string(record) + " must be a JSON object, got " + std::string(type_name(t)),
+                       record, ""};
+    }
+    od::object obj;
+    if (auto e = element.get_object().get(obj)) {
+        return syntax_error(e, record);
+    }
+    record_fields r;
+    for (auto field : obj) {
+        std::string_view key;
+        if (auto e = field.unescaped_key().get(key)) {
+            return syntax_error(e, record);
+        }
+        od::value v;
+        if (auto e = field.value().get(v)) {
+            return syntax_error(e, record);
+        }
+        std::optional<field_id> const f = known_field(key);
+        if (!f) {
+            if (auto e = validate_value(v)) {
+                return syntax_error(e, record);
+            }
+            continue;
+        }
+        auto const bit = 1U << static_cast<unsigned>(*f);
+        if ((r.seen & bit) != 0) {
+            return bad_field(record, *f, "appears more than once in the record");
+        }
+        r.seen |= bit;
+        std::optional<problem> p;
+        switch (*f) {
+            case field_id::src_app:
+            case field_id::dest_app:
+            case field_id::vpc_id: p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)]); break;
+            case field_id::bytes_tx: p = read_integer(v, record, *f, max_counter, r.bytes_tx); break;
+            case field_id::bytes_rx: p = read_integer(v, record, *f, max_counter, r.bytes_rx); break;
+            case field_id::hour: {
+                std::uint64_t h = 0;
+                p = read_integer(v, record, *f, max_hour, h);
+                r.hour = static_cast<std::uint32_t>(h);
+                break;
+            }
+            case field_id::count: break;
+        }
+        if (p) {
+            return p;
+        }
+    }
+    for (unsigned i = 0; i < static_cast<unsigned>(field_id::count); ++i) {
+        if ((r.seen & (1U << i)) == 0) {
+            return bad_field(record, static_cast<field_id>(i), "is required");
+        }
+    }
+    auto const added =
+        batch.add(r.names[0], r.names[1], r.names[2], r.hour, flow_counters{r.bytes_tx, r.bytes_rx}, record);
+    if (added == flow_batch::add_status::ok) {
+        return std::nullopt;
+    }
+    std::string const name = added == flow_batch::add_status::overflow_tx ? "bytes_tx" : "bytes_rx";
+    return problem{problem_type::counter_overflow,
+                   "record " + std::to_string(record) + ": the sum of '" + name +
+                       "' over this batch for this key would pass 9223372036854775807",
+                   record, name};
+}
+
+problem too_many(std::size_t max) {
+    return problem{problem_type::too_many_records,
+                   "a batch may hold at most " + std::to_string(max) + " records (max_records_per_batch); split it",
+                   {}, {}};
+}
+
+// After the top-level value was consumed: anything left but whitespace?
+bool has_trailing_content(od::document& doc) noexcept {
+    const char* location = nullptr;
+    return doc.current_location().get(location) == simdjson::SUCCESS;
+}
+
+od::parser& thread_parser(std::size_t max_depth) {
+    thread_local od::parser parser;
+    thread_local std::size_t depth = 0;
+    if (depth != max_depth) {
+        // One structural level for the batch array itself.
+        if (parser.allocate(simdjson::SIMDJSON_PADDING, max_depth + 1) != simdjson::SUCCESS) {
+            throw std::bad_alloc();
+        }
+        depth = max_depth;
+    }
+    return parser;
+}
+
+boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std::string& body,
+                                                         decode_limits const& limits) {
+    od::document doc;
+    if (auto e = parser.iterate(body.data(), body.size(), body.capacity()).get(doc)) {
+        if (e == simdjson::EMPTY) {
+            return invalid_json("the body is empty; send a JSON array of flow records");
+        }
+        return syntax_error(e, std::nullopt);
+    }
+    od::json_type t{};
+    if (auto e = doc.type().get(t)) {
+        return syntax_error(e, std::nullopt);
+    }
+    if (t != od::json_type::array) {
+        return invalid_json("the body must be a JSON array of flow records, got " + std::string(type_name(t)));
+    }
+    od::array array;
+    if (auto e = doc.get_array().get(array)) {
+        return syntax_error(e, std::nullopt);
+    }
+    flow_batch batch;
+    std::size_t index = 0;
+    for (auto element : array) {
+        od::value v;
+        if (auto e = element.get(v)) {
+            return syntax_error(e, index);
+        }
+        if (index == limits.max_records) {
+            return too_many(limits.max_records);
+        }
+        if (auto p = decode_record(v, index, batch)) {
+            return *p;
+        }
+        ++index;
+    }
+    if (has_trailing_content(doc)) {
+        return invalid_json("the body has content after the JSON array");
+    }
+    return batch;
+}
+
+bool blank(std::string_view line) noexcept {
+    return line.find_first_not_of(" \t\r") == std::string_view::npos;
+}
+
+boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std::string& body,
+                                                          decode_limits const& limits) {
+    flow_batch batch;
+    std::size_t index = 0;
+    std::size_t pos = 0;
+    while (pos < body.size()) {
+        std::size_t end = body.find('\n', pos);
+        if (end == std::string::npos) {
+            end = body.size();
+        }
+        std::string_view const line(body.data() + pos, end - pos);
+        std::size_t const line_start = pos;
+        pos = end + 1;
+        if (blank(line)) {
+            continue;
+        }
+        if (index == limits.max_records) {
+            return too_many(limits.max_records);
+        }
+        // The line is followed by the rest of the body and its padding: readable bytes.
+        od::document doc;
+        if (auto e = parser.iterate(line.data(), line.size(), body.capacity() - line_start).get(doc)) {
+            return syntax_error(e, index);
+        }
+        od::value v;
+        if (auto e = doc.get_value().get(v)) {
+            return syntax_error(e, index);
+        }
+        if (auto p = decode_record(v, index, batch)) {
+            return *p;
+        }
+        if (has_trailing_content(doc)) {
+            return invalid_json("line of record " + std::to_string(index) + " has content after the JSON object");
+        }
+        ++index;
+    }
+    return batch;
+}
+
+}  // namespace
+
+boost::system::result<flow_batch, problem> decode_flows(std::string& body, body_format format,
+                                                        decode_limits const& limits) {
+    if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) {
+        body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+    }
+    od::parser& parser = thread_parser(limits.max_depth);
+    auto result = format == body_format::json_array ? decode_array(parser, body, limits)
+                                                    : decode_ndjson(parser, body, limits);
+    // Do not keep the index of a huge body alive in every thread.
+    constexpr std::size_t keep_capacity = 4U << 20;
+    if (parser.capacity() > keep_capacity) {
+        if (parser.allocate(keep_capacity, limits.max_depth + 1) != simdjson::SUCCESS) {
+            throw std::bad_alloc();
+        }
+    }
+    return result;
+}
+
+std::string_view json_implementation() noexcept { return simdjson::builtin_implementation()->name(); }
+
+bool cpu_runs_json_implementation() noexcept {
+#if defined(__x86_64__) && defined(__AVX2__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+#else
+    return true;
+#endif
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        auto const c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                out += "\\u00";
+                out.push_back(hex[c >> 4]);
+                out.push_back(hex[c & 0xf]);
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out.push_back('"');
+}
+
+namespace {
+
+std::size_t json_string_size(std::string_view s) noexcept {
+    std::size_t n = 2 + s.size();
+    for (char ch : s) {
+        auto const c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+            n += 1;
+        } else if (c < 0x20) {
+            n += 5;
+        }
+    }
+    return n;
+}
+
+std::size_t digits(std::uint64_t v) noexcept {
+    std::size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        ++n;
+    }
+    return n;
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+    char buf[24];
+    auto const r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+}  // namespace
+
+void append_flow_json(std::string& out, std::string_view src_app, std::string_view dest_app,
+                      std::string_view vpc_id, flow_counters const& counters, std::uint32_t hour) {
+    out += "{\"src_app\":";
+    append_json_string(out, src_app);
+    out += ",\"dest_app\":";
+    append_json_string(out, dest_app);
+    out += ",\"vpc_id\":";
+    append_json_string(out, vpc_id);
+    out += ",\"bytes_tx\":";
+    append_uint(out, counters.bytes_tx);
+    out += ",\"bytes_rx\":";
+    append_uint(out, counters.bytes_rx);
+    out += ",\"hour\":";
+    append_uint(out, hour);
+    out += '}';
+}
+
+std::size_t flow_json_size(std::string_view src_app, std::string_view dest_app, std::string_view vpc_id,
+                           flow_counters const& counters, std::uint32_t hour) noexcept {
+    // {"src_app":,"dest_app":,"vpc_id":,"bytes_tx":,"bytes_rx":,"hour":}
+    constexpr std::size_t fixed = 66;
+    return fixed + json_string_size(src_app) + json_string_size(dest_app) + json_string_size(vpc_id) +
+           digits(counters.bytes_tx) + digits(counters.bytes_rx) + digits(hour);
+}
+
+}  // namespace flowd

@@ -1,0 +1,70 @@
+#include "flowd/http/flows_body.hpp"
+
+#include "flowd/codec/flow_json.hpp"
+
+namespace flowd {
+
+void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first, std::size_t last,
+                          bool first_in_array) {
+    for (std::size_t i = first; i < last; ++i) {
+        if (i != first || !first_in_array) {
+            out.push_back(',');
+        }
+        hour_snapshot::entry const& e = snapshot[i];
+        append_flow_json(out, snapshot.name(e.key.src), snapshot.name(e.key.dest), snapshot.name(e.key.vpc),
+                         e.counters, snapshot.hour());
+    }
+}
+
+flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip) : snapshot_(&snapshot) {
+    if (gzip) {
+        gzip_.emplace();
+    }
+    json_.reserve(chunk_bytes + 1024);
+}
+
+bool flows_serializer::next(std::string& out) {
+    out.clear();
+    for (;;) {
+        json_.clear();
+        if (!started_) {
+            json_.push_back('[');
+        }
+        std::size_t const total = snapshot_->size();
+        std::size_t i = next_;
+        bool const first_in_array = !started_;
+        started_ = true;
+        // One record at most adds a few hundred bytes past the mark.
+        while (i < total && json_.size() < chunk_bytes) {
+            append_snapshot_json(json_, *snapshot_, i, i + 1, first_in_array && i == next_);
+            ++i;
+        }
+        next_ = i;
+        bool const last = next_ == total;
+        if (last) {
+            json_.push_back(']');
+        }
+        if (!gzip_) {
+            out.swap(json_);
+            return !last;
+        }
+        gzip_->write(json_, out, last);
+        // Deflate may hold a small piece back; an empty chunk would end the chunked body.
+        if (!out.empty() || last) {
+            return !last;
+        }
+    }
+}
+
+boost::optional<std::pair<flows_body::writer::const_buffers_type, bool>> flows_body::writer::get(
+    boost::beast::error_code& ec) {
+    ec = {};
+    if (done_) {
+        return boost::none;
+    }
+    bool const more = serializer_.next(buffer_);
+    done_ = !more;
+    return std::make_pair(const_buffers_type(buffer_.data(), buffer_.size()), more);
+}
+
+}  // namespace flowd

@@ -1,0 +1,71 @@
+#include "flowd/http/middleware.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "flowd/http/request_id.hpp"
+
+namespace flowd {
+
+namespace http = boost::beast::http;
+
+std::optional<response> middleware::handle(request& req, request_meta const& meta, respond_fn later) const {
+    std::string request_id;
+    if (auto it = req.find("X-Request-Id"); it != req.end() && acceptable_request_id(it->value())) {
+        request_id = std::string(it->value());
+    } else {
+        request_id = new_request_id();
+    }
+    std::string_view const target = req.target();
+    std::size_t const q = target.find('?');
+    std::string_view const path = target.substr(0, q);
+    std::string_view const query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    route_id const route = routes_.route_of(path);
+
+    if (meta.draining) {
+        response r = problem_response(
+            problem{problem_type::shutting_down, "flowd is shutting down; retry on another node or after restart", {}, {}},
+            request_id);
+        return finish(std::move(r), req, request_id, meta, route);
+    }
+
+    request_context ctx{req, request_id, path, query, meta.body_too_large};
+    handler_result result = routes_.dispatch(ctx);
+    if (auto* now = std::get_if<response>(&result)) {
+        return finish(std::move(*now), req, request_id, meta, route);
+    }
+    // The request must outlive nothing here: copy what finish() needs.
+    auto head = std::make_shared<request>(req.method(), std::string(req.target()), req.version());
+    head->keep_alive(req.keep_alive());
+    std::get<deferred>(result).start(
+        [this, head, request_id, meta, route, later = std::move(later)](response r) mutable {
+            later(finish(std::move(r), *head, request_id, meta, route));
+        });
+    return std::nullopt;
+}
+
+response middleware::finish(response r, request const& req, std::string const& request_id, request_meta const& meta,
+                            route_id route) const {
+    http::response_header<>& h = header_of(r);
+    h.version(req.version());
+    h.set("X-Request-Id", request_id);
+    std::visit(
+        [&](auto& m) {
+            m.keep_alive(req.keep_alive() && !meta.draining && !meta.body_too_large);
+            if constexpr (std::is_same_v<std::decay_t<decltype(m)>, stream_response>) {
+                m.chunked(true);
+            } else {
+                m.prepare_payload();
+            }
+        },
+        r);
+    unsigned const status = h.result_int();
+    double const seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - meta.arrived).count();
+    metrics_.observe_request(route, req.method_string(), status, seconds);
+    if (log_->should_log(spdlog::level::debug)) {
+        log_->debug("[C{}] {} {} {} {:.3f}ms id={}", meta.connection_id, req.method_string(), req.target(), status,
+                    seconds * 1e3, request_id);
+    }
+    return r;
+}
+
+}  // namespace flowd

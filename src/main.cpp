@@ -1,0 +1,70 @@
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "flowd/app/config.hpp"
+#include "flowd/app/logging.hpp"
+#include "flowd/app/server.hpp"
+
+extern char** environ;
+
+namespace {
+
+std::map<std::string, std::string> environment() {
+    std::map<std::string, std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+        std::string const kv = *e;
+        if (auto eq = kv.find('='); eq != std::string::npos && kv.rfind("FLOWD_", 0) == 0) {
+            env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+        }
+    }
+    return env;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> const args(argv + 1, argv + argc);
+    if (!args.empty() && args[0] == "token") {
+        std::cerr << "flowd: 'flowd token create' (bearer-token authentication) is not supported by this build yet\n";
+        return 2;
+    }
+    flowd::command cmd;
+    try {
+        cmd = flowd::parse_command_line(args, environment());
+        if (cmd.cfg.threads == 0) {
+            cmd.cfg.threads = flowd::affinity_cpu_count();
+        }
+    } catch (flowd::config_error const& e) {
+        std::cerr << "flowd: " << e.what() << '\n';
+        return 2;
+    }
+    if (cmd.what == flowd::command::action::help) {
+        std::cout << flowd::usage();
+        return 0;
+    }
+    if (cmd.what == flowd::command::action::version) {
+        std::cout << "flowd " << FLOWD_VERSION << " (" << FLOWD_COMMIT << ")\n";
+        return 0;
+    }
+    flowd::loggers logs = flowd::make_loggers(cmd.cfg.log_level, cmd.cfg.log_format);
+    int code = 1;
+    try {
+        flowd::server srv{cmd.cfg, logs};
+        code = srv.run();
+    } catch (flowd::config_error const& e) {
+        std::cerr << "flowd: " << e.what() << '\n';
+        code = 2;
+    } catch (std::exception const& e) {
+        logs.app->error("{}", e.what());
+        code = 1;
+    }
+    spdlog::shutdown();
+    return code;
+}

@@ -1,0 +1,136 @@
+#include "flowd/metrics/service_metrics.hpp"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+namespace flowd {
+namespace {
+
+// SPEC: buckets 0.0001 ... 10 seconds.
+prometheus::Histogram::BucketBoundaries const duration_buckets{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+constexpr std::array<route_id, route_count> all_routes{route_id::flows, route_id::healthz, route_id::readyz,
+                                                       route_id::metrics, route_id::other};
+
+}  // namespace
+
+std::string_view route_label(route_id r) noexcept {
+    switch (r) {
+        case route_id::flows: return "/flows";
+        case route_id::healthz: return "/healthz";
+        case route_id::readyz: return "/readyz";
+        case route_id::metrics: return "/metrics";
+        case route_id::other: return "other";
+    }
+    return "other";
+}
+
+std::size_t method_index(std::string_view method) noexcept {
+    for (std::size_t i = 0; i + 1 < method_labels.size(); ++i) {
+        if (method == method_labels[i]) {
+            return i;
+        }
+    }
+    return method_labels.size() - 1;
+}
+
+service_metrics::service_metrics(prometheus::Registry& registry, std::string_view version, std::string_view commit)
+    : connections_open(prometheus::BuildGauge()
+                           .Name("flowd_http_connections_open")
+                           .Help("Open HTTP connections on the main listener")
+                           .Register(registry)
+                           .Add({})),
+      flows_ingested(prometheus::BuildCounter()
+                         .Name("flowd_flows_ingested_total")
+                         .Help("Records accepted by this node's POSTs (retries not counted)")
+                         .Register(registry)
+                         .Add({})),
+      flows_applied_post(prometheus::BuildCounter()
+                             .Name("flowd_flows_applied_total")
+                             .Help("Records applied to the store, by source")
+                             .Register(registry)
+                             .Add({{"source", "post"}})),
+      batches_accepted(prometheus::BuildCounter()
+                           .Name("flowd_batches_total")
+                           .Help("POSTed batches by result")
+                           .Register(registry)
+                           .Add({{"result", "accepted"}})),
+      batches_rejected(prometheus::BuildCounter().Name("flowd_batches_total").Register(registry).Add({{"result", "rejected"}})),
+      batches_duplicate(
+          prometheus::BuildCounter().Name("flowd_batches_total").Register(registry).Add({{"result", "duplicate"}})),
+      requests_(prometheus::BuildCounter()
+                    .Name("flowd_http_requests_total")
+                    .Help("HTTP requests answered, by route, method and status code")
+                    .Register(registry)),
+      durations_family_(prometheus::BuildHistogram()
+                            .Name("flowd_http_request_duration_seconds")
+                            .Help("Time from a request's arrival to its answer being ready, by route and method")
+                            .Register(registry)),
+      limit_rejections_(prometheus::BuildCounter()
+                            .Name("flowd_limit_rejections_total")
+                            .Help("Requests refused by a configured limit, by limit")
+                            .Register(registry)),
+      request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(route_count * method_labels.size() *
+                                                                               status_slots)) {
+    for (route_id r : all_routes) {
+        for (std::size_t m = 0; m < method_labels.size(); ++m) {
+            durations_[static_cast<std::size_t>(r) * method_labels.size() + m] = &durations_family_.Add(
+                {{"route", std::string(route_label(r))}, {"method", std::string(method_labels[m])}}, duration_buckets);
+        }
+    }
+    prometheus::BuildGauge()
+        .Name("flowd_build_info")
+        .Help("Always 1; labels carry the version and commit of this flowd")
+        .Register(registry)
+        .Add({{"version", std::string(version)}, {"commit", std::string(commit)}})
+        .Set(1);
+}
+
+void service_metrics::observe_request(route_id route, std::string_view method, unsigned status, double seconds) {
+    std::size_t const m = method_index(method);
+    std::size_t const rm = static_cast<std::size_t>(route) * method_labels.size() + m;
+    durations_[rm]->Observe(seconds);
+    std::size_t const s = status < status_slots ? status : 0;
+    std::atomic<prometheus::Counter*>& slot = request_counters_[rm * status_slots + s];
+    prometheus::Counter* c = slot.load(std::memory_order_acquire);
+    if (c == nullptr) {
+        c = &requests_.Add({{"route", std::string(route_label(route))},
+                            {"method", std::string(method_labels[m])},
+                            {"code", std::to_string(status)}});
+        slot.store(c, std::memory_order_release);
+    }
+    c->Increment();
+}
+
+void service_metrics::count_limit_rejection(std::string_view limit) {
+    limit_rejections_.Add({{"limit", std::string(limit)}}).Increment();
+}
+
+std::vector<prometheus::MetricFamily> callback_gauges::Collect() const {
+    std::vector<prometheus::MetricFamily> out;
+    out.reserve(gauges_.size());
+    for (gauge const& g : gauges_) {
+        prometheus::MetricFamily family;
+        family.name = g.name;
+        family.help = g.help;
+        family.type = prometheus::MetricType::Gauge;
+        prometheus::ClientMetric metric;
+        metric.gauge.value = g.value();
+        family.metric.push_back(std::move(metric));
+        out.push_back(std::move(family));
+    }
+    return out;
+}
+
+std::string serialize_metrics(std::vector<std::shared_ptr<prometheus::Collectable>> const& sources) {
+    std::vector<prometheus::MetricFamily> families;
+    for (auto const& source : sources) {
+        auto collected = source->Collect();
+        families.insert(families.end(), std::make_move_iterator(collected.begin()),
+                        std::make_move_iterator(collected.end()));
+    }
+    return prometheus::TextSerializer{}.Serialize(families);
+}
+
+}  // namespace flowd

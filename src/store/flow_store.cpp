@@ -1,0 +1,245 @@
+#include "flowd/store/flow_store.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <shared_mutex>
+#include <stdexcept>
+#include <unordered_set>
+#include <utility>
+
+namespace flowd {
+
+prepared_batch::prepared_batch(prepared_batch&& other) noexcept
+    : store_(std::exchange(other.store_, nullptr)),
+      items_(std::move(other.items_)),
+      bounds_(std::move(other.bounds_)),
+      reserved_keys_(std::exchange(other.reserved_keys_, 0)),
+      records_(other.records_) {}
+
+prepared_batch::~prepared_batch() {
+    if (store_ != nullptr && reserved_keys_ != 0) {
+        store_->release_keys(reserved_keys_);
+    }
+}
+
+flow_store::flow_store(store_options options)
+    : options_(options), shard_shift_(0), shards_(nullptr) {
+    if (options_.shard_count == 0 || !std::has_single_bit(options_.shard_count)) {
+        throw std::invalid_argument("flow_store: shard_count must be a power of two");
+    }
+    shard_shift_ = 64U - static_cast<unsigned>(std::countr_zero(options_.shard_count));
+    shards_ = std::make_unique<shard[]>(options_.shard_count);
+}
+
+std::size_t flow_store::shard_of(std::uint64_t hash, std::uint32_t hour) const noexcept {
+    if (options_.shard_count == 1) {
+        return 0;
+    }
+    // The tables index with the low bits of `hash`; shards take the high bits of a
+    // hash that also mixes in the hour, so one hour spreads over every shard.
+    std::uint64_t h = hash ^ (std::uint64_t{hour} * 0x9e3779b97f4a7c15ULL);
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return static_cast<std::size_t>(h >> shard_shift_);
+}
+
+std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
+    prepared_batch prepared;
+    prepared.records_ = batch.record_count();
+    std::size_t const n = batch.entries().size();
+    std::vector<prepared_batch::item> items;
+    items.reserve(n);
+    std::vector<std::uint32_t> shard_of_item(n);
+    std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
+    std::vector<std::size_t> first_record(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        batch_entry const& e = batch.entries()[i];
+        app_key const key{names_.intern(e.record.src_app), names_.intern(e.record.dest_app),
+                          names_.intern(e.record.vpc_id)};
+        std::uint64_t const hash = hash_app_key(key);
+        auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
+        items.push_back({key, e.record.hour, hash, e.record.counters});
+        shard_of_item[i] = s;
+        first_record[i] = e.first_record;
+        ++counts[s + 1];
+    }
+    // Counting sort by shard, so commit() visits each touched shard once.
+    for (std::size_t s = 1; s <= options_.shard_count; ++s) {
+        counts[s] += counts[s - 1];
+    }
+    prepared.bounds_ = counts;
+    prepared.items_.resize(n);
+    std::vector<std::size_t> origin(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t const pos = counts[shard_of_item[i]]++;
+        prepared.items_[pos] = items[i];
+        origin[pos] = first_record[i];
+    }
+
+    // Check every shard under its own lock; nothing changes yet.
+    std::uint64_t new_keys = 0;
+    std::optional<store_rejection> rejection;
+    for (std::size_t s = 0; s < options_.shard_count && !rejection; ++s) {
+        std::uint32_t const begin = prepared.bounds_[s];
+        std::uint32_t const end = prepared.bounds_[s + 1];
+        if (begin == end) {
+            continue;
+        }
+        shard& sh = shards_[s];
+        std::scoped_lock lock{sh.mutex};
+        for (std::uint32_t i = begin; i < end; ++i) {
+            prepared_batch::item const& it = prepared.items_[i];
+            auto table = sh.hours.find(it.hour);
+            flow_counters const* current =
+                table == sh.hours.end() ? nullptr : table->second.find(it.key, it.hash);
+            if (current == nullptr) {
+                ++new_keys;
+                continue;
+            }
+            if (it.counters.bytes_tx > max_counter - current->bytes_tx) {
+                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i], "bytes_tx"};
+                break;
+            }
+            if (it.counters.bytes_rx > max_counter - current->bytes_rx) {
+                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i], "bytes_rx"};
+                break;
+            }
+        }
+    }
+    if (rejection) {
+        return *rejection;
+    }
+
+    std::uint64_t const before = keys_.fetch_add(new_keys, std::memory_order_relaxed);
+    if (before + new_keys > options_.max_keys) {
+        keys_.fetch_sub(new_keys, std::memory_order_relaxed);
+        return store_rejection{store_rejection::reason::store_full, 0, {}};
+    }
+    prepared.store_ = this;
+    prepared.reserved_keys_ = new_keys;
+    return prepared;
+}
+
+void flow_store::commit(prepared_batch&& batch) {
+    std::uint64_t inserted = 0;
+    std::uint64_t saturated = 0;
+    {
+        std::shared_lock gate{gate_};
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            std::uint32_t const begin = batch.bounds_[s];
+            std::uint32_t const end = batch.bounds_[s + 1];
+            if (begin == end) {
+                continue;
+            }
+            shard& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            for (std::uint32_t i = begin; i < end; ++i) {
+                prepared_batch::item const& it = batch.items_[i];
+                hour_table& table = sh.hours[it.hour];
+                std::size_t const size_before = table.size();
+                flow_counters& c = table.upsert(it.key, it.hash);
+                inserted += table.size() - size_before;
+                if (!c.can_add(it.counters)) {
+                    ++saturated;
+                    c.bytes_tx = std::min(max_counter, c.bytes_tx + std::min(it.counters.bytes_tx, max_counter));
+                    c.bytes_rx = std::min(max_counter, c.bytes_rx + std::min(it.counters.bytes_rx, max_counter));
+                    continue;
+                }
+                c.add(it.counters);
+            }
+        }
+    }
+    // The reservation becomes the real count: give back what a concurrent batch inserted
+    // first, take what appeared since prepare().
+    if (inserted < batch.reserved_keys_) {
+        keys_.fetch_sub(batch.reserved_keys_ - inserted, std::memory_order_relaxed);
+    } else if (inserted > batch.reserved_keys_) {
+        keys_.fetch_add(inserted - batch.reserved_keys_, std::memory_order_relaxed);
+    }
+    batch.reserved_keys_ = 0;
+    batch.store_ = nullptr;
+    if (saturated != 0) {
+        saturated_.fetch_add(saturated, std::memory_order_relaxed);
+    }
+}
+
+hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter) const {
+    hour_snapshot snap;
+    snap.hour_ = hour;
+    snap.names_ = &names_;
+    // A filter on a name never interned matches nothing.
+    auto resolve = [this](std::optional<std::string_view> const& f) -> std::optional<std::uint32_t> {
+        if (!f) {
+            return std::nullopt;
+        }
+        return names_.find(*f);
+    };
+    std::optional<std::uint32_t> const src = resolve(filter.src_app);
+    std::optional<std::uint32_t> const dest = resolve(filter.dest_app);
+    std::optional<std::uint32_t> const vpc = resolve(filter.vpc_id);
+    if ((src && *src == string_interner::npos) || (dest && *dest == string_interner::npos) ||
+        (vpc && *vpc == string_interner::npos)) {
+        return snap;
+    }
+    bool const filtered = src || dest || vpc;
+    {
+        std::unique_lock gate{gate_};
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            shard const& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            auto table = sh.hours.find(hour);
+            if (table == sh.hours.end()) {
+                continue;
+            }
+            if (!filtered) {
+                snap.entries_.reserve(snap.entries_.size() + table->second.size());
+            }
+            table->second.for_each([&](app_key const& k, flow_counters const& c) {
+                if ((src && k.src != *src) || (dest && k.dest != *dest) || (vpc && k.vpc != *vpc)) {
+                    return;
+                }
+                snap.entries_.push_back({k, c});
+            });
+        }
+    }
+    // Sort outside every lock. Compare names through the interner; equal ids are equal names.
+    auto cmp = [this](hour_snapshot::entry const& a, hour_snapshot::entry const& b) {
+        if (a.key.src != b.key.src) {
+            return names_.view(a.key.src) < names_.view(b.key.src);
+        }
+        if (a.key.dest != b.key.dest) {
+            return names_.view(a.key.dest) < names_.view(b.key.dest);
+        }
+        return a.key.vpc != b.key.vpc && names_.view(a.key.vpc) < names_.view(b.key.vpc);
+    };
+    std::sort(snap.entries_.begin(), snap.entries_.end(), cmp);
+    return snap;
+}
+
+std::size_t flow_store::hour_count() const {
+    std::unordered_set<std::uint32_t> hours;
+    for (std::size_t s = 0; s < options_.shard_count; ++s) {
+        std::scoped_lock lock{shards_[s].mutex};
+        for (auto const& [hour, table] : shards_[s].hours) {
+            if (table.size() != 0) {
+                hours.insert(hour);
+            }
+        }
+    }
+    return hours.size();
+}
+
+std::size_t flow_store::memory_bytes() const {
+    std::size_t bytes = sizeof(*this) + sizeof(shard) * options_.shard_count + names_.memory_bytes();
+    for (std::size_t s = 0; s < options_.shard_count; ++s) {
+        std::scoped_lock lock{shards_[s].mutex};
+        // An unordered_map node per hour: the table object, the key, the next pointer, the bucket.
+        bytes += shards_[s].hours.size() * (sizeof(hour_table) + 32);
+        for (auto const& [hour, table] : shards_[s].hours) {
+            bytes += table.memory_bytes();
+        }
+    }
+    return bytes;
+}
+
+}  // namespace flowd
