@@ -9,6 +9,8 @@
 #include <boost/beast/http/verb.hpp>
 #include <spdlog/spdlog.h>
 
+#include "flowd/codec/flow_json.hpp"
+
 namespace flowd {
 
 namespace http = boost::beast::http;
@@ -98,7 +100,12 @@ server::server(config const& cfg, loggers logs)
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
           ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); }, logs_.app) {
-    logs_.app->info("flowd {} ({}) starting: {}", version_string, commit_string, describe(cfg_));
+    if (!cpu_runs_json_implementation()) {
+        throw std::runtime_error("this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
+                                 "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
+    }
+    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string, describe(cfg_),
+                    json_implementation());
     raise_open_files_limit(*logs_.app);
     add_routes();
 

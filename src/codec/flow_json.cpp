@@ -411,11 +411,15 @@ boost::system::result<flow_batch, problem> decode_flows(std::string& body, body_
     return result;
 }
 
-std::string_view json_implementation() noexcept { return simdjson::builtin_implementation()->name(); }
+std::string_view json_implementation() noexcept {
+    // The kernel this file was compiled against; simdjson::builtin_implementation() would
+    // name the shared library's, which Debian builds portable.
+    return SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION);
+}
 
 bool cpu_runs_json_implementation() noexcept {
 #if defined(__x86_64__) && defined(__AVX2__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("pclmul");
 #else
     return true;
 #endif

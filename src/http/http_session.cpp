@@ -38,6 +38,10 @@ bool benign(beast::error_code const& ec) {
 
 http_session::http_session(net::ip::tcp::socket&& socket, session_services const& services, std::uint64_t id)
     : stream_(std::move(socket)), services_(services), id_(id) {
+    // Answers are written whole or in chunks, never byte by byte: Nagle's algorithm would
+    // only hold a streamed answer's last segment back for the client's delayed ACK.
+    beast::error_code ec;
+    stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);
     services_.metrics.connections_open.Increment();
 }
 
@@ -109,6 +113,11 @@ void http_session::on_header(beast::error_code ec, std::size_t) {
         return send_early(problem_type::header_too_large,
                           "the request line and headers exceed " + std::to_string(services_.limits.max_header_bytes) +
                               " bytes");
+    }
+    if (ec == http::error::body_limit) {
+        // Beast rejects a Content-Length over body_limit once every field is parsed: answer 413, not silence.
+        body_too_large_ = true;
+        return dispatch_request();
     }
     if (ec && malformed(ec)) {
         return send_early(problem_type::bad_request, "the request is not valid HTTP/1.1: " + ec.message());

@@ -1,0 +1,43 @@
+# Thin dispatch over CMake presets and scripts/. `make run` and `make test` install what
+# is missing first (scripts/install-deps.sh), so on a fresh Debian 12 they do all set-up.
+JOBS ?= $(shell nproc)
+CONFIG ?= config/flowd.yaml
+
+.PHONY: deps build run test asan tsan tidy format format-check layering bench load clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake --preset release && cmake --build --preset release -j $(JOBS)
+
+run: build
+	./build/release/flowd --config $(CONFIG)
+
+test: deps
+	scripts/test.sh
+
+asan: deps
+	cmake --preset asan && cmake --build --preset asan -j $(JOBS) && ctest --preset asan
+
+tsan: deps
+	cmake --preset tsan && cmake --build --preset tsan -j $(JOBS) --target flowd_concurrency_tests && ctest --preset tsan
+
+tidy: deps
+	cmake --preset tidy && cmake --build --preset tidy -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
+
+layering:
+	@! grep -rnE '#include <(boost|nlohmann|spdlog|prometheus|simdjson)/' include/flowd/domain include/flowd/store src/domain src/store \
+	  || (echo "layering: domain/ and store/ must not include third-party headers" && false)
+
+bench: deps
+	scripts/bench.sh
+
+clean:
+	rm -rf build
