@@ -31,7 +31,8 @@ std::optional<field_id> known_field(std::string_view key) noexcept {
 problem invalid_json(std::string detail) { return problem{problem_type::invalid_json, std::move(detail), {}, {}}; }
 
 problem syntax_error(simdjson::error_code e, std::optional<std::size_t> record) {
-    std::string detail = "the body is not valid JSON (RFC 8259)";
+    std::string detail = e == simdjson::DEPTH_ERROR ? "the body nests arrays and objects deeper than max_json_depth"
+                                                    : "the body is not valid JSON (RFC 8259)";
     if (record) {
         detail += " at record " + std::to_string(*record);
     }
@@ -59,12 +60,57 @@ std::string_view type_name(od::json_type t) noexcept {
     return "a value";
 }
 
+std::string_view trim_right(std::string_view s) noexcept;
+
+// RFC 8259 number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?. Checked on the token
+// because simdjson's number getters also refuse valid JSON (big integers, exponents past
+// double's range) and accept none of the invalid ones we need to tell apart.
+bool is_json_number(std::string_view s) noexcept {
+    std::size_t i = 0;
+    auto digits = [&s, &i] {
+        std::size_t const start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            ++i;
+        }
+        return i - start;
+    };
+    if (i < s.size() && s[i] == '-') {
+        ++i;
+    }
+    if (i < s.size() && s[i] == '0') {
+        ++i;
+    } else if (digits() == 0) {
+        return false;
+    }
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+            ++i;
+        }
+        if (digits() == 0) {
+            return false;
+        }
+    }
+    return i == s.size();
+}
+
 // Walks a value the record does not use, so that the body is valid JSON as a whole
-// (On-Demand would otherwise skip it unchecked). Depth is bounded by the parser.
-simdjson::error_code validate_value(od::value v) noexcept {
+// (On-Demand would otherwise skip it unchecked). On-Demand enforces no depth limit, so
+// `depth_left` (the nesting levels still allowed, this value's included) bounds both
+// max_json_depth and this recursion: a body of a million '[' must not exhaust the stack.
+simdjson::error_code validate_value(od::value v, std::size_t depth_left) noexcept {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return e;
+    }
+    if ((t == od::json_type::object || t == od::json_type::array) && depth_left == 0) {
+        return simdjson::DEPTH_ERROR;
     }
     switch (t) {
         case od::json_type::object: {
@@ -81,7 +127,7 @@ simdjson::error_code validate_value(od::value v) noexcept {
                 if (auto e = field.value().get(inner)) {
                     return e;
                 }
-                if (auto e = validate_value(inner)) {
+                if (auto e = validate_value(inner, depth_left - 1)) {
                     return e;
                 }
             }
@@ -97,16 +143,14 @@ simdjson::error_code validate_value(od::value v) noexcept {
                 if (auto e = element.get(inner)) {
                     return e;
                 }
-                if (auto e = validate_value(inner)) {
+                if (auto e = validate_value(inner, depth_left - 1)) {
                     return e;
                 }
             }
             return simdjson::SUCCESS;
         }
-        case od::json_type::number: {
-            od::number n;
-            return v.get_number().get(n);
-        }
+        case od::json_type::number: return is_json_number(trim_right(v.raw_json_token())) ? simdjson::SUCCESS
+                                                                                            : simdjson::NUMBER_ERROR;
         case od::json_type::string: {
             std::string_view s;
             return v.get_string().get(s);
@@ -143,52 +187,44 @@ struct record_fields {
 
 // Reads an integer field: digits only, no sign, fraction or exponent, at most `max`.
 std::optional<problem> read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t max,
-                                    std::uint64_t& out) {
+                                    std::uint64_t& out, std::size_t depth_left) {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return syntax_error(e, record);
     }
     std::string const range = "must be an integer 0.." + std::to_string(max);
     if (t != od::json_type::number) {
-        if (auto e = validate_value(v)) {
+        if (auto e = validate_value(v, depth_left)) {
             return syntax_error(e, record);
         }
         return bad_field(record, f, range + ", got " + std::string(type_name(t)));
     }
     std::string_view const token = trim_right(v.raw_json_token());
-    bool const digits_only =
-        !token.empty() && token.find_first_not_of("0123456789") == std::string_view::npos;
-    if (!digits_only) {
-        // Valid JSON but not an integer by SPEC (fraction, exponent, sign), or not JSON at all.
-        double d = 0;
-        if (auto e = v.get_double().get(d)) {
-            if (e == simdjson::NUMBER_ERROR) {
-                return syntax_error(e, record);
-            }
-        }
+    if (!is_json_number(token)) {
+        return syntax_error(simdjson::NUMBER_ERROR, record);
+    }
+    if (token.find_first_not_of("0123456789") != std::string_view::npos) {
+        // Valid JSON but not an integer by SPEC: a fraction, an exponent or a sign.
         return bad_field(record, f, range + " with no fraction, exponent or sign, got " + quote_value(token));
     }
+    // Digits only; more than 2^64-1 (which get_uint64 reports as a JSON error) is out of range too.
     std::uint64_t n = 0;
-    if (auto e = v.get_uint64().get(n)) {
-        if (e == simdjson::NUMBER_ERROR) {
-            return syntax_error(e, record);
-        }
-        return bad_field(record, f, range + ", got " + quote_value(token));
-    }
-    if (n > max) {
+    auto const parsed = std::from_chars(token.data(), token.data() + token.size(), n);
+    if (parsed.ec != std::errc{} || n > max) {
         return bad_field(record, f, range + ", got " + quote_value(token));
     }
     out = n;
     return std::nullopt;
 }
 
-std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, std::string_view& out) {
+std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, std::string_view& out,
+                                 std::size_t depth_left) {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return syntax_error(e, record);
     }
     if (t != od::json_type::string) {
-        if (auto e = validate_value(v)) {
+        if (auto e = validate_value(v, depth_left)) {
             return syntax_error(e, record);
         }
         return bad_field(record, f, "must be a string of 1..255 bytes, got " + std::string(type_name(t)));
@@ -206,19 +242,23 @@ std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, s
     return std::nullopt;
 }
 
-// Decodes one record object into `batch`.
-std::optional<problem> decode_record(od::value element, std::size_t record, flow_batch& batch) {
+// Decodes one record object into `batch`; `depth_left` as for validate_value().
+std::optional<problem> decode_record(od::value element, std::size_t record, flow_batch& batch,
+                                     std::size_t depth_left) {
     od::json_type t{};
     if (auto e = element.type().get(t)) {
         return syntax_error(e, record);
     }
     if (t != od::json_type::object) {
-        if (auto e = validate_value(element)) {
+        if (auto e = validate_value(element, depth_left)) {
             return syntax_error(e, record);
         }
         return problem{problem_type::invalid_record,
                        "record " + std::to_string(record) + " must be a JSON object, got " + std::string(type_name(t)),
                        record, ""};
+    }
+    if (depth_left == 0) {
+        return syntax_error(simdjson::DEPTH_ERROR, record);
     }
     od::object obj;
     if (auto e = element.get_object().get(obj)) {
@@ -236,7 +276,7 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
         }
         std::optional<field_id> const f = known_field(key);
         if (!f) {
-            if (auto e = validate_value(v)) {
+            if (auto e = validate_value(v, depth_left - 1)) {
                 return syntax_error(e, record);
             }
             continue;
@@ -250,12 +290,13 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
         switch (*f) {
             case field_id::src_app:
             case field_id::dest_app:
-            case field_id::vpc_id: p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)]); break;
-            case field_id::bytes_tx: p = read_integer(v, record, *f, max_counter, r.bytes_tx); break;
-            case field_id::bytes_rx: p = read_integer(v, record, *f, max_counter, r.bytes_rx); break;
+            case field_id::vpc_id: p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)], depth_left - 1);
+                break;
+            case field_id::bytes_tx: p = read_integer(v, record, *f, max_counter, r.bytes_tx, depth_left - 1); break;
+            case field_id::bytes_rx: p = read_integer(v, record, *f, max_counter, r.bytes_rx, depth_left - 1); break;
             case field_id::hour: {
                 std::uint64_t h = 0;
-                p = read_integer(v, record, *f, max_hour, h);
+                p = read_integer(v, record, *f, max_hour, h, depth_left - 1);
                 r.hour = static_cast<std::uint32_t>(h);
                 break;
             }
@@ -307,6 +348,16 @@ od::parser& thread_parser(std::size_t max_depth) {
     return parser;
 }
 
+// A 400 decided already (a 422 may still give way to a 400 found later).
+bool is_bad_request(std::optional<problem> const& p) noexcept {
+    return p && p->type != problem_type::counter_overflow;
+}
+
+// The nesting levels left to each record of a JSON array body: the array takes one.
+std::size_t record_depth(decode_limits const& limits) noexcept {
+    return limits.max_depth == 0 ? 0 : limits.max_depth - 1;
+}
+
 boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std::string& body,
                                                          decode_limits const& limits) {
     od::document doc;
@@ -329,23 +380,86 @@ boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std:
     }
     flow_batch batch;
     std::size_t index = 0;
+    // SPEC precedence is 413 too-many-records, then 400, then 422: keep the first bad record
+    // while the rest is still counted, and a 422 while the rest is still checked for a 400.
+    std::optional<problem> found;
     for (auto element : array) {
         od::value v;
         if (auto e = element.get(v)) {
-            return syntax_error(e, index);
+            return is_bad_request(found) ? *found : syntax_error(e, index);
         }
         if (index == limits.max_records) {
             return too_many(limits.max_records);
         }
-        if (auto p = decode_record(v, index, batch)) {
-            return *p;
+        if (is_bad_request(found)) {
+            if (validate_value(v, record_depth(limits))) {
+                return *found;
+            }
+        } else if (auto p = decode_record(v, index, batch, record_depth(limits))) {
+            if (p->type == problem_type::invalid_json) {
+                return *p;  // past a syntax error the structure cannot be walked
+            }
+            if (!found || p->type != problem_type::counter_overflow) {
+                found = std::move(p);
+            }
         }
         ++index;
     }
     if (has_trailing_content(doc)) {
-        return invalid_json("the body has content after the JSON array");
+        return is_bad_request(found) ? *found : invalid_json("the body has content after the JSON array");
+    }
+    if (found) {
+        return *found;
     }
     return batch;
+}
+
+std::optional<problem> decode_line(od::parser& parser, std::string& body, std::string_view line,
+                                   std::size_t line_start, std::size_t index, flow_batch& batch, bool count_only,
+                                   std::size_t max_depth) {
+    if (count_only) {
+        return std::nullopt;
+    }
+    // The line is followed by the rest of the body and its padding: readable bytes.
+    od::document doc;
+    if (auto e = parser.iterate(line.data(), line.size(), body.capacity() - line_start).get(doc)) {
+        return syntax_error(e, index);
+    }
+    od::json_type t{};
+    if (auto e = doc.type().get(t)) {
+        return syntax_error(e, index);
+    }
+    if (t != od::json_type::object && t != od::json_type::array) {
+        // get_value() refuses a scalar document; a valid one is a record of the wrong type.
+        std::string_view s;
+        bool b = false;
+        simdjson::error_code e = simdjson::SUCCESS;
+        switch (t) {
+            case od::json_type::number:
+                e = is_json_number(trim_right(doc.raw_json_token())) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
+                break;
+            case od::json_type::string: e = doc.get_string().get(s); break;
+            case od::json_type::boolean: e = doc.get_bool().get(b); break;
+            default: e = doc.is_null().get(b) != simdjson::SUCCESS || !b ? simdjson::N_ATOM_ERROR : simdjson::SUCCESS;
+        }
+        if (e) {
+            return syntax_error(e, index);
+        }
+        return problem{problem_type::invalid_record,
+                       "record " + std::to_string(index) + " must be a JSON object, got " + std::string(type_name(t)),
+                       index, ""};
+    }
+    od::value v;
+    if (auto e = doc.get_value().get(v)) {
+        return syntax_error(e, index);
+    }
+    if (auto p = decode_record(v, index, batch, max_depth)) {
+        return p;
+    }
+    if (has_trailing_content(doc)) {
+        return invalid_json("line of record " + std::to_string(index) + " has content after the JSON object");
+    }
+    return std::nullopt;
 }
 
 bool blank(std::string_view line) noexcept {
@@ -357,6 +471,7 @@ boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std
     flow_batch batch;
     std::size_t index = 0;
     std::size_t pos = 0;
+    std::optional<problem> found;
     while (pos < body.size()) {
         std::size_t end = body.find('\n', pos);
         if (end == std::string::npos) {
@@ -371,22 +486,17 @@ boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std
         if (index == limits.max_records) {
             return too_many(limits.max_records);
         }
-        // The line is followed by the rest of the body and its padding: readable bytes.
-        od::document doc;
-        if (auto e = parser.iterate(line.data(), line.size(), body.capacity() - line_start).get(doc)) {
-            return syntax_error(e, index);
-        }
-        od::value v;
-        if (auto e = doc.get_value().get(v)) {
-            return syntax_error(e, index);
-        }
-        if (auto p = decode_record(v, index, batch)) {
-            return *p;
-        }
-        if (has_trailing_content(doc)) {
-            return invalid_json("line of record " + std::to_string(index) + " has content after the JSON object");
+        // SPEC precedence (413, 400, 422): past a bad line only count; past a 422 keep checking.
+        if (auto p = decode_line(parser, body, line, line_start, index, batch, is_bad_request(found),
+                                 limits.max_depth)) {
+            if (!found || p->type != problem_type::counter_overflow) {
+                found = std::move(p);
+            }
         }
         ++index;
+    }
+    if (found) {
+        return *found;
     }
     return batch;
 }

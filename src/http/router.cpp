@@ -35,6 +35,13 @@ handler_result router::dispatch(request_context& ctx) const {
                 return response{problem_response(
                     problem{problem_type::internal_error, "an unexpected error occurred; see the server log", {}, {}},
                     ctx.request_id)};
+            } catch (...) {
+                // Not every library throws std::exception; the client still gets its 500.
+                log_->error("request {} {} {} failed: unknown exception", ctx.request_id, ctx.req.method_string(),
+                            ctx.path);
+                return response{problem_response(
+                    problem{problem_type::internal_error, "an unexpected error occurred; see the server log", {}, {}},
+                    ctx.request_id)};
             }
         }
         if (!allow.empty()) {

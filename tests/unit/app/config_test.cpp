@@ -1,1 +1,295 @@
-// placeholder: filled in by its test author
+#include "flowd/app/config.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+namespace flowd {
+namespace {
+
+using env_map = std::map<std::string, std::string>;
+
+// A YAML file in the temp directory, removed when the test ends.
+class temp_yaml {
+public:
+    explicit temp_yaml(std::string const& text) {
+        auto const* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        path_ = std::filesystem::temp_directory_path() /
+                ("flowd-config-" + std::to_string(::getpid()) + "-" + info->name() + ".yaml");
+        std::ofstream{path_} << text;
+    }
+    ~temp_yaml() { std::filesystem::remove(path_); }
+    temp_yaml(temp_yaml const&) = delete;
+    temp_yaml& operator=(temp_yaml const&) = delete;
+
+    [[nodiscard]] std::string path() const { return path_.string(); }
+
+private:
+    std::filesystem::path path_;
+};
+
+config parse(std::vector<std::string> const& args, env_map const& env = {}) {
+    return parse_command_line(args, env).cfg;
+}
+
+TEST(ConfigTest, DefaultsWithoutArguments) {
+    command const cmd = parse_command_line({}, {});
+
+    EXPECT_EQ(cmd.what, command::action::run);
+    EXPECT_EQ(cmd.cfg.listen, "127.0.0.1:8080");
+    EXPECT_EQ(cmd.cfg.metrics_listen, "127.0.0.1:9464");
+    EXPECT_EQ(cmd.cfg.max_body_bytes, 16'777'216U);
+    EXPECT_EQ(cmd.cfg.max_json_depth, 64U);
+    EXPECT_EQ(cmd.cfg.max_keys, 50'000'000U);
+    EXPECT_EQ(cmd.cfg.grace_period, std::chrono::seconds(10));
+    EXPECT_TRUE(cmd.cfg.config_file.empty());
+}
+
+TEST(ConfigTest, FileOverridesDefaults) {
+    temp_yaml const file{"listen: 0.0.0.0:1234\nmax_body_bytes: 1000\ngrace_period: 5s\n"};
+
+    config const c = parse({"--config", file.path()});
+
+    EXPECT_EQ(c.listen, "0.0.0.0:1234");
+    EXPECT_EQ(c.max_body_bytes, 1000U);
+    EXPECT_EQ(c.grace_period, std::chrono::seconds(5));
+    EXPECT_EQ(c.config_file, file.path());
+}
+
+TEST(ConfigTest, EnvironmentOverridesFile) {
+    temp_yaml const file{"listen: 0.0.0.0:1234\nthreads: 2\n"};
+
+    config const c = parse({"--config", file.path()}, {{"FLOWD_LISTEN", "127.0.0.1:5555"}});
+
+    EXPECT_EQ(c.listen, "127.0.0.1:5555");
+    EXPECT_EQ(c.threads, 2U);
+}
+
+TEST(ConfigTest, FlagsOverrideEnvironmentAndFile) {
+    temp_yaml const file{"listen: 0.0.0.0:1234\nlog_level: debug\n"};
+
+    config const c = parse({"--listen", "127.0.0.1:7777", "--config", file.path()},
+                           {{"FLOWD_LISTEN", "127.0.0.1:5555"}, {"FLOWD_LOG_LEVEL", "warn"}});
+
+    EXPECT_EQ(c.listen, "127.0.0.1:7777");
+    EXPECT_EQ(c.log_level, "warn");
+}
+
+TEST(ConfigTest, ConfigFileFromEnvironment) {
+    temp_yaml const file{"threads: 3\n"};
+
+    config const c = parse({}, {{"FLOWD_CONFIG", file.path()}});
+
+    EXPECT_EQ(c.threads, 3U);
+}
+
+TEST(ConfigTest, ConfigFlagOverridesConfigEnvironment) {
+    temp_yaml const file{"threads: 3\n"};
+
+    config const c =
+        parse({"--config=" + file.path()}, {{"FLOWD_CONFIG", "/nonexistent/flowd.yaml"}});
+
+    EXPECT_EQ(c.threads, 3U);
+}
+
+TEST(ConfigTest, EveryTuningKeyHasAnEnvironmentVariable) {
+    config const c = parse(
+        {}, {{"FLOWD_MAX_KEYS", "42"}, {"FLOWD_STORE_SHARDS", "8"}, {"FLOWD_IDLE_TIMEOUT", "2m"}});
+
+    EXPECT_EQ(c.max_keys, 42U);
+    EXPECT_EQ(c.store_shards, 8U);
+    EXPECT_EQ(c.idle_timeout, std::chrono::minutes(2));
+}
+
+TEST(ConfigTest, EmptyFileKeepsDefaults) {
+    temp_yaml const file{"# nothing set\n"};
+
+    config const c = parse({"--config", file.path()});
+
+    EXPECT_EQ(c.listen, "127.0.0.1:8080");
+}
+
+TEST(ConfigTest, UnknownKeyInFileIsAnError) {
+    temp_yaml const file{"listen: 127.0.0.1:1\nlisten_port: 80\n"};
+
+    EXPECT_THROW((void)parse({"--config", file.path()}), config_error);
+}
+
+TEST(ConfigTest, UnknownKeyErrorNamesTheKey) {
+    temp_yaml const file{"colour: blue\n"};
+
+    try {
+        (void)parse({"--config", file.path()});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("colour"), std::string::npos);
+    }
+}
+
+TEST(ConfigTest, NestedValueInFileIsAnError) {
+    temp_yaml const file{"listen:\n  host: 127.0.0.1\n"};
+
+    EXPECT_THROW((void)parse({"--config", file.path()}), config_error);
+}
+
+TEST(ConfigTest, MalformedYamlIsAnError) {
+    temp_yaml const file{"listen: [unclosed\n"};
+
+    EXPECT_THROW((void)parse({"--config", file.path()}), config_error);
+}
+
+TEST(ConfigTest, MissingConfigFileIsAnError) {
+    EXPECT_THROW((void)parse({"--config", "/nonexistent/dir/flowd.yaml"}), config_error);
+}
+
+TEST(ConfigTest, ShippedConfigFileLoadsWhenPresent) {
+    std::string const shipped = std::string(FLOWD_SOURCE_DIR) + "/config/flowd.yaml";
+    if (!std::filesystem::exists(shipped)) {
+        GTEST_SKIP() << "config/flowd.yaml is not in this tree yet";
+    }
+
+    config const c = parse({"--config", shipped});
+
+    EXPECT_EQ(c.config_file, shipped);
+}
+
+TEST(ConfigTest, UnknownFlagIsAnError) {
+    EXPECT_THROW((void)parse({"--colour", "blue"}), config_error);
+}
+
+TEST(ConfigTest, FileOnlyKeyIsNotAFlag) {
+    EXPECT_THROW((void)parse({"--max-body-bytes", "10"}), config_error);
+}
+
+TEST(ConfigTest, FlagWithUnderscoreIsAnError) {
+    EXPECT_THROW((void)parse({"--log_level", "debug"}), config_error);
+}
+
+TEST(ConfigTest, PositionalArgumentIsAnError) {
+    EXPECT_THROW((void)parse({"serve"}), config_error);
+}
+
+TEST(ConfigTest, FlagWithoutValueIsAnError) {
+    EXPECT_THROW((void)parse({"--listen"}), config_error);
+}
+
+TEST(ConfigTest, ListenWithEqualsForm) {
+    config const c = parse({"--listen=127.0.0.1:0", "--metrics-listen=[::1]:9000"});
+
+    EXPECT_EQ(c.listen, "127.0.0.1:0");
+    EXPECT_EQ(c.metrics_listen, "[::1]:9000");
+}
+
+TEST(ConfigTest, BadDurationsAreErrors) {
+    for (std::string const bad : {"10", "0s", "-1s", "1.5s", "10x", "ms", "10 s", ""}) {
+        SCOPED_TRACE(bad);
+
+        EXPECT_THROW((void)parse({}, {{"FLOWD_GRACE_PERIOD", bad}}), config_error);
+    }
+}
+
+TEST(ConfigTest, DurationUnits) {
+    config const c = parse({}, {{"FLOWD_GRACE_PERIOD", "250ms"},
+                                {"FLOWD_HEADER_TIMEOUT", "3s"},
+                                {"FLOWD_BODY_TIMEOUT", "2m"},
+                                {"FLOWD_IDLE_TIMEOUT", "1h"}});
+
+    EXPECT_EQ(c.grace_period, std::chrono::milliseconds(250));
+    EXPECT_EQ(c.header_timeout, std::chrono::seconds(3));
+    EXPECT_EQ(c.body_timeout, std::chrono::minutes(2));
+    EXPECT_EQ(c.idle_timeout, std::chrono::hours(1));
+}
+
+TEST(ConfigTest, BadPortsAreErrors) {
+    for (std::string const bad :
+         {"127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1", ":8080",
+          "::1:8080", "[::1]", "[::1]8080", "[::1:80"}) {
+        SCOPED_TRACE(bad);
+
+        EXPECT_THROW((void)parse({"--listen", bad}), config_error);
+    }
+}
+
+TEST(ConfigTest, BadThreadsIsAnError) {
+    EXPECT_THROW((void)parse({"--threads", "0"}), config_error);
+    EXPECT_THROW((void)parse({"--threads", "four"}), config_error);
+    EXPECT_THROW((void)parse({"--threads", "2x"}), config_error);
+}
+
+TEST(ConfigTest, BadLogLevelIsAnError) {
+    EXPECT_THROW((void)parse({"--log-level", "verbose"}), config_error);
+}
+
+TEST(ConfigTest, StoreShardsMustBeAPowerOfTwo) {
+    EXPECT_THROW((void)parse({}, {{"FLOWD_STORE_SHARDS", "3"}}), config_error);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_STORE_SHARDS", "0"}}), config_error);
+    EXPECT_EQ(parse({}, {{"FLOWD_STORE_SHARDS", "1"}}).store_shards, 1U);
+    EXPECT_EQ(parse({}, {{"FLOWD_STORE_SHARDS", "4096"}}).store_shards, 4096U);
+}
+
+TEST(ConfigTest, BadValueInFileIsAnError) {
+    temp_yaml const file{"store_shards: 6\n"};
+
+    EXPECT_THROW((void)parse({"--config", file.path()}), config_error);
+}
+
+TEST(ConfigTest, HelpAction) {
+    EXPECT_EQ(parse_command_line({"--help"}, {}).what, command::action::help);
+    EXPECT_EQ(parse_command_line({"-h"}, {}).what, command::action::help);
+    EXPECT_NE(usage().find("--listen"), std::string::npos);
+}
+
+TEST(ConfigTest, VersionAction) {
+    EXPECT_EQ(parse_command_line({"--version"}, {}).what, command::action::version);
+}
+
+TEST(ConfigTest, ParsesHostAndPort) {
+    host_port const hp = parse_host_port("listen", "127.0.0.1:8080");
+
+    EXPECT_EQ(hp.host, "127.0.0.1");
+    EXPECT_EQ(hp.port, 8080U);
+}
+
+TEST(ConfigTest, ParsesBracketedIpv6) {
+    host_port const hp = parse_host_port("listen", "[::1]:0");
+
+    EXPECT_EQ(hp.host, "::1");
+    EXPECT_EQ(hp.port, 0U);
+}
+
+TEST(ConfigTest, ParsesHostName) {
+    host_port const hp = parse_host_port("listen", "localhost:65535");
+
+    EXPECT_EQ(hp.host, "localhost");
+    EXPECT_EQ(hp.port, 65535U);
+}
+
+TEST(ConfigTest, HostPortErrorNamesTheSetting) {
+    try {
+        (void)parse_host_port("--metrics-listen", "nope");
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("--metrics-listen"), std::string::npos);
+    }
+}
+
+TEST(ConfigTest, NotYetSupportedFeaturesAreRefused) {
+    EXPECT_THROW((void)parse({"--data-dir", "/tmp"}), config_error);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_TOKENS_FILE", "/tmp/t"}}), config_error);
+}
+
+TEST(ConfigTest, DescribeNamesEverySetting) {
+    std::string const d = describe(config{});
+
+    EXPECT_NE(d.find("listen=127.0.0.1:8080"), std::string::npos);
+    EXPECT_NE(d.find("max_keys=50000000"), std::string::npos);
+    EXPECT_NE(d.find("grace_period=10000ms"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flowd

@@ -1,1 +1,174 @@
-// placeholder: filled in by its test author
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "flowd/store/flow_store.hpp"
+
+namespace flowd {
+namespace {
+
+constexpr std::size_t thread_count = 8;
+
+// Prepares and commits; returns false when the store refused.
+bool apply(flow_store& store, flow_batch const& batch) {
+    auto prepared = store.prepare(batch);
+    if (!std::holds_alternative<prepared_batch>(prepared)) {
+        return false;
+    }
+    store.commit(std::get<prepared_batch>(std::move(prepared)));
+    return true;
+}
+
+std::string key_name(std::size_t i) {
+    return "app-" + std::to_string(i);
+}
+
+// Starts `count` threads running body(thread_index) and joins them.
+template <class F>
+void run_threads(std::size_t count, F body) {
+    std::vector<std::thread> threads;
+    threads.reserve(count);
+    for (std::size_t t = 0; t < count; ++t) {
+        threads.emplace_back(body, t);
+    }
+    for (std::thread& th : threads) {
+        th.join();
+    }
+}
+
+TEST(FlowStoreConcurrencyTest, ThreadsAddingSameKeysGetExactTotals) {
+    flow_store store{store_options{16, 1'000'000}};
+    constexpr std::size_t batches_per_thread = 400;
+    constexpr std::size_t key_count = 32;
+    constexpr std::uint32_t hours = 2;
+    std::atomic<std::size_t> refused{0};
+
+    run_threads(thread_count, [&](std::size_t t) {
+        for (std::size_t b = 0; b < batches_per_thread; ++b) {
+            flow_batch batch;
+            std::size_t record = 0;
+            for (std::size_t k = 0; k < key_count; ++k) {
+                for (std::uint32_t h = 0; h < hours; ++h) {
+                    batch.add(key_name(k), "dest", "vpc", h, {1, t + 1}, record++);
+                }
+            }
+            if (!apply(store, batch)) {
+                refused.fetch_add(1);
+            }
+        }
+    });
+
+    EXPECT_EQ(refused.load(), 0U);
+    EXPECT_EQ(store.key_count(), key_count * hours);
+    std::uint64_t const rx_per_batch_round = thread_count * (thread_count + 1) / 2;
+    for (std::uint32_t h = 0; h < hours; ++h) {
+        hour_snapshot const snap = store.snapshot(h);
+        ASSERT_EQ(snap.size(), key_count);
+        for (std::size_t i = 0; i < snap.size(); ++i) {
+            EXPECT_EQ(snap[i].counters.bytes_tx, thread_count * batches_per_thread);
+            EXPECT_EQ(snap[i].counters.bytes_rx, rx_per_batch_round * batches_per_thread);
+        }
+    }
+    EXPECT_EQ(store.saturated_adds(), 0U);
+}
+
+TEST(FlowStoreConcurrencyTest, ThreadsAddingDistinctNewKeysCountEachOnce) {
+    flow_store store{store_options{16, 1'000'000}};
+    constexpr std::size_t batches_per_thread = 200;
+
+    run_threads(thread_count, [&](std::size_t t) {
+        for (std::size_t b = 0; b < batches_per_thread; ++b) {
+            flow_batch batch;
+            // Every thread shares key b and adds one of its own.
+            batch.add(key_name(b), "shared", "vpc", 1, {1, 1}, 0);
+            batch.add(key_name(b), "thread-" + std::to_string(t), "vpc", 1, {1, 1}, 1);
+            EXPECT_TRUE(apply(store, batch));
+        }
+    });
+
+    EXPECT_EQ(store.key_count(), batches_per_thread * (thread_count + 1));
+    EXPECT_EQ(store.snapshot(1).size(), batches_per_thread * (thread_count + 1));
+}
+
+TEST(FlowStoreConcurrencyTest, SnapshotNeverSeesPartOfABatch) {
+    flow_store store{store_options{64, 1'000'000}};
+    constexpr std::size_t writers = 4;
+    constexpr std::size_t batches_per_writer = 1500;
+    // Eight keys of one hour: with 64 shards they spread over several shards, so a
+    // snapshot copying shard by shard would catch a batch half applied.
+    constexpr std::size_t keys_per_batch = 8;
+    constexpr std::uint32_t hour = 7;
+    std::atomic<std::size_t> writers_done{0};
+    std::atomic<std::size_t> torn{0};
+    std::size_t snapshots = 0;
+
+    std::thread reader([&] {
+        while (writers_done.load() < writers) {
+            hour_snapshot const snap = store.snapshot(hour);
+            ++snapshots;
+            if (snap.size() != 0 && snap.size() != keys_per_batch) {
+                torn.fetch_add(1);
+                continue;
+            }
+            for (std::size_t i = 0; i < snap.size(); ++i) {
+                if (snap[i].counters.bytes_tx != snap[0].counters.bytes_tx ||
+                    snap[i].counters.bytes_rx != 2 * snap[i].counters.bytes_tx) {
+                    torn.fetch_add(1);
+                    break;
+                }
+            }
+        }
+    });
+    run_threads(writers, [&](std::size_t) {
+        for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            flow_batch batch;
+            for (std::size_t k = 0; k < keys_per_batch; ++k) {
+                batch.add(key_name(k), "dest", "vpc", hour, {1, 2}, k);
+            }
+            EXPECT_TRUE(apply(store, batch));
+        }
+        writers_done.fetch_add(1);
+    });
+    reader.join();
+
+    EXPECT_EQ(torn.load(), 0U);
+    EXPECT_GT(snapshots, 0U);
+    hour_snapshot const final_snap = store.snapshot(hour);
+    ASSERT_EQ(final_snap.size(), keys_per_batch);
+    for (std::size_t i = 0; i < final_snap.size(); ++i) {
+        EXPECT_EQ(final_snap[i].counters,
+                  (flow_counters{writers * batches_per_writer, 2 * writers * batches_per_writer}));
+    }
+}
+
+TEST(FlowStoreConcurrencyTest, ConcurrentReservationsNeverPassMaxKeys) {
+    constexpr std::uint64_t max_keys = 100;
+    flow_store store{store_options{16, max_keys}};
+    constexpr std::size_t attempts_per_thread = 50;
+    std::atomic<std::size_t> accepted{0};
+
+    run_threads(thread_count, [&](std::size_t t) {
+        for (std::size_t a = 0; a < attempts_per_thread; ++a) {
+            flow_batch batch;
+            batch.add(key_name(t), key_name(a), "vpc", 1, {1, 1}, 0);
+            auto prepared = store.prepare(batch);
+            EXPECT_LE(store.key_count(), max_keys);
+            if (std::holds_alternative<prepared_batch>(prepared)) {
+                store.commit(std::get<prepared_batch>(std::move(prepared)));
+                accepted.fetch_add(1);
+            }
+        }
+    });
+
+    EXPECT_EQ(accepted.load(), max_keys);
+    EXPECT_EQ(store.key_count(), max_keys);
+    EXPECT_EQ(store.snapshot(1).size(), max_keys);
+}
+
+}  // namespace
+}  // namespace flowd

@@ -1,1 +1,486 @@
-// placeholder: filled in by its test author
+#include "flowd/store/flow_store.hpp"
+
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace flowd {
+namespace {
+
+flow_batch batch_of(std::initializer_list<flow_record> records) {
+    flow_batch batch;
+    std::size_t index = 0;
+    for (flow_record const& r : records) {
+        EXPECT_EQ(batch.add(r.src_app, r.dest_app, r.vpc_id, r.hour, r.counters, index++),
+                  flow_batch::add_status::ok);
+    }
+    return batch;
+}
+
+// Prepares and commits; fails the test when the store refuses.
+void apply(flow_store& store, flow_batch const& batch) {
+    auto prepared = store.prepare(batch);
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+    store.commit(std::get<prepared_batch>(std::move(prepared)));
+}
+
+store_rejection rejection_of(flow_store& store, flow_batch const& batch) {
+    auto prepared = store.prepare(batch);
+    EXPECT_TRUE(std::holds_alternative<store_rejection>(prepared));
+    if (auto* r = std::get_if<store_rejection>(&prepared)) {
+        return *r;
+    }
+    return store_rejection{store_rejection::reason::store_full, 999, "none"};
+}
+
+std::vector<flow_record> rows(hour_snapshot const& snap) {
+    std::vector<flow_record> out;
+    for (std::size_t i = 0; i < snap.size(); ++i) {
+        hour_snapshot::entry const& e = snap[i];
+        out.push_back(flow_record{std::string(snap.name(e.key.src)),
+                                  std::string(snap.name(e.key.dest)),
+                                  std::string(snap.name(e.key.vpc)), snap.hour(), e.counters});
+    }
+    return out;
+}
+
+flow_batch seed_batch() {
+    return batch_of({{"foo", "bar", "vpc-0", 1, {100, 300}},
+                     {"foo", "bar", "vpc-0", 1, {200, 600}},
+                     {"baz", "qux", "vpc-0", 1, {100, 500}},
+                     {"baz", "qux", "vpc-0", 2, {100, 500}},
+                     {"baz", "qux", "vpc-1", 2, {100, 500}}});
+}
+
+TEST(FlowStoreTest, RejectsShardCountThatIsNotAPowerOfTwo) {
+    EXPECT_THROW(flow_store(store_options{3, 10}), std::invalid_argument);
+    EXPECT_THROW(flow_store(store_options{0, 10}), std::invalid_argument);
+}
+
+TEST(FlowStoreTest, SnapshotOfEmptyStoreIsEmpty) {
+    flow_store store;
+
+    auto const snap = store.snapshot(1);
+
+    EXPECT_EQ(snap.size(), 0U);
+    EXPECT_EQ(snap.hour(), 1U);
+}
+
+TEST(FlowStoreTest, AggregatesSeedExamplePerHour) {
+    flow_store store;
+
+    apply(store, seed_batch());
+
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"baz", "qux", "vpc-0", 1, {100, 500}},
+                                        {"foo", "bar", "vpc-0", 1, {300, 900}}}));
+    EXPECT_EQ(rows(store.snapshot(2)),
+              (std::vector<flow_record>{{"baz", "qux", "vpc-0", 2, {100, 500}},
+                                        {"baz", "qux", "vpc-1", 2, {100, 500}}}));
+    EXPECT_TRUE(rows(store.snapshot(3)).empty());
+    EXPECT_EQ(store.key_count(), 4U);
+    EXPECT_EQ(store.hour_count(), 2U);
+}
+
+TEST(FlowStoreTest, MergesCountersForSameKeyAcrossBatches) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 5, {1, 2}}}));
+
+    apply(store, batch_of({{"a", "b", "c", 5, {10, 20}}}));
+
+    EXPECT_EQ(rows(store.snapshot(5)), (std::vector<flow_record>{{"a", "b", "c", 5, {11, 22}}}));
+    EXPECT_EQ(store.key_count(), 1U);
+}
+
+TEST(FlowStoreTest, SnapshotOfOneHourReturnsOnlyThatHour) {
+    flow_store store;
+    flow_batch batch;
+    for (std::uint32_t hour = 0; hour < 50; ++hour) {
+        batch.add("a", "b", "c", hour, {hour, hour}, hour);
+        batch.add("d", "e", "f", hour, {hour, hour}, 50 + hour);
+    }
+    apply(store, batch);
+
+    auto const snap = store.snapshot(17);
+
+    ASSERT_EQ(snap.size(), 2U);
+    for (flow_record const& r : rows(snap)) {
+        EXPECT_EQ(r.hour, 17U);
+        EXPECT_EQ(r.counters, (flow_counters{17, 17}));
+    }
+    EXPECT_EQ(store.hour_count(), 50U);
+}
+
+TEST(FlowStoreTest, HoursAtTheEndsOfTheRangeAreKept) {
+    flow_store store;
+
+    apply(store, batch_of({{"a", "b", "c", 0, {1, 1}}, {"a", "b", "c", max_hour, {2, 2}}}));
+
+    EXPECT_EQ(rows(store.snapshot(0)), (std::vector<flow_record>{{"a", "b", "c", 0, {1, 1}}}));
+    EXPECT_EQ(rows(store.snapshot(max_hour)),
+              (std::vector<flow_record>{{"a", "b", "c", max_hour, {2, 2}}}));
+}
+
+TEST(FlowStoreTest, SortsBySrcThenDestThenVpcInByteOrder) {
+    flow_store store;
+    apply(store, batch_of({{"b", "a", "a", 1, {1, 1}},
+                           {"a", "b", "b", 1, {1, 1}},
+                           {"a", "b", "a", 1, {1, 1}},
+                           {"a", "a", "z", 1, {1, 1}},
+                           {"B", "z", "z", 1, {1, 1}}}));
+
+    auto const got = rows(store.snapshot(1));
+
+    ASSERT_EQ(got.size(), 5U);
+    EXPECT_EQ(got[0].src_app, "B");  // 'B' (0x42) sorts before 'a' (0x61)
+    EXPECT_EQ((std::tuple{got[1].src_app, got[1].dest_app, got[1].vpc_id}),
+              (std::tuple{"a", "a", "z"}));
+    EXPECT_EQ((std::tuple{got[2].src_app, got[2].dest_app, got[2].vpc_id}),
+              (std::tuple{"a", "b", "a"}));
+    EXPECT_EQ((std::tuple{got[3].src_app, got[3].dest_app, got[3].vpc_id}),
+              (std::tuple{"a", "b", "b"}));
+    EXPECT_EQ(got[4].src_app, "b");
+}
+
+TEST(FlowStoreTest, SortsPrefixBeforeLongerString) {
+    flow_store store;
+    apply(store, batch_of({{"abc", "x", "x", 1, {1, 1}},
+                           {"ab", "x", "x", 1, {1, 1}},
+                           {"abd", "x", "x", 1, {1, 1}}}));
+
+    auto const got = rows(store.snapshot(1));
+
+    ASSERT_EQ(got.size(), 3U);
+    EXPECT_EQ(got[0].src_app, "ab");
+    EXPECT_EQ(got[1].src_app, "abc");
+    EXPECT_EQ(got[2].src_app, "abd");
+}
+
+TEST(FlowStoreTest, SortsNonAsciiBytesAfterAsciiAsUnsigned) {
+    flow_store store;
+    // "é" is 0xC3 0xA9 and "\x7f" is DEL: unsigned byte order puts é last.
+    apply(store, batch_of({{"\xc3\xa9", "x", "x", 1, {1, 1}},
+                           {"z", "x", "x", 1, {1, 1}},
+                           {"\x7f", "x", "x", 1, {1, 1}},
+                           {"\xe2\x82\xac", "x", "x", 1, {1, 1}}}));
+
+    auto const got = rows(store.snapshot(1));
+
+    ASSERT_EQ(got.size(), 4U);
+    EXPECT_EQ(got[0].src_app, "z");
+    EXPECT_EQ(got[1].src_app, "\x7f");
+    EXPECT_EQ(got[2].src_app, "\xc3\xa9");
+    EXPECT_EQ(got[3].src_app, "\xe2\x82\xac");
+}
+
+TEST(FlowStoreTest, SortOrderDoesNotDependOnInsertionOrder) {
+    flow_store forward;
+    flow_store backward;
+    flow_batch ascending;
+    flow_batch descending;
+    for (std::size_t i = 0; i < 300; ++i) {
+        ascending.add("app-" + std::to_string(i), "d", "v", 1, {1, 1}, i);
+        descending.add("app-" + std::to_string(299 - i), "d", "v", 1, {1, 1}, i);
+    }
+
+    apply(forward, ascending);
+    apply(backward, descending);
+
+    auto const a = rows(forward.snapshot(1));
+    auto const b = rows(backward.snapshot(1));
+    ASSERT_EQ(a.size(), 300U);
+    EXPECT_EQ(a, b);
+    for (std::size_t i = 1; i < a.size(); ++i) {
+        EXPECT_LT(a[i - 1].src_app, a[i].src_app);
+    }
+}
+
+TEST(FlowStoreTest, FiltersBySrcApp) {
+    flow_store store;
+    apply(store, seed_batch());
+    flow_filter filter;
+    filter.src_app = "foo";
+
+    auto const got = rows(store.snapshot(1, filter));
+
+    EXPECT_EQ(got, (std::vector<flow_record>{{"foo", "bar", "vpc-0", 1, {300, 900}}}));
+}
+
+TEST(FlowStoreTest, FiltersByDestAppAndVpcTogether) {
+    flow_store store;
+    apply(store, seed_batch());
+    flow_filter filter;
+    filter.dest_app = "qux";
+    filter.vpc_id = "vpc-1";
+
+    auto const got = rows(store.snapshot(2, filter));
+
+    EXPECT_EQ(got, (std::vector<flow_record>{{"baz", "qux", "vpc-1", 2, {100, 500}}}));
+}
+
+TEST(FlowStoreTest, FilterOnUnknownNameMatchesNothing) {
+    flow_store store;
+    apply(store, seed_batch());
+    flow_filter filter;
+    filter.src_app = "nobody";
+
+    auto const got = store.snapshot(1, filter);
+
+    EXPECT_EQ(got.size(), 0U);
+}
+
+TEST(FlowStoreTest, FilterOnNameKnownOnlyInOtherFieldMatchesNothing) {
+    flow_store store;
+    apply(store, seed_batch());
+    flow_filter filter;
+    filter.src_app = "bar";  // a dest_app, never a src_app
+
+    auto const got = store.snapshot(1, filter);
+
+    EXPECT_EQ(got.size(), 0U);
+}
+
+TEST(FlowStoreTest, EmptyBatchAppliesNothing) {
+    flow_store store;
+
+    apply(store, flow_batch{});
+
+    EXPECT_EQ(store.key_count(), 0U);
+    EXPECT_EQ(store.hour_count(), 0U);
+}
+
+TEST(FlowStoreTest, AcceptsSumExactlyAtMaxCounter) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter - 1, 0}}}));
+
+    apply(store, batch_of({{"a", "b", "c", 1, {1, max_counter}}}));
+
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"a", "b", "c", 1, {max_counter, max_counter}}}));
+}
+
+TEST(FlowStoreTest, OverflowNamesRecordAndBytesTx) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter, 0}}}));
+
+    auto const r = rejection_of(store, batch_of({{"x", "y", "z", 1, {1, 1}},
+                                                 {"q", "r", "s", 1, {1, 1}},
+                                                 {"a", "b", "c", 1, {1, 0}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 2U);
+    EXPECT_EQ(r.field, "bytes_tx");
+}
+
+TEST(FlowStoreTest, OverflowNamesBytesRx) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {0, max_counter}}}));
+
+    auto const r = rejection_of(store, batch_of({{"a", "b", "c", 1, {0, 1}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 0U);
+    EXPECT_EQ(r.field, "bytes_rx");
+}
+
+TEST(FlowStoreTest, OverflowNamesFirstRecordOfTheAggregatedKey) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter - 1, 0}}}));
+    flow_batch batch;
+    batch.add("x", "y", "z", 1, {1, 1}, 0);
+    batch.add("a", "b", "c", 1, {1, 0}, 1);
+    batch.add("a", "b", "c", 1, {1, 0}, 2);  // the sum of records 1 and 2 passes the limit
+
+    auto const r = rejection_of(store, batch);
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 1U);
+    EXPECT_EQ(r.field, "bytes_tx");
+}
+
+TEST(FlowStoreTest, RejectedPrepareAppliesNothing) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter, 0}}}));
+
+    auto const r = rejection_of(
+        store, batch_of({{"new", "key", "here", 1, {5, 5}}, {"a", "b", "c", 1, {1, 0}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"a", "b", "c", 1, {max_counter, 0}}}));
+    EXPECT_EQ(store.key_count(), 1U);
+}
+
+TEST(FlowStoreTest, PreparedBatchIsInvisibleUntilCommitted) {
+    flow_store store;
+    auto prepared = store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}}));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+
+    auto const before = store.snapshot(1);
+    store.commit(std::get<prepared_batch>(std::move(prepared)));
+    auto const after = store.snapshot(1);
+
+    EXPECT_EQ(before.size(), 0U);
+    EXPECT_EQ(after.size(), 1U);
+    EXPECT_EQ(store.key_count(), 1U);
+}
+
+TEST(FlowStoreTest, PreparedBatchKnowsItsRecordCount) {
+    flow_store store;
+
+    auto prepared = store.prepare(seed_batch());
+
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+    EXPECT_EQ(std::get<prepared_batch>(prepared).record_count(), 5U);
+}
+
+TEST(FlowStoreTest, StoreFullWhenBatchWouldPassMaxKeys) {
+    flow_store store{store_options{4, 3}};
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}}, {"a", "b", "c", 2, {1, 1}}}));
+
+    auto const r = rejection_of(store, batch_of({{"a", "b", "c", 1, {1, 1}},
+                                                 {"x", "y", "z", 1, {1, 1}},
+                                                 {"x", "y", "z", 2, {1, 1}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::store_full);
+    EXPECT_EQ(store.key_count(), 2U);
+    EXPECT_EQ(rows(store.snapshot(1)), (std::vector<flow_record>{{"a", "b", "c", 1, {1, 1}}}));
+    EXPECT_EQ(store.snapshot(2).size(), 1U);
+}
+
+TEST(FlowStoreTest, BatchFillingStoreExactlyToMaxKeysIsAccepted) {
+    flow_store store{store_options{4, 3}};
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}}}));
+
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}},
+                           {"d", "e", "f", 1, {1, 1}},
+                           {"g", "h", "i", 1, {1, 1}}}));
+
+    EXPECT_EQ(store.key_count(), 3U);
+}
+
+TEST(FlowStoreTest, ExistingKeysStillAcceptedWhenStoreIsFull) {
+    flow_store store{store_options{4, 1}};
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}}}));
+
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}}}));
+
+    EXPECT_EQ(rows(store.snapshot(1)), (std::vector<flow_record>{{"a", "b", "c", 1, {2, 2}}}));
+}
+
+TEST(FlowStoreTest, PreparedBatchReservesItsNewKeys) {
+    flow_store store{store_options{4, 2}};
+    auto held = store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}, {"d", "e", "f", 1, {1, 1}}}));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(held));
+
+    auto const r = rejection_of(store, batch_of({{"x", "y", "z", 1, {1, 1}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::store_full);
+    EXPECT_EQ(store.key_count(), 2U);
+}
+
+TEST(FlowStoreTest, DroppingPreparedBatchReleasesItsReservation) {
+    flow_store store{store_options{4, 2}};
+    {
+        auto dropped =
+            store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}, {"d", "e", "f", 1, {1, 1}}}));
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(dropped));
+    }
+
+    auto prepared =
+        store.prepare(batch_of({{"x", "y", "z", 1, {1, 1}}, {"u", "v", "w", 1, {1, 1}}}));
+
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+    store.commit(std::get<prepared_batch>(std::move(prepared)));
+    EXPECT_EQ(store.key_count(), 2U);
+    EXPECT_EQ(store.snapshot(1).size(), 2U);
+}
+
+TEST(FlowStoreTest, MovedFromPreparedBatchReleasesNothingTwice) {
+    flow_store store{store_options{4, 2}};
+    {
+        auto prepared = store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}}));
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+        prepared_batch moved{std::get<prepared_batch>(std::move(prepared))};
+        EXPECT_EQ(store.key_count(), 1U);
+    }
+
+    EXPECT_EQ(store.key_count(), 0U);
+}
+
+TEST(FlowStoreTest, TwoPreparedBatchesWithSameNewKeyCountItOnceAfterCommit) {
+    flow_store store{store_options{4, 10}};
+    auto first = store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}}));
+    auto second = store.prepare(batch_of({{"a", "b", "c", 1, {2, 2}}}));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(first));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(second));
+
+    store.commit(std::get<prepared_batch>(std::move(first)));
+    store.commit(std::get<prepared_batch>(std::move(second)));
+
+    EXPECT_EQ(store.key_count(), 1U);
+    EXPECT_EQ(rows(store.snapshot(1)), (std::vector<flow_record>{{"a", "b", "c", 1, {3, 3}}}));
+}
+
+TEST(FlowStoreTest, CommitSaturatesWhenAConcurrentBatchRacedPastTheLimit) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter - 1, 0}}}));
+    auto first = store.prepare(batch_of({{"a", "b", "c", 1, {1, 0}}}));
+    auto second = store.prepare(batch_of({{"a", "b", "c", 1, {1, 0}}}));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(first));
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(second));
+
+    store.commit(std::get<prepared_batch>(std::move(first)));
+    store.commit(std::get<prepared_batch>(std::move(second)));
+
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"a", "b", "c", 1, {max_counter, 0}}}));
+    EXPECT_EQ(store.saturated_adds(), 1U);
+}
+
+TEST(FlowStoreTest, SingleShardStoreWorks) {
+    flow_store store{store_options{1, 100}};
+
+    apply(store, seed_batch());
+
+    EXPECT_EQ(store.snapshot(1).size(), 2U);
+    EXPECT_EQ(store.snapshot(2).size(), 2U);
+}
+
+TEST(FlowStoreTest, SpreadsManyKeysOfOneHourAndReturnsThemAll) {
+    flow_store store{store_options{8, 1'000'000}};
+    flow_batch batch;
+    for (std::size_t i = 0; i < 5000; ++i) {
+        batch.add("src-" + std::to_string(i % 50), "dest-" + std::to_string(i / 50), "vpc", 3,
+                  {i, i}, i);
+    }
+
+    apply(store, batch);
+
+    auto const got = rows(store.snapshot(3));
+    ASSERT_EQ(got.size(), 5000U);
+    std::uint64_t sum = 0;
+    for (flow_record const& r : got) {
+        sum += r.counters.bytes_tx;
+    }
+    EXPECT_EQ(sum, 4999U * 5000U / 2U);
+    EXPECT_EQ(store.key_count(), 5000U);
+}
+
+TEST(FlowStoreTest, MemoryBytesGrowsWithKeys) {
+    flow_store store;
+    auto const empty = store.memory_bytes();
+
+    apply(store, seed_batch());
+
+    EXPECT_GT(store.memory_bytes(), empty);
+}
+
+}  // namespace
+}  // namespace flowd
