@@ -90,7 +90,8 @@ boost::system::result<std::string, problem> gunzip(std::string_view in, std::siz
 struct gzip_writer::state {
     z_stream zs{};
     state() {
-        if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION - 5, Z_DEFLATED, gzip_window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        // Z_DEFAULT_COMPRESSION - 5 (= -6) is not a zlib level: every gzip answer failed.
+        if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip_window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
             throw std::runtime_error("deflateInit2 failed");
         }
     }

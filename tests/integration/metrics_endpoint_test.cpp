@@ -1,1 +1,133 @@
-// placeholder: filled in by its test author
+#include <set>
+#include <string>
+
+#include <boost/beast/http/field.hpp>
+#include <gtest/gtest.h>
+
+#include "server_fixture.hpp"
+
+namespace flowd::test {
+namespace {
+
+namespace http = boost::beast::http;
+
+std::set<std::string> flowd_names(std::vector<metric_sample> const& samples) {
+    std::set<std::string> names;
+    for (auto const& s : samples) {
+        if (s.name.rfind("flowd_", 0) == 0) {
+            names.insert(s.name);
+        }
+    }
+    return names;
+}
+
+TEST(MetricsEndpointTest, MainListenerServesPrometheusText) {
+    flowd_process flowd;
+    http_client client{flowd.port()};
+    ASSERT_EQ(client.get("/healthz").result_int(), 200U);
+
+    auto r = client.get("/metrics");
+    auto const samples = parse_metrics(r.body());
+
+    EXPECT_EQ(r.result_int(), 200U);
+    EXPECT_EQ(r[http::field::content_type], "text/plain; version=0.0.4");
+    EXPECT_FALSE(samples.empty());
+    for (std::string const name :
+         {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+          "process_max_fds", "process_start_time_seconds"}) {
+        EXPECT_TRUE(metric_value(samples, name).has_value()) << name;
+    }
+    auto const build = metric_value(samples, "flowd_build_info");
+    ASSERT_TRUE(build.has_value());
+    EXPECT_EQ(*build, 1.0);
+    for (auto const& s : samples) {
+        if (s.name == "flowd_build_info") {
+            EXPECT_FALSE(s.labels.at("version").empty());
+            EXPECT_TRUE(s.labels.count("commit"));
+        }
+    }
+    EXPECT_NE(r.body().find("# TYPE flowd_http_requests_total counter"), std::string::npos);
+}
+
+TEST(MetricsEndpointTest, CountsRecordsRequestsAndKeysExactly) {
+    flowd_process flowd;
+    http_client client{flowd.port()};
+    ASSERT_EQ(client.post("/flows", seed_batch()).result_int(), 200U);
+    ASSERT_EQ(
+        client
+            .post("/flows",
+                  flow_json("n", "d", "v", 1, 1, 1) + "\n" + flow_json("n", "d", "v", 1, 1, 1),
+                  "application/x-ndjson")
+            .result_int(),
+        200U);
+    ASSERT_EQ(client.post("/flows", "[{").result_int(), 400U);
+    ASSERT_EQ(client.post("/flows", "[]", "text/plain").result_int(), 415U);
+    ASSERT_EQ(client.get("/flows?hour=1").result_int(), 200U);
+    ASSERT_EQ(client.get("/flows?hour=2").result_int(), 200U);
+    ASSERT_EQ(client.get("/nowhere").result_int(), 404U);
+    ASSERT_EQ(client.get("/healthz").result_int(), 200U);
+
+    auto const samples = parse_metrics(client.get("/metrics").body());
+    auto requests = [&](std::string const& route, std::string const& method,
+                        std::string const& code) {
+        return metric_value(samples, "flowd_http_requests_total",
+                            {{"route", route}, {"method", method}, {"code", code}});
+    };
+
+    EXPECT_EQ(metric_value(samples, "flowd_flows_ingested_total"), 7.0);
+    EXPECT_EQ(metric_value(samples, "flowd_flows_applied_total", {{"source", "post"}}), 7.0);
+    EXPECT_EQ(metric_value(samples, "flowd_batches_total", {{"result", "accepted"}}), 2.0);
+    EXPECT_EQ(metric_value(samples, "flowd_batches_total", {{"result", "rejected"}}), 2.0);
+    EXPECT_EQ(requests("/flows", "POST", "200"), 2.0);
+    EXPECT_EQ(requests("/flows", "POST", "400"), 1.0);
+    EXPECT_EQ(requests("/flows", "POST", "415"), 1.0);
+    EXPECT_EQ(requests("/flows", "GET", "200"), 2.0);
+    EXPECT_EQ(requests("other", "GET", "404"), 1.0);
+    EXPECT_EQ(requests("/healthz", "GET", "200"), 1.0);
+    // seed: (foo,bar,vpc-0,1) (baz,qux,vpc-0,1) (baz,qux,vpc-0,2) (baz,qux,vpc-1,2); ndjson:
+    // (n,d,v,1)
+    EXPECT_EQ(metric_value(samples, "flowd_store_keys"), 5.0);
+    EXPECT_EQ(metric_value(samples, "flowd_store_hours"), 2.0);
+    EXPECT_EQ(metric_value(samples, "flowd_http_connections_open"), 1.0);
+    EXPECT_GT(metric_value(samples, "flowd_http_request_duration_seconds_count",
+                           {{"route", "/flows"}, {"method", "POST"}})
+                  .value_or(0),
+              3.0);
+}
+
+TEST(MetricsEndpointTest, LimitRejectionsAreCountedByLimit) {
+    flowd_process flowd({}, {{"FLOWD_MAX_RECORDS_PER_BATCH", "1"}});
+    http_client client{flowd.port()};
+    std::string const rec = flow_json("a", "b", "v", 1, 1, 1);
+    ASSERT_EQ(client.post("/flows", "[" + rec + "," + rec + "]").result_int(), 413U);
+
+    auto const samples = parse_metrics(client.get("/metrics").body());
+
+    EXPECT_EQ(
+        metric_value(samples, "flowd_limit_rejections_total", {{"limit", "max_records_per_batch"}}),
+        1.0);
+    EXPECT_EQ(metric_value(samples, "flowd_flows_ingested_total"), 0.0);
+}
+
+TEST(MetricsEndpointTest, ExposerServesTheSameFlowdMetrics) {
+    flowd_process flowd;
+    http_client client{flowd.port()};
+    ASSERT_EQ(client.post("/flows", seed_batch()).result_int(), 200U);
+    auto const main_samples = parse_metrics(client.get("/metrics").body());
+
+    http_client exposer{flowd.metrics_port()};
+    auto r = exposer.get("/metrics");
+    auto const exposer_samples = parse_metrics(r.body());
+
+    EXPECT_EQ(r.result_int(), 200U);
+    EXPECT_EQ(metric_value(exposer_samples, "flowd_flows_ingested_total"), 5.0);
+    EXPECT_EQ(metric_value(exposer_samples, "flowd_store_keys"), 4.0);
+    EXPECT_EQ(metric_value(exposer_samples, "flowd_build_info"), 1.0);
+    EXPECT_TRUE(metric_value(exposer_samples, "process_start_time_seconds").has_value());
+    std::set<std::string> const on_main = flowd_names(main_samples);
+    std::set<std::string> const on_exposer = flowd_names(exposer_samples);
+    EXPECT_EQ(on_main, on_exposer);
+}
+
+}  // namespace
+}  // namespace flowd::test

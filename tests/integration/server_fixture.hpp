@@ -1,15 +1,18 @@
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/types.h>
 
 namespace flowd::test {
 
@@ -23,8 +26,8 @@ class flowd_process {
 public:
     // `args` are appended after --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 unless
     // `default_listen` is false. `env` is added to a minimal environment.
-    explicit flowd_process(std::vector<std::string> args = {}, std::map<std::string, std::string> env = {},
-                           bool default_listen = true);
+    explicit flowd_process(std::vector<std::string> args = {},
+                           std::map<std::string, std::string> env = {}, bool default_listen = true);
     ~flowd_process();
     flowd_process(flowd_process const&) = delete;
     flowd_process& operator=(flowd_process const&) = delete;
@@ -39,6 +42,9 @@ public:
     int wait_exit(std::chrono::milliseconds limit = std::chrono::seconds(20));
     // Everything flowd wrote to stderr so far.
     [[nodiscard]] std::string log() const;
+    // Polls the log until it contains `needle` (bounded); true when it did.
+    [[nodiscard]] bool wait_log(std::string const& needle,
+                                std::chrono::milliseconds limit = std::chrono::seconds(10)) const;
 
 private:
     pid_t pid_ = -1;
@@ -56,7 +62,8 @@ struct run_result {
     std::string out;
     std::string err;
 };
-run_result run_flowd(std::vector<std::string> const& args, std::map<std::string, std::string> const& env = {});
+run_result run_flowd(std::vector<std::string> const& args,
+                     std::map<std::string, std::string> const& env = {});
 
 // A synchronous Beast client on one keep-alive connection.
 class http_client {
@@ -67,12 +74,19 @@ public:
     http_client& operator=(http_client const&) = delete;
 
     http_response send(http_request req);
-    http_response get(std::string const& target, std::map<std::string, std::string> const& headers = {});
+    http_response get(std::string const& target,
+                      std::map<std::string, std::string> const& headers = {});
     http_response post(std::string const& target, std::string body,
                        std::string content_type = "application/json",
                        std::map<std::string, std::string> const& headers = {});
     // Writes raw bytes, then reads `count` responses (pipelining).
     std::vector<http_response> raw(std::string const& bytes, std::size_t count);
+    // Writes raw bytes and reads nothing (a request in pieces, or a 100-continue body).
+    void write(std::string const& bytes);
+    // Reads one response, a 1xx interim answer included.
+    http_response read();
+    // Reads one response, or nothing when the server closed the connection first.
+    std::optional<http_response> try_read();
 
 private:
     struct impl;
@@ -81,5 +95,55 @@ private:
 
 // The SPEC's seed example body: five records over hours 1 and 2.
 std::string seed_batch();
+
+// One record as compact JSON in the wire order of SPEC (names are not escaped).
+std::string flow_json(std::string const& src, std::string const& dest, std::string const& vpc,
+                      std::uint64_t bytes_tx, std::uint64_t bytes_rx, std::uint32_t hour);
+
+// Polls `done` until it is true or `limit` passes; true when it became true.
+bool eventually(std::function<bool()> const& done,
+                std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+// A raw request head ending with the blank line, e.g. for http_client::write.
+std::string request_head(std::string const& method, std::string const& target,
+                         std::map<std::string, std::string> const& headers);
+
+// Checks an RFC 9457 answer: the status, Content-Type application/problem+json, `type` =
+// https://flowd.invalid/problems/<slug>, `status`, a title and a detail, and `instance`
+// equal to the X-Request-Id header.
+::testing::AssertionResult is_problem(http_response const& r, unsigned status,
+                                      std::string const& slug);
+
+// One sample of a Prometheus text exposition: `name{labels} value`.
+struct metric_sample {
+    std::string name;
+    std::map<std::string, std::string> labels;
+    double value = 0;
+};
+
+// Parses Prometheus text format 0.0.4; throws std::runtime_error on a line that is neither
+// a comment, blank, nor `name{labels} value [timestamp]`.
+std::vector<metric_sample> parse_metrics(std::string const& text);
+
+// The value of the one sample named `name` whose labels include `labels`; nullopt if none.
+std::optional<double> metric_value(std::vector<metric_sample> const& samples,
+                                   std::string const& name,
+                                   std::map<std::string, std::string> const& labels = {});
+
+// A temporary directory, removed with its contents on destruction.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    temp_dir(temp_dir const&) = delete;
+    temp_dir& operator=(temp_dir const&) = delete;
+
+    [[nodiscard]] std::string const& path() const noexcept { return path_; }
+    // Writes `content` to `name` inside the directory and returns the full path.
+    std::string write(std::string const& name, std::string const& content) const;
+
+private:
+    std::string path_;
+};
 
 }  // namespace flowd::test
