@@ -1,6 +1,7 @@
 #include "flowd/codec/flow_json.hpp"
 
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <new>
@@ -16,7 +17,7 @@ namespace od = simdjson::ondemand;
 constexpr std::size_t max_name_bytes = 255;
 
 enum class field_id : unsigned { src_app, dest_app, vpc_id, bytes_tx, bytes_rx, hour, count };
-constexpr std::array<std::string_view, 6> field_names{"src_app", "dest_app", "vpc_id",
+constexpr std::array<std::string_view, 6> field_names{"src_app",  "dest_app", "vpc_id",
                                                       "bytes_tx", "bytes_rx", "hour"};
 
 std::optional<field_id> known_field(std::string_view key) noexcept {
@@ -28,11 +29,14 @@ std::optional<field_id> known_field(std::string_view key) noexcept {
     return std::nullopt;
 }
 
-problem invalid_json(std::string detail) { return problem{problem_type::invalid_json, std::move(detail), {}, {}}; }
+problem invalid_json(std::string detail) {
+    return problem{problem_type::invalid_json, std::move(detail), {}, {}};
+}
 
 problem syntax_error(simdjson::error_code e, std::optional<std::size_t> record) {
-    std::string detail = e == simdjson::DEPTH_ERROR ? "the body nests arrays and objects deeper than max_json_depth"
-                                                    : "the body is not valid JSON (RFC 8259)";
+    std::string detail = e == simdjson::DEPTH_ERROR
+                             ? "the body nests arrays and objects deeper than max_json_depth"
+                             : "the body is not valid JSON (RFC 8259)";
     if (record) {
         detail += " at record " + std::to_string(*record);
     }
@@ -44,18 +48,25 @@ problem syntax_error(simdjson::error_code e, std::optional<std::size_t> record) 
 problem bad_field(std::size_t record, field_id f, std::string detail) {
     std::string_view const name = field_names[static_cast<unsigned>(f)];
     return problem{problem_type::invalid_record,
-                   "record " + std::to_string(record) + ": field '" + std::string(name) + "' " + std::move(detail),
+                   "record " + std::to_string(record) + ": field '" + std::string(name) + "' " +
+                       std::move(detail),
                    record, std::string(name)};
 }
 
 std::string_view type_name(od::json_type t) noexcept {
     switch (t) {
-        case od::json_type::array: return "an array";
-        case od::json_type::object: return "an object";
-        case od::json_type::number: return "a number";
-        case od::json_type::string: return "a string";
-        case od::json_type::boolean: return "a boolean";
-        case od::json_type::null: return "null";
+        case od::json_type::array:
+            return "an array";
+        case od::json_type::object:
+            return "an object";
+        case od::json_type::number:
+            return "a number";
+        case od::json_type::string:
+            return "a string";
+        case od::json_type::boolean:
+            return "a boolean";
+        case od::json_type::null:
+            return "null";
     }
     return "a value";
 }
@@ -98,6 +109,33 @@ bool is_json_number(std::string_view s) noexcept {
         }
     }
     return i == s.size();
+}
+
+// True when a string token's escapes are all RFC 8259 escapes (\uXXXX with four hex digits).
+bool has_valid_escapes(std::string_view token) noexcept {
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        if (token[i] != '\\') {
+            continue;
+        }
+        if (++i >= token.size()) {
+            return false;
+        }
+        char const c = token[i];
+        if (c == 'u') {
+            if (i + 4 >= token.size()) {
+                return false;
+            }
+            for (std::size_t k = 1; k <= 4; ++k) {
+                if (std::isxdigit(static_cast<unsigned char>(token[i + k])) == 0) {
+                    return false;
+                }
+            }
+            i += 4;
+        } else if (std::string_view("\"\\/bfnrt").find(c) == std::string_view::npos) {
+            return false;
+        }
+    }
+    return true;
 }
 
 // Walks a value the record does not use, so that the body is valid JSON as a whole
@@ -149,11 +187,15 @@ simdjson::error_code validate_value(od::value v, std::size_t depth_left) noexcep
             }
             return simdjson::SUCCESS;
         }
-        case od::json_type::number: return is_json_number(trim_right(v.raw_json_token())) ? simdjson::SUCCESS
-                                                                                            : simdjson::NUMBER_ERROR;
+        case od::json_type::number:
+            return is_json_number(trim_right(v.raw_json_token())) ? simdjson::SUCCESS
+                                                                  : simdjson::NUMBER_ERROR;
         case od::json_type::string: {
+            // An unpaired surrogate escape is valid JSON grammar; an ignored field may carry one.
+            std::string_view const token = trim_right(v.raw_json_token());
             std::string_view s;
-            return v.get_string().get(s);
+            auto const e = v.get_string().get(s);
+            return e == simdjson::STRING_ERROR && has_valid_escapes(token) ? simdjson::SUCCESS : e;
         }
         case od::json_type::boolean: {
             bool b = false;
@@ -171,7 +213,8 @@ simdjson::error_code validate_value(od::value v, std::size_t depth_left) noexcep
 }
 
 std::string_view trim_right(std::string_view s) noexcept {
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
         s.remove_suffix(1);
     }
     return s;
@@ -205,7 +248,8 @@ std::optional<problem> read_integer(od::value& v, std::size_t record, field_id f
     }
     if (token.find_first_not_of("0123456789") != std::string_view::npos) {
         // Valid JSON but not an integer by SPEC: a fraction, an exponent or a sign.
-        return bad_field(record, f, range + " with no fraction, exponent or sign, got " + quote_value(token));
+        return bad_field(record, f,
+                         range + " with no fraction, exponent or sign, got " + quote_value(token));
     }
     // Digits only; more than 2^64-1 (which get_uint64 reports as a JSON error) is out of range too.
     std::uint64_t n = 0;
@@ -217,8 +261,8 @@ std::optional<problem> read_integer(od::value& v, std::size_t record, field_id f
     return std::nullopt;
 }
 
-std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, std::string_view& out,
-                                 std::size_t depth_left) {
+std::optional<problem> read_name(od::value& v, std::size_t record, field_id f,
+                                 std::string_view& out, std::size_t depth_left) {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return syntax_error(e, record);
@@ -227,16 +271,26 @@ std::optional<problem> read_name(od::value& v, std::size_t record, field_id f, s
         if (auto e = validate_value(v, depth_left)) {
             return syntax_error(e, record);
         }
-        return bad_field(record, f, "must be a string of 1..255 bytes, got " + std::string(type_name(t)));
+        return bad_field(record, f,
+                         "must be a string of 1..255 bytes, got " + std::string(type_name(t)));
     }
+    std::string_view const token = trim_right(v.raw_json_token());
     std::string_view s;
     if (auto e = v.get_string().get(s)) {
+        // Grammatically valid but a \uD800-style escape without its pair: valid JSON whose
+        // value is not UTF-8, so the record is at fault, not the body.
+        if (e == simdjson::STRING_ERROR && has_valid_escapes(token)) {
+            return bad_field(
+                record, f,
+                "must be valid UTF-8 after unescaping, got an unpaired surrogate escape in " +
+                    quote_value(token));
+        }
         return syntax_error(e, record);
     }
     if (s.empty() || s.size() > max_name_bytes) {
         return bad_field(record, f,
-                         "must be 1..255 bytes of UTF-8, got " + std::to_string(s.size()) + " bytes" +
-                             (s.empty() ? std::string() : ": " + quote_value(s)));
+                         "must be 1..255 bytes of UTF-8, got " + std::to_string(s.size()) +
+                             " bytes" + (s.empty() ? std::string() : ": " + quote_value(s)));
     }
     out = s;
     return std::nullopt;
@@ -254,7 +308,8 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
             return syntax_error(e, record);
         }
         return problem{problem_type::invalid_record,
-                       "record " + std::to_string(record) + " must be a JSON object, got " + std::string(type_name(t)),
+                       "record " + std::to_string(record) + " must be a JSON object, got " +
+                           std::string(type_name(t)),
                        record, ""};
     }
     if (depth_left == 0) {
@@ -290,17 +345,23 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
         switch (*f) {
             case field_id::src_app:
             case field_id::dest_app:
-            case field_id::vpc_id: p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)], depth_left - 1);
+            case field_id::vpc_id:
+                p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)], depth_left - 1);
                 break;
-            case field_id::bytes_tx: p = read_integer(v, record, *f, max_counter, r.bytes_tx, depth_left - 1); break;
-            case field_id::bytes_rx: p = read_integer(v, record, *f, max_counter, r.bytes_rx, depth_left - 1); break;
+            case field_id::bytes_tx:
+                p = read_integer(v, record, *f, max_counter, r.bytes_tx, depth_left - 1);
+                break;
+            case field_id::bytes_rx:
+                p = read_integer(v, record, *f, max_counter, r.bytes_rx, depth_left - 1);
+                break;
             case field_id::hour: {
                 std::uint64_t h = 0;
                 p = read_integer(v, record, *f, max_hour, h, depth_left - 1);
                 r.hour = static_cast<std::uint32_t>(h);
                 break;
             }
-            case field_id::count: break;
+            case field_id::count:
+                break;
         }
         if (p) {
             return p;
@@ -311,8 +372,8 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
             return bad_field(record, static_cast<field_id>(i), "is required");
         }
     }
-    auto const added =
-        batch.add(r.names[0], r.names[1], r.names[2], r.hour, flow_counters{r.bytes_tx, r.bytes_rx}, record);
+    auto const added = batch.add(r.names[0], r.names[1], r.names[2], r.hour,
+                                 flow_counters{r.bytes_tx, r.bytes_rx}, record);
     if (added == flow_batch::add_status::ok) {
         return std::nullopt;
     }
@@ -325,8 +386,10 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
 
 problem too_many(std::size_t max) {
     return problem{problem_type::too_many_records,
-                   "a batch may hold at most " + std::to_string(max) + " records (max_records_per_batch); split it",
-                   {}, {}};
+                   "a batch may hold at most " + std::to_string(max) +
+                       " records (max_records_per_batch); split it",
+                   {},
+                   {}};
 }
 
 // After the top-level value was consumed: anything left but whitespace?
@@ -359,7 +422,7 @@ std::size_t record_depth(decode_limits const& limits) noexcept {
 }
 
 boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std::string& body,
-                                                         decode_limits const& limits) {
+                                                        decode_limits const& limits) {
     od::document doc;
     if (auto e = parser.iterate(body.data(), body.size(), body.capacity()).get(doc)) {
         if (e == simdjson::EMPTY) {
@@ -372,7 +435,8 @@ boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std:
         return syntax_error(e, std::nullopt);
     }
     if (t != od::json_type::array) {
-        return invalid_json("the body must be a JSON array of flow records, got " + std::string(type_name(t)));
+        return invalid_json("the body must be a JSON array of flow records, got " +
+                            std::string(type_name(t)));
     }
     od::array array;
     if (auto e = doc.get_array().get(array)) {
@@ -406,7 +470,8 @@ boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std:
         ++index;
     }
     if (has_trailing_content(doc)) {
-        return is_bad_request(found) ? *found : invalid_json("the body has content after the JSON array");
+        return is_bad_request(found) ? *found
+                                     : invalid_json("the body has content after the JSON array");
     }
     if (found) {
         return *found;
@@ -415,8 +480,8 @@ boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std:
 }
 
 std::optional<problem> decode_line(od::parser& parser, std::string& body, std::string_view line,
-                                   std::size_t line_start, std::size_t index, flow_batch& batch, bool count_only,
-                                   std::size_t max_depth) {
+                                   std::size_t line_start, std::size_t index, flow_batch& batch,
+                                   bool count_only, std::size_t max_depth) {
     if (count_only) {
         return std::nullopt;
     }
@@ -436,17 +501,25 @@ std::optional<problem> decode_line(od::parser& parser, std::string& body, std::s
         simdjson::error_code e = simdjson::SUCCESS;
         switch (t) {
             case od::json_type::number:
-                e = is_json_number(trim_right(doc.raw_json_token())) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
+                e = is_json_number(trim_right(doc.raw_json_token())) ? simdjson::SUCCESS
+                                                                     : simdjson::NUMBER_ERROR;
                 break;
-            case od::json_type::string: e = doc.get_string().get(s); break;
-            case od::json_type::boolean: e = doc.get_bool().get(b); break;
-            default: e = doc.is_null().get(b) != simdjson::SUCCESS || !b ? simdjson::N_ATOM_ERROR : simdjson::SUCCESS;
+            case od::json_type::string:
+                e = doc.get_string().get(s);
+                break;
+            case od::json_type::boolean:
+                e = doc.get_bool().get(b);
+                break;
+            default:
+                e = doc.is_null().get(b) != simdjson::SUCCESS || !b ? simdjson::N_ATOM_ERROR
+                                                                    : simdjson::SUCCESS;
         }
         if (e) {
             return syntax_error(e, index);
         }
         return problem{problem_type::invalid_record,
-                       "record " + std::to_string(index) + " must be a JSON object, got " + std::string(type_name(t)),
+                       "record " + std::to_string(index) + " must be a JSON object, got " +
+                           std::string(type_name(t)),
                        index, ""};
     }
     od::value v;
@@ -457,7 +530,8 @@ std::optional<problem> decode_line(od::parser& parser, std::string& body, std::s
         return p;
     }
     if (has_trailing_content(doc)) {
-        return invalid_json("line of record " + std::to_string(index) + " has content after the JSON object");
+        return invalid_json("line of record " + std::to_string(index) +
+                            " has content after the JSON object");
     }
     return std::nullopt;
 }
@@ -467,7 +541,7 @@ bool blank(std::string_view line) noexcept {
 }
 
 boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std::string& body,
-                                                          decode_limits const& limits) {
+                                                         decode_limits const& limits) {
     flow_batch batch;
     std::size_t index = 0;
     std::size_t pos = 0;
@@ -487,8 +561,8 @@ boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std
             return too_many(limits.max_records);
         }
         // SPEC precedence (413, 400, 422): past a bad line only count; past a 422 keep checking.
-        if (auto p = decode_line(parser, body, line, line_start, index, batch, is_bad_request(found),
-                                 limits.max_depth)) {
+        if (auto p = decode_line(parser, body, line, line_start, index, batch,
+                                 is_bad_request(found), limits.max_depth)) {
             if (!found || p->type != problem_type::counter_overflow) {
                 found = std::move(p);
             }
@@ -529,7 +603,8 @@ std::string_view json_implementation() noexcept {
 
 bool cpu_runs_json_implementation() noexcept {
 #if defined(__x86_64__) && defined(__AVX2__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("pclmul");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("pclmul");
 #else
     return true;
 #endif
@@ -547,13 +622,27 @@ void append_json_string(std::string& out, std::string_view s) {
         out.append(s.data() + run, i - run);
         run = i + 1;
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 out += "\\u00";
                 out.push_back(hex[c >> 4]);
@@ -570,7 +659,8 @@ std::size_t json_string_size(std::string_view s) noexcept {
     std::size_t n = 2 + s.size();
     for (char ch : s) {
         auto const c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+            c == '\t') {
             n += 1;
         } else if (c < 0x20) {
             n += 5;
@@ -613,12 +703,14 @@ void append_flow_json(std::string& out, std::string_view src_app, std::string_vi
     out += '}';
 }
 
-std::size_t flow_json_size(std::string_view src_app, std::string_view dest_app, std::string_view vpc_id,
-                           flow_counters const& counters, std::uint32_t hour) noexcept {
+std::size_t flow_json_size(std::string_view src_app, std::string_view dest_app,
+                           std::string_view vpc_id, flow_counters const& counters,
+                           std::uint32_t hour) noexcept {
     // {"src_app":,"dest_app":,"vpc_id":,"bytes_tx":,"bytes_rx":,"hour":}
     constexpr std::size_t fixed = 66;
-    return fixed + json_string_size(src_app) + json_string_size(dest_app) + json_string_size(vpc_id) +
-           digits(counters.bytes_tx) + digits(counters.bytes_rx) + digits(hour);
+    return fixed + json_string_size(src_app) + json_string_size(dest_app) +
+           json_string_size(vpc_id) + digits(counters.bytes_tx) + digits(counters.bytes_rx) +
+           digits(hour);
 }
 
 }  // namespace flowd

@@ -1,16 +1,16 @@
 #include "flowd/http/http_session.hpp"
 
-#include "flowd/http/request_id.hpp"
-
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/core/string.hpp>
 #include <spdlog/spdlog.h>
+
+#include "flowd/http/request_id.hpp"
 
 namespace flowd {
 
@@ -21,22 +21,26 @@ namespace net = boost::asio;
 namespace {
 
 constexpr std::size_t first_read_bytes = 4096;
+constexpr std::chrono::seconds linger_time{2};
 
 // A malformed request (Beast's parse errors), as opposed to a connection that went away.
 bool malformed(beast::error_code const& ec) {
-    return ec.category() == beast::error_code(http::error::bad_target).category() && ec != http::error::end_of_stream &&
-           ec != http::error::partial_message && ec != http::error::need_more && ec != http::error::header_limit &&
+    return ec.category() == beast::error_code(http::error::bad_target).category() &&
+           ec != http::error::end_of_stream && ec != http::error::partial_message &&
+           ec != http::error::need_more && ec != http::error::header_limit &&
            ec != http::error::body_limit;
 }
 
 bool benign(beast::error_code const& ec) {
-    return ec == net::error::operation_aborted || ec == http::error::end_of_stream || ec == net::error::eof ||
-           ec == net::error::connection_reset || ec == beast::error::timeout;
+    return ec == net::error::operation_aborted || ec == http::error::end_of_stream ||
+           ec == net::error::eof || ec == net::error::connection_reset ||
+           ec == beast::error::timeout;
 }
 
 }  // namespace
 
-http_session::http_session(net::ip::tcp::socket&& socket, session_services const& services, std::uint64_t id)
+http_session::http_session(net::ip::tcp::socket&& socket, session_services const& services,
+                           std::uint64_t id)
     : stream_(std::move(socket)), services_(services), id_(id) {
     // Answers are written whole or in chunks, never byte by byte: Nagle's algorithm would
     // only hold a streamed answer's last segment back for the client's delayed ACK.
@@ -54,7 +58,8 @@ http_session::~http_session() {
 void http_session::run() {
     services_.drain.add_session(this, weak_from_this());
     // Start on the strand: every member is touched only there.
-    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&http_session::do_wait, shared_from_this()));
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&http_session::do_wait, shared_from_this()));
 }
 
 void http_session::close_if_idle() {
@@ -74,8 +79,9 @@ void http_session::do_wait() {
     }
     waiting_idle_ = true;
     stream_.expires_after(services_.limits.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(first_read_bytes),
-                            beast::bind_front_handler(&http_session::on_first_bytes, shared_from_this()));
+    stream_.async_read_some(
+        buffer_.prepare(first_read_bytes),
+        beast::bind_front_handler(&http_session::on_first_bytes, shared_from_this()));
 }
 
 void http_session::on_first_bytes(beast::error_code ec, std::size_t n) {
@@ -103,24 +109,27 @@ void http_session::start_request() {
     parser_->body_limit(services_.limits.max_body_bytes);
     parser_->header_limit(services_.limits.max_header_bytes);
     stream_.expires_after(services_.limits.header_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&http_session::on_header, shared_from_this()));
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        beast::bind_front_handler(&http_session::on_header, shared_from_this()));
 }
 
 void http_session::on_header(beast::error_code ec, std::size_t) {
     if (ec == http::error::header_limit) {
         services_.metrics.count_limit_rejection("max_header_bytes");
         return send_early(problem_type::header_too_large,
-                          "the request line and headers exceed " + std::to_string(services_.limits.max_header_bytes) +
-                              " bytes");
+                          "the request line and headers exceed " +
+                              std::to_string(services_.limits.max_header_bytes) + " bytes");
     }
     if (ec == http::error::body_limit) {
-        // Beast rejects a Content-Length over body_limit once every field is parsed: answer 413, not silence.
+        // Beast rejects a Content-Length over body_limit once every field is parsed: answer 413,
+        // not silence.
         body_too_large_ = true;
         return dispatch_request();
     }
     if (ec && malformed(ec)) {
-        return send_early(problem_type::bad_request, "the request is not valid HTTP/1.1: " + ec.message());
+        return send_early(problem_type::bad_request,
+                          "the request is not valid HTTP/1.1: " + ec.message());
     }
     if (ec) {
         if (!benign(ec)) {
@@ -141,11 +150,13 @@ void http_session::on_header(beast::error_code ec, std::size_t) {
         parser_->get().body().reserve(static_cast<std::size_t>(*length) + 64);
     }
     auto const expect = parser_->get().find(http::field::expect);
-    if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue") && !parser_->is_done()) {
+    if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue") &&
+        !parser_->is_done()) {
         static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
         stream_.expires_after(services_.limits.idle_timeout);
-        return net::async_write(stream_, net::buffer(interim.data(), interim.size()),
-                                beast::bind_front_handler(&http_session::on_continue, shared_from_this()));
+        return net::async_write(
+            stream_, net::buffer(interim.data(), interim.size()),
+            beast::bind_front_handler(&http_session::on_continue, shared_from_this()));
     }
     do_read_body();
 }
@@ -173,7 +184,8 @@ void http_session::on_body(beast::error_code ec, std::size_t) {
         return dispatch_request();
     }
     if (ec && malformed(ec)) {
-        return send_early(problem_type::bad_request, "the request body framing is not valid HTTP/1.1: " + ec.message());
+        return send_early(problem_type::bad_request,
+                          "the request body framing is not valid HTTP/1.1: " + ec.message());
     }
     if (ec) {
         if (!benign(ec)) {
@@ -187,6 +199,9 @@ void http_session::on_body(beast::error_code ec, std::size_t) {
 void http_session::dispatch_request() {
     stream_.expires_never();
     request& req = parser_->get();
+    if (body_too_large_ || draining_at_arrival_) {
+        unread_input_ = true;
+    }
     if (body_too_large_) {
         req.body().clear();
         req.body().shrink_to_fit();
@@ -205,13 +220,15 @@ void http_session::send_early(problem_type type, std::string detail) {
     // The request could not be parsed, so there is nothing to route: answer it with the
     // same request id and metrics as the middleware would, then close, since the stream
     // cannot be trusted past this point.
+    unread_input_ = true;
     std::string const id = new_request_id();
     string_response r = problem_response(problem{type, std::move(detail), {}, {}}, id);
     r.keep_alive(false);
     r.set("X-Request-Id", id);
     r.prepare_payload();
-    services_.metrics.observe_request(route_id::other, "other", r.result_int(),
-                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived_).count());
+    services_.metrics.observe_request(
+        route_id::other, "other", r.result_int(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived_).count());
     send(response{std::move(r)});
 }
 
@@ -221,8 +238,9 @@ void http_session::send(response r) {
     stream_.expires_after(services_.limits.idle_timeout);
     std::visit(
         [this, keep_alive](auto& m) {
-            http::async_write(stream_, m,
-                              beast::bind_front_handler(&http_session::on_write, shared_from_this(), keep_alive));
+            http::async_write(
+                stream_, m,
+                beast::bind_front_handler(&http_session::on_write, shared_from_this(), keep_alive));
         },
         *pending_);
 }
@@ -250,7 +268,26 @@ void http_session::do_close() {
     finish_request();
     beast::error_code ec;
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
-    stream_.close();
+    if (!unread_input_) {
+        stream_.close();
+        return;
+    }
+    // The client may still be sending what we did not read (a body over the limit, the
+    // rest of an oversized header). Closing now would answer its bytes with a reset that
+    // can destroy our 413/431/400 before the client reads it: drain for a short while
+    // first, as nginx's lingering close does.
+    stream_.expires_after(linger_time);
+    do_linger();
+}
+
+void http_session::do_linger() {
+    stream_.async_read_some(net::buffer(linger_buffer_.data(), linger_buffer_.size()),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                if (ec) {
+                                    return self->stream_.close();
+                                }
+                                self->do_linger();
+                            });
 }
 
 void http_session::finish_request() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -42,7 +43,8 @@ struct session_services {
 // operation is pending (shared_from_this); its members are touched only on its strand.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-    http_session(boost::asio::ip::tcp::socket&& socket, session_services const& services, std::uint64_t id);
+    http_session(boost::asio::ip::tcp::socket&& socket, session_services const& services,
+                 std::uint64_t id);
     ~http_session();
     http_session(http_session const&) = delete;
     http_session& operator=(http_session const&) = delete;
@@ -65,6 +67,7 @@ private:
     void send(response r);
     void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t n);
     void do_close();
+    void do_linger();
     void finish_request();
 
     boost::beast::tcp_stream stream_;
@@ -79,6 +82,8 @@ private:
     bool draining_at_arrival_ = false;
     bool body_too_large_ = false;
     bool closed_ = false;
+    bool unread_input_ = false;  // the peer may still be sending bytes we will not read
+    std::array<char, 4096> linger_buffer_{};
 };
 
 }  // namespace flowd

@@ -365,14 +365,22 @@ TEST(FlowJsonTest, OverlongUtf8EncodingIsInvalidJson) {
     EXPECT_EQ(p.type, problem_type::invalid_json);
 }
 
-TEST(FlowJsonTest, LoneSurrogateEscapeInNameIsInvalidJson) {
+TEST(FlowJsonTest, LoneSurrogateEscapeInNameIsInvalidRecord) {
     problem const p = rejection("[" + record_with("src_app", R"("a\ud800b")") + "]");
 
-    EXPECT_EQ(p.type, problem_type::invalid_json);
+    EXPECT_EQ(p.type, problem_type::invalid_record);
+    EXPECT_EQ(p.record, 0U);
+    EXPECT_EQ(p.field, "src_app");
 }
 
-TEST(FlowJsonTest, LoneSurrogateEscapeInIgnoredFieldIsInvalidJson) {
-    problem const p = rejection(R"([{"note":"\udc00",)" + seed_record().substr(1) + "]");
+TEST(FlowJsonTest, LoneSurrogateEscapeInIgnoredFieldIsAccepted) {
+    flow_batch const batch = accepted(R"([{"note":"\udc00",)" + seed_record().substr(1) + "]");
+
+    EXPECT_EQ(batch.record_count(), 1U);
+}
+
+TEST(FlowJsonTest, TruncatedUnicodeEscapeInNameIsInvalidJson) {
+    problem const p = rejection("[" + record_with("src_app", R"("a\ud8")") + "]");
 
     EXPECT_EQ(p.type, problem_type::invalid_json);
 }
