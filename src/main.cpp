@@ -1,3 +1,4 @@
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -6,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include "flowd/app/config.hpp"
@@ -30,9 +32,17 @@ std::map<std::string, std::string> environment() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Hold SIGINT/SIGTERM until the shutdown coordinator can take them (server::run()), so
+    // a signal during start-up is handled as a shutdown rather than killing the process.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::vector<std::string> const args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "token") {
-        std::cerr << "flowd: 'flowd token create' (bearer-token authentication) is not supported by this build yet\n";
+        std::cerr << "flowd: 'flowd token create' (bearer-token authentication) is not supported "
+                     "by this build yet\n";
         return 2;
     }
     flowd::command cmd;

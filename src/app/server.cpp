@@ -1,13 +1,14 @@
 #include "flowd/app/server.hpp"
 
-#include <sched.h>
-#include <sys/resource.h>
-
+#include <csignal>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <pthread.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "flowd/codec/flow_json.hpp"
 
@@ -84,28 +85,33 @@ server::server(config const& cfg, loggers logs)
       store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
           {"flowd_store_keys", "Aggregated keys in the store",
            [this] { return static_cast<double>(store_.key_count()); }},
-          {"flowd_store_hours", "Distinct hours in the store", [this] { return static_cast<double>(store_.hour_count()); }},
-          {"flowd_store_memory_bytes", "Estimated heap bytes held by the store (tables and interned names)",
+          {"flowd_store_hours", "Distinct hours in the store",
+           [this] { return static_cast<double>(store_.hour_count()); }},
+          {"flowd_store_memory_bytes",
+           "Estimated heap bytes held by the store (tables and interned names)",
            [this] { return static_cast<double>(store_.memory_bytes()); }},
       })),
       ingest_(store_, metrics_),
       router_(logs_.http),
       flows_(store_, ingest_, metrics_,
-             flows_options{cfg.max_body_bytes, decode_limits{cfg.max_records_per_batch, cfg.max_json_depth}}),
+             flows_options{cfg.max_body_bytes,
+                           decode_limits{cfg.max_records_per_batch, cfg.max_json_depth}}),
       middleware_(router_, metrics_, logs_.http),
       services_{middleware_, drain_, metrics_,
-                session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout, cfg.body_timeout,
-                               cfg.idle_timeout},
+                session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
+                               cfg.body_timeout, cfg.idle_timeout},
                 logs_.http},
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
-          ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); }, logs_.app) {
+          ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); },
+          logs_.app) {
     if (!cpu_runs_json_implementation()) {
-        throw std::runtime_error("this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
-                                 "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
+        throw std::runtime_error(
+            "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
+            "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
     }
-    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string, describe(cfg_),
-                    json_implementation());
+    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
+                    describe(cfg_), json_implementation());
     raise_open_files_limit(*logs_.app);
     add_routes();
 
@@ -119,7 +125,8 @@ server::server(config const& cfg, loggers logs)
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(metrics_address, 2);
     } catch (std::exception const& e) {
-        throw std::runtime_error("cannot listen on " + cfg_.metrics_listen + " (metrics): " + e.what());
+        throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
+                                 " (metrics): " + e.what());
     }
     exposer_->RegisterCollectable(registry_);
     exposer_->RegisterCollectable(process_metrics_);
@@ -129,39 +136,54 @@ server::server(config const& cfg, loggers logs)
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
     logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
-    logs_.app->warn("no data directory: data lives in memory only and is lost when flowd stops "
-                    "(--data-dir is not in this build yet)");
+    logs_.app->warn(
+        "no data directory: data lives in memory only and is lost when flowd stops "
+        "(--data-dir is not in this build yet)");
 }
 
 server::~server() = default;
 
 void server::add_routes() {
-    router_.add(http::verb::post, "/flows", route_id::flows, [this](request_context& ctx) { return flows_.post(ctx); });
-    router_.add(http::verb::get, "/flows", route_id::flows, [this](request_context& ctx) { return flows_.get(ctx); });
-    router_.add(http::verb::get, "/healthz", route_id::healthz, [](request_context&) -> handler_result {
-        return response{json_response(200, "{\"status\":\"ok\"}")};
-    });
-    router_.add(http::verb::get, "/readyz", route_id::readyz, [this](request_context& ctx) -> handler_result {
-        if (drain_.ready()) {
-            return response{json_response(200, "{\"status\":\"ready\"}")};
-        }
-        if (drain_.draining()) {
-            return response{problem_response(
-                problem{problem_type::shutting_down, "flowd is shutting down", {}, {}}, ctx.request_id)};
-        }
-        string_response r = problem_response(problem{problem_type::bad_request, "flowd is starting", {}, {}},
-                                             ctx.request_id);
-        r.result(http::status::service_unavailable);
-        return response{std::move(r)};
-    });
-    router_.add(http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
-        return response{text_response(200, "text/plain; version=0.0.4",
-                                      serialize_metrics({registry_, process_metrics_, store_metrics_}))};
-    });
+    router_.add(http::verb::post, "/flows", route_id::flows,
+                [this](request_context& ctx) { return flows_.post(ctx); });
+    router_.add(http::verb::get, "/flows", route_id::flows,
+                [this](request_context& ctx) { return flows_.get(ctx); });
+    router_.add(http::verb::get, "/healthz", route_id::healthz,
+                [](request_context&) -> handler_result {
+                    return response{json_response(200, "{\"status\":\"ok\"}")};
+                });
+    router_.add(http::verb::get, "/readyz", route_id::readyz,
+                [this](request_context& ctx) -> handler_result {
+                    if (drain_.ready()) {
+                        return response{json_response(200, "{\"status\":\"ready\"}")};
+                    }
+                    if (drain_.draining()) {
+                        return response{problem_response(
+                            problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
+                            ctx.request_id)};
+                    }
+                    string_response r = problem_response(
+                        problem{problem_type::bad_request, "flowd is starting", {}, {}},
+                        ctx.request_id);
+                    r.result(http::status::service_unavailable);
+                    return response{std::move(r)};
+                });
+    router_.add(
+        http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
+            return response{
+                text_response(200, "text/plain; version=0.0.4",
+                              serialize_metrics({registry_, process_metrics_, store_metrics_}))};
+        });
 }
 
 int server::run() {
     shutdown_.arm();
+    // main() held the stop signals during start-up; the signal_set owns them from here.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
     listener_->run();
     drain_.set_ready(true);
     logs_.app->info("ready: {} I/O threads", cfg_.threads);

@@ -10,8 +10,10 @@ namespace flowd {
 
 namespace net = boost::asio;
 
-shutdown_coordinator::shutdown_coordinator(net::io_context& ioc, drain_state& drain, std::chrono::milliseconds grace,
-                                           std::function<void()> stop_accepting, std::function<void()> stop,
+shutdown_coordinator::shutdown_coordinator(net::io_context& ioc, drain_state& drain,
+                                           std::chrono::milliseconds grace,
+                                           std::function<void()> stop_accepting,
+                                           std::function<void()> stop,
                                            std::shared_ptr<spdlog::logger> log)
     : ioc_(ioc),
       signals_(ioc, SIGINT, SIGTERM),
@@ -32,7 +34,8 @@ void shutdown_coordinator::on_signal(boost::system::error_code ec, int signo) {
     }
     char const* const name = signo == SIGINT ? "SIGINT" : "SIGTERM";
     if (requested_) {
-        log_->warn("second signal ({}): exiting now with {} requests in flight", name, drain_.in_flight());
+        log_->warn("second signal ({}): exiting now with {} requests in flight", name,
+                   drain_.in_flight());
         spdlog::shutdown();
         std::_Exit(1);
     }
@@ -46,14 +49,20 @@ void shutdown_coordinator::on_signal(boost::system::error_code ec, int signo) {
         if (timer_ec) {
             return;
         }
-        log_->warn("grace period over with {} requests still in flight; stopping", drain_.in_flight());
-        finish();
+        log_->warn("grace period over with {} requests still in flight; stopping",
+                   drain_.in_flight());
+        finish(true);
     });
-    drain_.on_idle([this] { net::post(ioc_, [this] { finish(); }); });
+    drain_.on_idle([this] { net::post(ioc_, [this] { finish(false); }); });
     drain_.begin_drain();
 }
 
-void shutdown_coordinator::finish() {
+void shutdown_coordinator::finish(bool forced) {
+    if (!forced && drain_.in_flight() != 0) {
+        // A request started after the drain looked idle (a pipelined one): wait for it too.
+        drain_.on_idle([this] { net::post(ioc_, [this] { finish(false); }); });
+        return;
+    }
     if (finished_.exchange(true)) {
         return;
     }

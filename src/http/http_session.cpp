@@ -247,6 +247,11 @@ void http_session::send(response r) {
 
 void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
     pending_.reset();
+    if (!ec && keep_alive && buffer_.size() != 0) {
+        // A pipelined request is already here: it stays in flight without a gap, so a
+        // drain cannot finish (and stop the server) between this answer and its own.
+        return start_request();
+    }
     finish_request();
     if (ec) {
         if (!benign(ec)) {

@@ -88,6 +88,24 @@ TEST(ShutdownTest, ReadyzTurns503DuringDrain) {
     EXPECT_EQ(flowd.wait_exit(), 0);
 }
 
+TEST(ShutdownTest, PipelinedRequestBehindTheLastInFlightOneIsAnswered) {
+    flowd_process flowd({}, {{"FLOWD_GRACE_PERIOD", "60s"}});
+    held_post only{flowd.port(), 3};
+    ASSERT_EQ(only.interim, 100U);
+
+    flowd.signal(SIGTERM);
+    ASSERT_TRUE(flowd.wait_log("shutdown requested"));
+    auto posted = only.finish(request_head("GET", "/healthz", {}));
+    auto pipelined = only.client.try_read();
+
+    // The last request in flight ended with another one already buffered behind it: the
+    // drain must not stop the server in between, and the newcomer is told to go away.
+    EXPECT_EQ(posted.result_int(), 200U);
+    ASSERT_TRUE(pipelined.has_value()) << "the pipelined request got no answer";
+    EXPECT_TRUE(is_problem(*pipelined, 503, "shutting-down"));
+    EXPECT_EQ(flowd.wait_exit(), 0);
+}
+
 TEST(ShutdownTest, IdleKeepAliveConnectionIsClosedOrToldShuttingDown) {
     flowd_process flowd({}, {{"FLOWD_GRACE_PERIOD", "60s"}});
     held_post keeps_draining{flowd.port(), 1};

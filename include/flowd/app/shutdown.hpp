@@ -20,15 +20,16 @@ namespace flowd {
 // server; its handlers run on the io_context.
 class shutdown_coordinator {
 public:
-    shutdown_coordinator(boost::asio::io_context& ioc, drain_state& drain, std::chrono::milliseconds grace,
-                         std::function<void()> stop_accepting, std::function<void()> stop,
-                         std::shared_ptr<spdlog::logger> log);
+    shutdown_coordinator(boost::asio::io_context& ioc, drain_state& drain,
+                         std::chrono::milliseconds grace, std::function<void()> stop_accepting,
+                         std::function<void()> stop, std::shared_ptr<spdlog::logger> log);
 
     void arm();
 
 private:
     void on_signal(boost::system::error_code ec, int signo);
-    void finish();
+    // Stops the server once nothing is in flight, or at once when `forced`.
+    void finish(bool forced);
 
     boost::asio::io_context& ioc_;
     boost::asio::signal_set signals_;
