@@ -5,7 +5,7 @@
 #   docker build -t flowd .
 #   docker run --rm -p 8080:8080 -p 9464:9464 flowd
 #
-# The JSON decoder is compiled for x86-64-v3 (AVX2) by default and flowd refuses a CPU
+# The JSON decoder is compiled for haswell (AVX2, BMI2, PCLMUL) by default; flowd refuses a CPU
 # without it at start; for older or other CPUs build a portable (slower) image with
 #   docker build --build-arg FLOWD_CMAKE_ARGS=-DFLOWD_SIMD_ARCH= -t flowd .
 

@@ -4,6 +4,7 @@
 //   flowd-loadgen --port 8080 [--host 127.0.0.1] [--connections 32] [--duration 10]
 //                 [--requests N] [--batch 100] [--keys 1000] [--hours 24] [--first-hour 0]
 //                 [--ndjson] [--gzip] [--rate REQ_PER_S] [--get-hour H] [--no-verify] [--seed S]
+//                 [--bodies N]   (distinct bodies, sent round robin; default 64)
 //
 // Prints requests/s, flows/s, latency percentiles and errors by status, and a last line
 // "RESULT key=value ..." for scripts. With --rate the load is open-loop and latency is
@@ -55,7 +56,8 @@ struct options {
 };
 
 [[noreturn]] void usage_exit(char const* why) {
-    std::fprintf(stderr, "flowd-loadgen: %s (see the comment at the top of bench/loadgen.cpp)\n", why);
+    std::fprintf(stderr, "flowd-loadgen: %s (see the comment at the top of bench/loadgen.cpp)\n",
+                 why);
     std::exit(2);
 }
 
@@ -91,6 +93,8 @@ options parse(int argc, char** argv) {
             o.work.first_hour = static_cast<std::uint32_t>(std::stoul(next()));
         } else if (a == "--seed") {
             o.work.seed = std::stoull(next());
+        } else if (a == "--bodies") {
+            o.work.bodies = std::stoul(next());
         } else if (a == "--ndjson") {
             o.work.ndjson = true;
         } else if (a == "--gzip") {
@@ -103,7 +107,8 @@ options parse(int argc, char** argv) {
             usage_exit(("unknown option " + a).c_str());
         }
     }
-    if (o.connections == 0 || o.work.batch == 0 || o.work.keys == 0 || o.work.hours == 0) {
+    if (o.work.bodies == 0 || o.connections == 0 || o.work.batch == 0 || o.work.keys == 0 ||
+        o.work.hours == 0) {
         usage_exit("connections, batch, keys and hours must be positive");
     }
     return o;
@@ -138,16 +143,19 @@ public:
 
 private:
     void schedule() {
-        if (s_.stopping || clock_type::now() >= s_.stop_at || (s_.opt.requests != 0 && s_.issued >= s_.opt.requests)) {
+        if (s_.stopping || clock_type::now() >= s_.stop_at ||
+            (s_.opt.requests != 0 && s_.issued >= s_.opt.requests)) {
             s_.stopping = true;
             return;
         }
         if (s_.opt.rate > 0) {
             // Open loop: this connection's share of the rate, each request at its slot.
-            auto const interval = std::chrono::duration<double>(static_cast<double>(s_.opt.connections) / s_.opt.rate);
+            auto const interval = std::chrono::duration<double>(
+                static_cast<double>(s_.opt.connections) / s_.opt.rate);
             if (sent_ == 0) {
                 next_ = s_.start + std::chrono::duration_cast<clock_type::duration>(
-                                       interval * (static_cast<double>(index_) / static_cast<double>(s_.opt.connections)));
+                                       interval * (static_cast<double>(index_) /
+                                                   static_cast<double>(s_.opt.connections)));
             } else {
                 next_ += std::chrono::duration_cast<clock_type::duration>(interval);
             }
@@ -176,22 +184,25 @@ private:
         } else {
             req_.method(http::verb::post);
             req_.target("/flows");
-            req_.set(http::field::content_type, s_.opt.work.ndjson ? "application/x-ndjson" : "application/json");
+            req_.set(http::field::content_type,
+                     s_.opt.work.ndjson ? "application/x-ndjson" : "application/json");
             if (s_.opt.gzip) {
                 req_.set(http::field::content_encoding, "gzip");
             }
             req_.body() = s_.wire[body_];
         }
         req_.prepare_payload();
-        http::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) {
-                return self->fail();
-            }
-            self->res_.emplace();
-            self->res_->body_limit(1ULL << 31);
-            http::async_read(self->stream_, self->buffer_, *self->res_,
-                             [self](beast::error_code ec2, std::size_t) { self->on_read(ec2); });
-        });
+        http::async_write(
+            stream_, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                if (ec) {
+                    return self->fail();
+                }
+                self->res_.emplace();
+                self->res_->body_limit(1ULL << 31);
+                http::async_read(
+                    self->stream_, self->buffer_, *self->res_,
+                    [self](beast::error_code ec2, std::size_t) { self->on_read(ec2); });
+            });
     }
 
     void on_read(beast::error_code ec) {
@@ -200,7 +211,8 @@ private:
         }
         auto const now = clock_type::now();
         auto const us = std::chrono::duration_cast<std::chrono::microseconds>(now - next_).count();
-        s_.latencies_us.push_back(static_cast<std::uint32_t>(std::min<long long>(us, 0xffffffffLL)));
+        s_.latencies_us.push_back(
+            static_cast<std::uint32_t>(std::min<long long>(us, 0xffffffffLL)));
         unsigned const status = res_->get().result_int();
         ++s_.statuses[status];
         ++s_.completed;
@@ -241,7 +253,8 @@ totals_map fetch_totals(options const& o) {
     stream.connect(net::ip::tcp::endpoint(net::ip::make_address(o.host), o.port));
     beast::flat_buffer buffer;
     for (std::uint32_t h = o.work.first_hour; h < o.work.first_hour + o.work.hours; ++h) {
-        http::request<http::string_body> req{http::verb::get, "/flows?hour=" + std::to_string(h), 11};
+        http::request<http::string_body> req{http::verb::get, "/flows?hour=" + std::to_string(h),
+                                             11};
         req.set(http::field::host, o.host);
         http::write(stream, req);
         http::response_parser<http::string_body> res;
@@ -264,7 +277,8 @@ double percentile(std::vector<std::uint32_t> const& sorted, double p) {
     if (sorted.empty()) {
         return 0;
     }
-    auto const idx = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+    auto const idx =
+        static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
     return sorted[std::min(idx, sorted.size() - 1)] / 1000.0;
 }
 
@@ -272,8 +286,9 @@ double percentile(std::vector<std::uint32_t> const& sorted, double p) {
 
 int main(int argc, char** argv) {
     options const opt = parse(argc, argv);
-    auto const bodies = flowd::bench::make_bodies(opt.work);
-    shared_state s{opt, bodies, {}, {}, std::vector<std::size_t>(bodies.size(), 0), {}, 0, 0, 0, {}, {}, false};
+    auto const bodies = flowd::bench::make_bodies(opt.work, opt.verify && !opt.get_hour);
+    shared_state s{opt, bodies, {}, {},   std::vector<std::size_t>(bodies.size(), 0), {}, 0, 0,
+                   0,   {},     {}, false};
     std::size_t body_bytes = 0;
     for (auto const& b : bodies) {
         s.wire.push_back(opt.gzip ? flowd::gzip(b.text) : b.text);
@@ -314,10 +329,13 @@ int main(int argc, char** argv) {
     }
     double const rps = static_cast<double>(ok) / took;
     double const fps = opt.get_hour ? 0.0 : rps * static_cast<double>(opt.work.batch);
-    std::printf("%s %zu connections, %.1f s: %zu ok (%.0f req/s, %.0f flows/s), %zu errors; statuses:%s\n",
-                opt.get_hour ? "GET" : "POST", opt.connections, took, ok, rps, fps, errors, by_status.c_str());
-    std::printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", percentile(s.latencies_us, 50),
-                percentile(s.latencies_us, 90), percentile(s.latencies_us, 99), percentile(s.latencies_us, 99.9),
+    std::printf(
+        "%s %zu connections, %.1f s: %zu ok (%.0f req/s, %.0f flows/s), %zu errors; statuses:%s\n",
+        opt.get_hour ? "GET" : "POST", opt.connections, took, ok, rps, fps, errors,
+        by_status.c_str());
+    std::printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+                percentile(s.latencies_us, 50), percentile(s.latencies_us, 90),
+                percentile(s.latencies_us, 99), percentile(s.latencies_us, 99.9),
                 percentile(s.latencies_us, 100));
 
     std::string verdict = "skipped";
@@ -347,13 +365,15 @@ int main(int argc, char** argv) {
             }
         }
         verdict = mismatches == 0 ? "exact" : "MISMATCH";
-        std::printf("verify: %s (%zu keys over %u hours, %zu mismatched)\n", verdict.c_str(), after.size(),
-                    opt.work.hours, mismatches);
+        std::printf("verify: %s (%zu keys over %u hours, %zu mismatched)\n", verdict.c_str(),
+                    after.size(), opt.work.hours, mismatches);
     }
-    std::printf("RESULT req_per_s=%.0f flows_per_s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f ok=%zu "
-                "errors=%zu body_bytes_avg=%zu verify=%s\n",
-                rps, fps, percentile(s.latencies_us, 50), percentile(s.latencies_us, 90),
-                percentile(s.latencies_us, 99), percentile(s.latencies_us, 99.9), ok, errors,
-                body_bytes / bodies.size(), verdict.c_str());
+    std::printf(
+        "RESULT req_per_s=%.0f flows_per_s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f "
+        "ok=%zu "
+        "errors=%zu body_bytes_avg=%zu verify=%s\n",
+        rps, fps, percentile(s.latencies_us, 50), percentile(s.latencies_us, 90),
+        percentile(s.latencies_us, 99), percentile(s.latencies_us, 99.9), ok, errors,
+        body_bytes / bodies.size(), verdict.c_str());
     return verdict == "MISMATCH" || ok == 0 ? 1 : 0;
 }

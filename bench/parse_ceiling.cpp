@@ -46,9 +46,11 @@ int main(int argc, char** argv) {
             bytes += doc_text.size();
         }
     }
-    double const took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double const took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("RESULT records_per_s=%.0f bytes_per_s=%.0f checksum=%llu implementation=%s\n",
                 static_cast<double>(records) / took, static_cast<double>(bytes) / took,
-                static_cast<unsigned long long>(checksum), SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION));
+                static_cast<unsigned long long>(checksum),
+                SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION));
     return 0;
 }

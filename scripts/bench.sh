@@ -103,7 +103,8 @@ start_flowd
 loaded=0
 declare -A get_p50
 for target in 10000 100000 1000000; do
-    loadgen --port "$flowd_port" --connections 8 --requests $(((target - loaded) / 1000)) --batch 1000 --keys 1000 \
+    n=$(((target - loaded) / 1000))
+    loadgen --port "$flowd_port" --connections 8 --requests "$n" --bodies "$n" --batch 1000 --keys 1000 \
         --hours 1 --first-hour 0 --seed "$target" --no-verify >/dev/null
     loaded=$target
     g=$(loadgen --port "$flowd_port" --connections 1 --duration 3 --get-hour 0)
@@ -118,7 +119,9 @@ start_flowd
 mem_rows=()
 loaded=0
 for target in 1000000 10000000; do
-    loadgen --port "$flowd_port" --connections 8 --requests $(((target - loaded) / 1000)) --batch 1000 --keys 100000 \
+    # Every record distinct: bodies are not reused while loading.
+    n=$(((target - loaded) / 1000))
+    loadgen --port "$flowd_port" --connections 8 --requests "$n" --bodies "$n" --batch 1000 --keys 100000 \
         --hours 24 --seed "$target" --no-verify >/dev/null
     loaded=$target
     keys=$(metric flowd_store_keys)

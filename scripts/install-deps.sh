@@ -10,7 +10,7 @@ packages=(
     libboost1.81-dev libsimdjson-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
     prometheus-cpp-dev libyaml-cpp-dev zlib1g-dev libssl-dev
     # tests and benchmarks
-    libgtest-dev libgmock-dev libbenchmark-dev curl procps util-linux nginx-light wrk
+    libgtest-dev libgmock-dev libbenchmark-dev clang-format curl procps util-linux nginx-light wrk
 )
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The stages of `make test` (and so of CI), each timed:
+#   0. format-check and layering (seconds)
 #   1. ci:   RelWithDebInfo, warnings as errors, every test (unit + integration)
 #   2. asan: AddressSanitizer + UndefinedBehaviorSanitizer, every test
 #   3. tsan: ThreadSanitizer, the store concurrency tests
@@ -28,8 +29,9 @@ build_and_test() {
 }
 
 total=$SECONDS
-stage ci build_and_test ci
+stage format make --no-print-directory format-check
 stage layering make --no-print-directory layering
+stage ci build_and_test ci
 stage asan build_and_test asan
 stage tsan build_and_test tsan --target flowd_concurrency_tests
 echo "=== all stages passed in $((SECONDS - total))s: ${summary[*]}"

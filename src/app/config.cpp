@@ -14,13 +14,14 @@ namespace {
 
 using setter = std::function<void(config&, std::string const& key, std::string const& value)>;
 
-std::uint64_t parse_uint(std::string const& key, std::string const& value, std::uint64_t min, std::uint64_t max) {
+std::uint64_t parse_uint(std::string const& key, std::string const& value, std::uint64_t min,
+                         std::uint64_t max) {
     std::uint64_t v = 0;
     auto const* const last = value.data() + value.size();
     auto const r = std::from_chars(value.data(), last, v);
     if (value.empty() || r.ec != std::errc{} || r.ptr != last || v < min || v > max) {
-        throw config_error(key + ": '" + value + "' is not an integer in " + std::to_string(min) + ".." +
-                           std::to_string(max));
+        throw config_error(key + ": '" + value + "' is not an integer in " + std::to_string(min) +
+                           ".." + std::to_string(max));
     }
     return v;
 }
@@ -42,7 +43,8 @@ std::chrono::milliseconds parse_duration(std::string const& key, std::string con
     std::uint64_t n = 0;
     auto const r = std::from_chars(number.data(), number.data() + number.size(), n);
     if (scale == 0 || number.empty() || r.ec != std::errc{} || n == 0 || n > 1'000'000'000) {
-        throw config_error(key + ": '" + value + "' is not a positive duration like 500ms, 10s, 5m or 1h");
+        throw config_error(key + ": '" + value +
+                           "' is not a positive duration like 500ms, 10s, 5m or 1h");
     }
     return std::chrono::milliseconds(static_cast<std::int64_t>(n * scale));
 }
@@ -98,10 +100,12 @@ std::vector<option> const& options() {
         {"listen", true, address_field(&config::listen)},
         {"metrics_listen", true, address_field(&config::metrics_listen)},
         {"threads", true, uint_field(&config::threads, 1, 1024)},
-        {"log_level", true, choice_field(&config::log_level, {"trace", "debug", "info", "warn", "error"})},
+        {"log_level", true,
+         choice_field(&config::log_level, {"trace", "debug", "info", "warn", "error"})},
         {"log_format", false, choice_field(&config::log_format, {"text", "json"})},
         {"max_body_bytes", false, uint_field(&config::max_body_bytes, 1, std::uint64_t{1} << 32)},
-        {"max_records_per_batch", false, uint_field(&config::max_records_per_batch, 1, 100'000'000)},
+        {"max_records_per_batch", false,
+         uint_field(&config::max_records_per_batch, 1, 100'000'000)},
         {"max_json_depth", false, uint_field(&config::max_json_depth, 2, 1024)},
         {"max_header_bytes", false, uint_field(&config::max_header_bytes, 1024, 1U << 20)},
         {"max_keys", false, uint_field(&config::max_keys, 1, 1'000'000'000)},
@@ -163,7 +167,8 @@ void apply_file(config& c, std::string const& path) {
             throw config_error("config file " + path + ": unknown key '" + key + "'");
         }
         if (!kv.second.IsScalar()) {
-            throw config_error("config file " + path + ": key '" + key + "' must have a single value");
+            throw config_error("config file " + path + ": key '" + key +
+                               "' must have a single value");
         }
         o->set(c, path + ": " + key, kv.second.as<std::string>());
     }
@@ -195,7 +200,8 @@ host_port parse_host_port(std::string const& key, std::string const& value) {
     return host_port{host, static_cast<std::uint16_t>(parse_uint(key + " port", port, 0, 65535))};
 }
 
-command parse_command_line(std::vector<std::string> const& args, std::map<std::string, std::string> const& env) {
+command parse_command_line(std::vector<std::string> const& args,
+                           std::map<std::string, std::string> const& env) {
     command cmd;
     // Flags first into a list, so the precedence below does not depend on their position.
     std::vector<std::pair<option const*, std::string>> flags;
@@ -268,7 +274,8 @@ std::string usage() {
            "\n"
            "Ingests network flow records over HTTP (POST /flows) and serves per-hour totals\n"
            "(GET /flows?hour=N). Settings: built-in defaults < config file (--config, see\n"
-           "config/flowd.yaml) < FLOWD_* environment (FLOWD_LISTEN, FLOWD_MAX_BODY_BYTES, ...) < flags.\n"
+           "config/flowd.yaml) < FLOWD_* environment (FLOWD_LISTEN, FLOWD_MAX_BODY_BYTES, ...) < "
+           "flags.\n"
            "\n"
            "  --config FILE             flat YAML file of settings (FLOWD_CONFIG)\n"
            "  --listen HOST:PORT        API listener (default 127.0.0.1:8080; port 0 picks one)\n"
@@ -281,12 +288,13 @@ std::string usage() {
 }
 
 std::string describe(config const& c) {
-    return "listen=" + c.listen + " metrics_listen=" + c.metrics_listen + " threads=" + std::to_string(c.threads) +
-           " log_level=" + c.log_level + " log_format=" + c.log_format +
-           " max_body_bytes=" + std::to_string(c.max_body_bytes) +
+    return "listen=" + c.listen + " metrics_listen=" + c.metrics_listen +
+           " threads=" + std::to_string(c.threads) + " log_level=" + c.log_level +
+           " log_format=" + c.log_format + " max_body_bytes=" + std::to_string(c.max_body_bytes) +
            " max_records_per_batch=" + std::to_string(c.max_records_per_batch) +
            " max_json_depth=" + std::to_string(c.max_json_depth) +
-           " max_header_bytes=" + std::to_string(c.max_header_bytes) + " max_keys=" + std::to_string(c.max_keys) +
+           " max_header_bytes=" + std::to_string(c.max_header_bytes) +
+           " max_keys=" + std::to_string(c.max_keys) +
            " store_shards=" + std::to_string(c.store_shards) +
            " grace_period=" + std::to_string(c.grace_period.count()) + "ms" +
            " header_timeout=" + std::to_string(c.header_timeout.count()) + "ms" +

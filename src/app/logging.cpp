@@ -10,7 +10,8 @@ namespace {
 // %j: the message as the inside of a JSON string.
 class json_message_flag : public spdlog::custom_flag_formatter {
 public:
-    void format(spdlog::details::log_msg const& msg, std::tm const&, spdlog::memory_buf_t& dest) override {
+    void format(spdlog::details::log_msg const& msg, std::tm const&,
+                spdlog::memory_buf_t& dest) override {
         static constexpr char hex[] = "0123456789abcdef";
         for (char ch : msg.payload) {
             auto const c = static_cast<unsigned char>(ch);

@@ -7,11 +7,12 @@ problem to_problem(store_rejection const& r, std::uint64_t max_keys) {
         return problem{problem_type::store_full,
                        "the store is at max_keys (" + std::to_string(max_keys) +
                            " aggregated keys) and this batch would add keys beyond it",
-                       {}, {}};
+                       {},
+                       {}};
     }
     return problem{problem_type::counter_overflow,
-                   "record " + std::to_string(r.record) + ": the stored sum of '" + std::string(r.field) +
-                       "' for its key would pass 9223372036854775807",
+                   "record " + std::to_string(r.record) + ": the stored sum of '" +
+                       std::string(r.field) + "' for its key would pass 9223372036854775807",
                    r.record, std::string(r.field)};
 }
 

@@ -11,9 +11,11 @@ namespace {
 constexpr int gzip_window_bits = 15 + 16;
 
 problem too_large(std::size_t limit) {
-    return problem{problem_type::payload_too_large,
-                   "the decompressed body is longer than max_body_bytes (" + std::to_string(limit) + " bytes)",
-                   {}, {}};
+    return problem{
+        problem_type::payload_too_large,
+        "the decompressed body is longer than max_body_bytes (" + std::to_string(limit) + " bytes)",
+        {},
+        {}};
 }
 
 }  // namespace
@@ -78,8 +80,10 @@ boost::system::result<std::string, problem> gunzip(std::string_view in, std::siz
         if (rc != Z_OK && rc != Z_BUF_ERROR) {
             inflateEnd(&zs);
             return problem{problem_type::invalid_json,
-                           std::string("the gzip body is corrupt: ") + (zs.msg != nullptr ? zs.msg : "inflate failed"),
-                           {}, {}};
+                           std::string("the gzip body is corrupt: ") +
+                               (zs.msg != nullptr ? zs.msg : "inflate failed"),
+                           {},
+                           {}};
         }
     }
     inflateEnd(&zs);
@@ -91,7 +95,8 @@ struct gzip_writer::state {
     z_stream zs{};
     state() {
         // Z_DEFAULT_COMPRESSION - 5 (= -6) is not a zlib level: every gzip answer failed.
-        if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip_window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip_window_bits, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
             throw std::runtime_error("deflateInit2 failed");
         }
     }

@@ -20,7 +20,9 @@ int hex_value(char c) noexcept {
     return -1;
 }
 
-problem bad_query(std::string detail) { return problem{problem_type::invalid_query, std::move(detail), {}, {}}; }
+problem bad_query(std::string detail) {
+    return problem{problem_type::invalid_query, std::move(detail), {}, {}};
+}
 
 }  // namespace
 
@@ -59,7 +61,8 @@ boost::system::result<flows_query, problem> parse_flows_query(std::string_view q
         pos = amp + 1;
         std::size_t const eq = part.find('=');
         auto name = percent_decode(part.substr(0, eq));
-        auto value = eq == std::string_view::npos ? std::optional<std::string>{""} : percent_decode(part.substr(eq + 1));
+        auto value = eq == std::string_view::npos ? std::optional<std::string>{""}
+                                                  : percent_decode(part.substr(eq + 1));
         if (!name || !value) {
             return bad_query("malformed percent-encoding in " + quote_value(part));
         }
@@ -82,7 +85,8 @@ boost::system::result<flows_query, problem> parse_flows_query(std::string_view q
             auto const r = std::from_chars(first, last, h);
             bool const digits_only = value->find_first_not_of("0123456789") == std::string::npos;
             if (!digits_only || r.ec != std::errc{} || r.ptr != last || h > max_hour) {
-                return bad_query("'hour' must be a base-10 integer 0..2147483647, got " + quote_value(*value));
+                return bad_query("'hour' must be a base-10 integer 0..2147483647, got " +
+                                 quote_value(*value));
             }
             q.hour = static_cast<std::uint32_t>(h);
             continue;

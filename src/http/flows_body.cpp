@@ -4,19 +4,20 @@
 
 namespace flowd {
 
-void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first, std::size_t last,
-                          bool first_in_array) {
+void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first,
+                          std::size_t last, bool first_in_array) {
     for (std::size_t i = first; i < last; ++i) {
         if (i != first || !first_in_array) {
             out.push_back(',');
         }
         hour_snapshot::entry const& e = snapshot[i];
-        append_flow_json(out, snapshot.name(e.key.src), snapshot.name(e.key.dest), snapshot.name(e.key.vpc),
-                         e.counters, snapshot.hour());
+        append_flow_json(out, snapshot.name(e.key.src), snapshot.name(e.key.dest),
+                         snapshot.name(e.key.vpc), e.counters, snapshot.hour());
     }
 }
 
-flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip) : snapshot_(&snapshot) {
+flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip)
+    : snapshot_(&snapshot) {
     if (gzip) {
         gzip_.emplace();
     }

@@ -14,7 +14,8 @@ namespace {
 
 std::string lower(std::string_view s) {
     std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     return out;
 }
 
@@ -27,7 +28,9 @@ std::string_view trim(std::string_view s) noexcept {
 }
 
 // The media type of a Content-Type value, without parameters, lower-cased.
-std::string media_type(std::string_view content_type) { return lower(trim(content_type.substr(0, content_type.find(';')))); }
+std::string media_type(std::string_view content_type) {
+    return lower(trim(content_type.substr(0, content_type.find(';'))));
+}
 
 }  // namespace
 
@@ -72,28 +75,36 @@ handler_result flows_handler::post(request_context& ctx) {
     if (type == "application/x-ndjson") {
         format = body_format::ndjson;
     } else if (type != "application/json") {
-        std::string detail = ct == req.end() ? "the request has no Content-Type"
-                                             : "Content-Type " + quote_value(ct->value()) + " is not accepted";
-        detail += "; send 'Content-Type: application/json' (a JSON array of records) or "
-                  "'application/x-ndjson' (one record per line). curl sends form encoding unless given "
-                  "-H 'Content-Type: application/json'";
-        return reject(problem{problem_type::unsupported_media_type, std::move(detail), {}, {}}, ctx);
+        std::string detail = ct == req.end()
+                                 ? "the request has no Content-Type"
+                                 : "Content-Type " + quote_value(ct->value()) + " is not accepted";
+        detail +=
+            "; send 'Content-Type: application/json' (a JSON array of records) or "
+            "'application/x-ndjson' (one record per line). curl sends form encoding unless given "
+            "-H 'Content-Type: application/json'";
+        return reject(problem{problem_type::unsupported_media_type, std::move(detail), {}, {}},
+                      ctx);
     }
     auto const ce = req.find(http::field::content_encoding);
-    std::string const encoding = ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
+    std::string const encoding =
+        ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
     if (encoding != "identity" && encoding != "gzip") {
         return reject(problem{problem_type::unsupported_media_type,
-                              "Content-Encoding " + quote_value(ce->value()) + " is not accepted; use gzip or identity",
-                              {}, {}},
+                              "Content-Encoding " + quote_value(ce->value()) +
+                                  " is not accepted; use gzip or identity",
+                              {},
+                              {}},
                       ctx);
     }
     if (ctx.body_too_large) {
         metrics_.count_limit_rejection("max_body_bytes");
-        return reject(problem{problem_type::payload_too_large,
-                              "the body is longer than max_body_bytes (" + std::to_string(options_.max_body_bytes) +
-                                  " bytes); split the batch",
-                              {}, {}},
-                      ctx);
+        return reject(
+            problem{problem_type::payload_too_large,
+                    "the body is longer than max_body_bytes (" +
+                        std::to_string(options_.max_body_bytes) + " bytes); split the batch",
+                    {},
+                    {}},
+            ctx);
     }
     std::string body = std::move(req.body());
     if (encoding == "gzip") {
@@ -120,18 +131,21 @@ handler_result flows_handler::post(request_context& ctx) {
     }
     ingest_request info{std::string(ctx.request_id)};
     // Capture by value: the context dies when this function returns.
-    return deferred{[this, batch = std::move(batch), info = std::move(info)](respond_fn respond) mutable {
+    return deferred{[this, batch = std::move(batch),
+                     info = std::move(info)](respond_fn respond) mutable {
         std::string const request_id = info.request_id;
-        sink_.submit(std::move(batch), std::move(info), [this, request_id, respond = std::move(respond)](ingest_outcome o) {
-            if (o.error) {
-                metrics_.batches_rejected.Increment();
-                respond(problem_response(*o.error, request_id));
-                return;
-            }
-            metrics_.batches_accepted.Increment();
-            metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
-            respond(json_response(200, "{\"accepted\":" + std::to_string(o.accepted) + "}"));
-        });
+        sink_.submit(
+            std::move(batch), std::move(info),
+            [this, request_id, respond = std::move(respond)](ingest_outcome o) {
+                if (o.error) {
+                    metrics_.batches_rejected.Increment();
+                    respond(problem_response(*o.error, request_id));
+                    return;
+                }
+                metrics_.batches_accepted.Increment();
+                metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
+                respond(json_response(200, "{\"accepted\":" + std::to_string(o.accepted) + "}"));
+            });
     }};
 }
 
@@ -158,8 +172,8 @@ handler_result flows_handler::get(request_context& ctx) {
     std::size_t size = 2;
     for (std::size_t i = 0; i < snap.size() && size <= stream_threshold; ++i) {
         hour_snapshot::entry const& e = snap[i];
-        size += 1 + flow_json_size(snap.name(e.key.src), snap.name(e.key.dest), snap.name(e.key.vpc), e.counters,
-                                   snap.hour());
+        size += 1 + flow_json_size(snap.name(e.key.src), snap.name(e.key.dest),
+                                   snap.name(e.key.vpc), e.counters, snap.hour());
     }
     if (size <= stream_threshold) {
         std::string body;

@@ -8,7 +8,8 @@ namespace flowd {
 
 namespace http = boost::beast::http;
 
-std::optional<response> middleware::handle(request& req, request_meta const& meta, respond_fn later) const {
+std::optional<response> middleware::handle(request& req, request_meta const& meta,
+                                           respond_fn later) const {
     std::string request_id;
     if (auto it = req.find("X-Request-Id"); it != req.end() && acceptable_request_id(it->value())) {
         request_id = std::string(it->value());
@@ -18,12 +19,16 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     std::string_view const target = req.target();
     std::size_t const q = target.find('?');
     std::string_view const path = target.substr(0, q);
-    std::string_view const query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    std::string_view const query =
+        q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
     route_id const route = routes_.route_of(path);
 
     if (meta.draining) {
         response r = problem_response(
-            problem{problem_type::shutting_down, "flowd is shutting down; retry on another node or after restart", {}, {}},
+            problem{problem_type::shutting_down,
+                    "flowd is shutting down; retry on another node or after restart",
+                    {},
+                    {}},
             request_id);
         return finish(std::move(r), req, request_id, meta, route);
     }
@@ -43,8 +48,8 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     return std::nullopt;
 }
 
-response middleware::finish(response r, request const& req, std::string const& request_id, request_meta const& meta,
-                            route_id route) const {
+response middleware::finish(response r, request const& req, std::string const& request_id,
+                            request_meta const& meta, route_id route) const {
     http::response_header<>& h = header_of(r);
     h.version(req.version());
     h.set("X-Request-Id", request_id);
@@ -59,11 +64,12 @@ response middleware::finish(response r, request const& req, std::string const& r
         },
         r);
     unsigned const status = h.result_int();
-    double const seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - meta.arrived).count();
+    double const seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - meta.arrived).count();
     metrics_.observe_request(route, req.method_string(), status, seconds);
     if (log_->should_log(spdlog::level::debug)) {
-        log_->debug("[C{}] {} {} {} {:.3f}ms id={}", meta.connection_id, req.method_string(), req.target(), status,
-                    seconds * 1e3, request_id);
+        log_->debug("[C{}] {} {} {} {:.3f}ms id={}", meta.connection_id, req.method_string(),
+                    req.target(), status, seconds * 1e3, request_id);
     }
     return r;
 }

@@ -31,17 +31,24 @@ handler_result router::dispatch(request_context& ctx) const {
             try {
                 return e.h(ctx);
             } catch (std::exception const& ex) {
-                log_->error("request {} {} {} failed: {}", ctx.request_id, ctx.req.method_string(), ctx.path, ex.what());
-                return response{problem_response(
-                    problem{problem_type::internal_error, "an unexpected error occurred; see the server log", {}, {}},
-                    ctx.request_id)};
+                log_->error("request {} {} {} failed: {}", ctx.request_id, ctx.req.method_string(),
+                            ctx.path, ex.what());
+                return response{
+                    problem_response(problem{problem_type::internal_error,
+                                             "an unexpected error occurred; see the server log",
+                                             {},
+                                             {}},
+                                     ctx.request_id)};
             } catch (...) {
                 // Not every library throws std::exception; the client still gets its 500.
-                log_->error("request {} {} {} failed: unknown exception", ctx.request_id, ctx.req.method_string(),
-                            ctx.path);
-                return response{problem_response(
-                    problem{problem_type::internal_error, "an unexpected error occurred; see the server log", {}, {}},
-                    ctx.request_id)};
+                log_->error("request {} {} {} failed: unknown exception", ctx.request_id,
+                            ctx.req.method_string(), ctx.path);
+                return response{
+                    problem_response(problem{problem_type::internal_error,
+                                             "an unexpected error occurred; see the server log",
+                                             {},
+                                             {}},
+                                     ctx.request_id)};
             }
         }
         if (!allow.empty()) {
@@ -50,17 +57,20 @@ handler_result router::dispatch(request_context& ctx) const {
         allow += std::string(http::to_string(e.method));
     }
     if (allow.empty()) {
-        return response{problem_response(
-            problem{problem_type::not_found,
-                    "no resource at " + quote_value(ctx.path) + "; flowd serves /flows, /healthz, /readyz and /metrics",
-                    {}, {}},
-            ctx.request_id)};
+        return response{
+            problem_response(problem{problem_type::not_found,
+                                     "no resource at " + quote_value(ctx.path) +
+                                         "; flowd serves /flows, /healthz, /readyz and /metrics",
+                                     {},
+                                     {}},
+                             ctx.request_id)};
     }
     string_response r = problem_response(
         problem{problem_type::method_not_allowed,
-                std::string(ctx.req.method_string().substr(0, 32)) + " is not allowed on " + std::string(ctx.path) +
-                    "; allowed: " + allow,
-                {}, {}},
+                std::string(ctx.req.method_string().substr(0, 32)) + " is not allowed on " +
+                    std::string(ctx.path) + "; allowed: " + allow,
+                {},
+                {}},
         ctx.request_id);
     r.set(http::field::allow, allow);
     return response{std::move(r)};

@@ -1,18 +1,19 @@
 #include "flowd/metrics/process_collector.hpp"
 
-#include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace flowd {
 namespace {
 
-prometheus::MetricFamily one(std::string name, std::string help, prometheus::MetricType type, double value) {
+prometheus::MetricFamily one(std::string name, std::string help, prometheus::MetricType type,
+                             double value) {
     prometheus::MetricFamily f;
     f.name = std::move(name);
     f.help = std::move(help);
@@ -87,15 +88,17 @@ std::vector<prometheus::MetricFamily> process_collector::Collect() const {
         }
         auto const ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
         auto const page = static_cast<double>(sysconf(_SC_PAGESIZE));
-        out.push_back(one("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+        out.push_back(one("process_cpu_seconds_total",
+                          "Total user and system CPU time spent in seconds.",
                           prometheus::MetricType::Counter, (utime + stime) / ticks));
         out.push_back(one("process_resident_memory_bytes", "Resident memory size in bytes.",
                           prometheus::MetricType::Gauge, rss_pages * page));
-        out.push_back(one("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        out.push_back(one("process_start_time_seconds",
+                          "Start time of the process since unix epoch in seconds.",
                           prometheus::MetricType::Gauge, boot_time_seconds() + starttime / ticks));
     }
-    out.push_back(one("process_open_fds", "Number of open file descriptors.", prometheus::MetricType::Gauge,
-                      open_fds()));
+    out.push_back(one("process_open_fds", "Number of open file descriptors.",
+                      prometheus::MetricType::Gauge, open_fds()));
     rlimit lim{};
     if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
         out.push_back(one("process_max_fds", "Maximum number of open file descriptors.",

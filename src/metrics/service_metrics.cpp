@@ -8,20 +8,26 @@ namespace {
 
 // SPEC: buckets 0.0001 ... 10 seconds.
 prometheus::Histogram::BucketBoundaries const duration_buckets{
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
-constexpr std::array<route_id, route_count> all_routes{route_id::flows, route_id::healthz, route_id::readyz,
-                                                       route_id::metrics, route_id::other};
+constexpr std::array<route_id, route_count> all_routes{
+    route_id::flows, route_id::healthz, route_id::readyz, route_id::metrics, route_id::other};
 
 }  // namespace
 
 std::string_view route_label(route_id r) noexcept {
     switch (r) {
-        case route_id::flows: return "/flows";
-        case route_id::healthz: return "/healthz";
-        case route_id::readyz: return "/readyz";
-        case route_id::metrics: return "/metrics";
-        case route_id::other: return "other";
+        case route_id::flows:
+            return "/flows";
+        case route_id::healthz:
+            return "/healthz";
+        case route_id::readyz:
+            return "/readyz";
+        case route_id::metrics:
+            return "/metrics";
+        case route_id::other:
+            return "other";
     }
     return "other";
 }
@@ -35,7 +41,8 @@ std::size_t method_index(std::string_view method) noexcept {
     return method_labels.size() - 1;
 }
 
-service_metrics::service_metrics(prometheus::Registry& registry, std::string_view version, std::string_view commit)
+service_metrics::service_metrics(prometheus::Registry& registry, std::string_view version,
+                                 std::string_view commit)
     : connections_open(prometheus::BuildGauge()
                            .Name("flowd_http_connections_open")
                            .Help("Open HTTP connections on the main listener")
@@ -56,27 +63,35 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                            .Help("POSTed batches by result")
                            .Register(registry)
                            .Add({{"result", "accepted"}})),
-      batches_rejected(prometheus::BuildCounter().Name("flowd_batches_total").Register(registry).Add({{"result", "rejected"}})),
-      batches_duplicate(
-          prometheus::BuildCounter().Name("flowd_batches_total").Register(registry).Add({{"result", "duplicate"}})),
+      batches_rejected(prometheus::BuildCounter()
+                           .Name("flowd_batches_total")
+                           .Register(registry)
+                           .Add({{"result", "rejected"}})),
+      batches_duplicate(prometheus::BuildCounter()
+                            .Name("flowd_batches_total")
+                            .Register(registry)
+                            .Add({{"result", "duplicate"}})),
       requests_(prometheus::BuildCounter()
                     .Name("flowd_http_requests_total")
                     .Help("HTTP requests answered, by route, method and status code")
                     .Register(registry)),
-      durations_family_(prometheus::BuildHistogram()
-                            .Name("flowd_http_request_duration_seconds")
-                            .Help("Time from a request's arrival to its answer being ready, by route and method")
-                            .Register(registry)),
+      durations_family_(
+          prometheus::BuildHistogram()
+              .Name("flowd_http_request_duration_seconds")
+              .Help("Time from a request's arrival to its answer being ready, by route and method")
+              .Register(registry)),
       limit_rejections_(prometheus::BuildCounter()
                             .Name("flowd_limit_rejections_total")
                             .Help("Requests refused by a configured limit, by limit")
                             .Register(registry)),
-      request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(route_count * method_labels.size() *
-                                                                               status_slots)) {
+      request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(
+          route_count * method_labels.size() * status_slots)) {
     for (route_id r : all_routes) {
         for (std::size_t m = 0; m < method_labels.size(); ++m) {
-            durations_[static_cast<std::size_t>(r) * method_labels.size() + m] = &durations_family_.Add(
-                {{"route", std::string(route_label(r))}, {"method", std::string(method_labels[m])}}, duration_buckets);
+            durations_[static_cast<std::size_t>(r) * method_labels.size() + m] =
+                &durations_family_.Add({{"route", std::string(route_label(r))},
+                                        {"method", std::string(method_labels[m])}},
+                                       duration_buckets);
         }
     }
     prometheus::BuildGauge()
@@ -87,7 +102,8 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
         .Set(1);
 }
 
-void service_metrics::observe_request(route_id route, std::string_view method, unsigned status, double seconds) {
+void service_metrics::observe_request(route_id route, std::string_view method, unsigned status,
+                                      double seconds) {
     std::size_t const m = method_index(method);
     std::size_t const rm = static_cast<std::size_t>(route) * method_labels.size() + m;
     durations_[rm]->Observe(seconds);
@@ -123,7 +139,8 @@ std::vector<prometheus::MetricFamily> callback_gauges::Collect() const {
     return out;
 }
 
-std::string serialize_metrics(std::vector<std::shared_ptr<prometheus::Collectable>> const& sources) {
+std::string serialize_metrics(
+    std::vector<std::shared_ptr<prometheus::Collectable>> const& sources) {
     std::vector<prometheus::MetricFamily> families;
     for (auto const& source : sources) {
         auto collected = source->Collect();

@@ -97,11 +97,13 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
                 continue;
             }
             if (it.counters.bytes_tx > max_counter - current->bytes_tx) {
-                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i], "bytes_tx"};
+                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i],
+                                            "bytes_tx"};
                 break;
             }
             if (it.counters.bytes_rx > max_counter - current->bytes_rx) {
-                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i], "bytes_rx"};
+                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i],
+                                            "bytes_rx"};
                 break;
             }
         }
@@ -141,8 +143,10 @@ void flow_store::commit(prepared_batch&& batch) {
                 inserted += table.size() - size_before;
                 if (!c.can_add(it.counters)) {
                     ++saturated;
-                    c.bytes_tx = std::min(max_counter, c.bytes_tx + std::min(it.counters.bytes_tx, max_counter));
-                    c.bytes_rx = std::min(max_counter, c.bytes_rx + std::min(it.counters.bytes_rx, max_counter));
+                    c.bytes_tx = std::min(max_counter,
+                                          c.bytes_tx + std::min(it.counters.bytes_tx, max_counter));
+                    c.bytes_rx = std::min(max_counter,
+                                          c.bytes_rx + std::min(it.counters.bytes_rx, max_counter));
                     continue;
                 }
                 c.add(it.counters);
@@ -168,7 +172,8 @@ hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter
     snap.hour_ = hour;
     snap.names_ = &names_;
     // A filter on a name never interned matches nothing.
-    auto resolve = [this](std::optional<std::string_view> const& f) -> std::optional<std::uint32_t> {
+    auto resolve =
+        [this](std::optional<std::string_view> const& f) -> std::optional<std::uint32_t> {
         if (!f) {
             return std::nullopt;
         }
@@ -230,7 +235,8 @@ std::size_t flow_store::hour_count() const {
 }
 
 std::size_t flow_store::memory_bytes() const {
-    std::size_t bytes = sizeof(*this) + sizeof(shard) * options_.shard_count + names_.memory_bytes();
+    std::size_t bytes =
+        sizeof(*this) + sizeof(shard) * options_.shard_count + names_.memory_bytes();
     for (std::size_t s = 0; s < options_.shard_count; ++s) {
         std::scoped_lock lock{shards_[s].mutex};
         // An unordered_map node per hour: the table object, the key, the next pointer, the bucket.

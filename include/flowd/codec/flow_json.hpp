@@ -24,7 +24,8 @@ struct decode_limits {
 // one yields a problem naming its index and field. `body` may gain capacity (simdjson
 // reads a little past the end) but its contents are unchanged.
 // Thread-safe: each thread uses its own parser.
-[[nodiscard]] boost::system::result<flow_batch, problem> decode_flows(std::string& body, body_format format,
+[[nodiscard]] boost::system::result<flow_batch, problem> decode_flows(std::string& body,
+                                                                      body_format format,
                                                                       decode_limits const& limits);
 
 // The simdjson kernel decode_flows() was compiled for (haswell, westmere, fallback, ...):

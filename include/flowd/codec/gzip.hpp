@@ -13,7 +13,8 @@ namespace flowd {
 
 // Inflates a gzip body (one or more members). Stops with payload-too-large as soon as the
 // output would pass `limit` bytes, so a gzip bomb costs at most `limit` bytes of memory.
-[[nodiscard]] boost::system::result<std::string, problem> gunzip(std::string_view in, std::size_t limit);
+[[nodiscard]] boost::system::result<std::string, problem> gunzip(std::string_view in,
+                                                                 std::size_t limit);
 
 // Incremental gzip compressor for response bodies. Owned by one response.
 class gzip_writer {

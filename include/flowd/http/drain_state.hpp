@@ -20,14 +20,18 @@ public:
     [[nodiscard]] bool ready() const noexcept { return ready_.load(std::memory_order_acquire); }
     void set_ready(bool r) noexcept { ready_.store(r, std::memory_order_release); }
 
-    [[nodiscard]] bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
+    [[nodiscard]] bool draining() const noexcept {
+        return draining_.load(std::memory_order_acquire);
+    }
 
     // Begins the drain: not ready, new requests refused, idle sessions closed.
     void begin_drain();
 
     void request_started() noexcept { in_flight_.fetch_add(1, std::memory_order_acq_rel); }
     void request_finished();
-    [[nodiscard]] std::size_t in_flight() const noexcept { return in_flight_.load(std::memory_order_acquire); }
+    [[nodiscard]] std::size_t in_flight() const noexcept {
+        return in_flight_.load(std::memory_order_acquire);
+    }
 
     // Called (from any thread) when the drain has begun and nothing is in flight.
     void on_idle(std::function<void()> f);
@@ -43,7 +47,7 @@ private:
     std::atomic<std::size_t> in_flight_{0};
     std::mutex mutex_;
     std::unordered_map<http_session*, std::weak_ptr<http_session>> sessions_;  // guarded by mutex_
-    std::function<void()> on_idle_;  // guarded by mutex_
+    std::function<void()> on_idle_;                                            // guarded by mutex_
 };
 
 }  // namespace flowd

@@ -65,7 +65,7 @@ struct flows_body {
 
 // Appends records [first, last) of a snapshot to `out` as JSON array elements (comma
 // separated; `first_in_array` says whether no element precedes them).
-void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first, std::size_t last,
-                          bool first_in_array);
+void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first,
+                          std::size_t last, bool first_in_array);
 
 }  // namespace flowd

@@ -22,7 +22,8 @@ public:
     // Answers up to this size are sent whole; larger ones are streamed (SPEC: 64 KiB).
     static constexpr std::size_t stream_threshold = 64 * 1024;
 
-    flows_handler(flow_store const& store, ingest& sink, service_metrics& metrics, flows_options options)
+    flows_handler(flow_store const& store, ingest& sink, service_metrics& metrics,
+                  flows_options options)
         : store_(store), sink_(sink), metrics_(metrics), options_(options) {}
 
     handler_result post(request_context& ctx);

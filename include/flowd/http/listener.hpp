@@ -18,7 +18,8 @@ namespace flowd {
 // run() and stop() may be called from any thread.
 class listener : public std::enable_shared_from_this<listener> {
 public:
-    listener(boost::asio::io_context& ioc, boost::asio::ip::tcp::endpoint endpoint, session_services const& services);
+    listener(boost::asio::io_context& ioc, boost::asio::ip::tcp::endpoint endpoint,
+             session_services const& services);
 
     [[nodiscard]] boost::asio::ip::tcp::endpoint local_endpoint() const { return endpoint_; }
     void run();

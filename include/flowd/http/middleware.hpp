@@ -34,8 +34,8 @@ public:
     std::optional<response> handle(request& req, request_meta const& meta, respond_fn later) const;
 
 private:
-    response finish(response r, request const& req, std::string const& request_id, request_meta const& meta,
-                    route_id route) const;
+    response finish(response r, request const& req, std::string const& request_id,
+                    request_meta const& meta, route_id route) const;
 
     router const& routes_;
     service_metrics& metrics_;

@@ -19,7 +19,8 @@ using stream_response = boost::beast::http::response<flows_body>;
 using response = std::variant<string_response, stream_response>;
 
 [[nodiscard]] string_response json_response(unsigned status, std::string body);
-[[nodiscard]] string_response text_response(unsigned status, std::string_view content_type, std::string body);
+[[nodiscard]] string_response text_response(unsigned status, std::string_view content_type,
+                                            std::string body);
 
 // application/problem+json; `request_id` becomes `instance`.
 [[nodiscard]] string_response problem_response(problem const& p, std::string_view request_id);

@@ -23,7 +23,7 @@ struct request_context {
     request& req;
     std::string_view request_id;
     std::string_view path;
-    std::string_view query;  // after '?', without it; empty when absent
+    std::string_view query;       // after '?', without it; empty when absent
     bool body_too_large = false;  // the body passed max_body_bytes and was not read
 };
 

@@ -24,8 +24,8 @@ inline constexpr std::size_t route_count = 5;
 [[nodiscard]] std::string_view route_label(route_id r) noexcept;
 
 // The `method` label: the common methods by name, anything else as "other".
-inline constexpr std::array<std::string_view, 8> method_labels{"GET",   "HEAD",    "POST",  "PUT",
-                                                               "DELETE", "PATCH", "OPTIONS", "other"};
+inline constexpr std::array<std::string_view, 8> method_labels{
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"};
 [[nodiscard]] std::size_t method_index(std::string_view method) noexcept;
 
 // flowd's own metrics, registered once at startup in the given registry; the hot path
@@ -34,7 +34,8 @@ inline constexpr std::array<std::string_view, 8> method_labels{"GET",   "HEAD", 
 // data race. It must not outlive the registry.
 class service_metrics {
 public:
-    service_metrics(prometheus::Registry& registry, std::string_view version, std::string_view commit);
+    service_metrics(prometheus::Registry& registry, std::string_view version,
+                    std::string_view commit);
 
     // The HTTP middleware's single call per answered request.
     void observe_request(route_id route, std::string_view method, unsigned status, double seconds);
@@ -80,6 +81,7 @@ private:
 
 // Serialises every collectable in the Prometheus text format 0.0.4, for /metrics on the
 // main listener.
-[[nodiscard]] std::string serialize_metrics(std::vector<std::shared_ptr<prometheus::Collectable>> const& sources);
+[[nodiscard]] std::string serialize_metrics(
+    std::vector<std::shared_ptr<prometheus::Collectable>> const& sources);
 
 }  // namespace flowd

@@ -6,9 +6,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <variant>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "flowd/domain/flow_batch.hpp"
@@ -75,7 +75,9 @@ public:
     [[nodiscard]] std::uint32_t hour() const noexcept { return hour_; }
     [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
     [[nodiscard]] entry const& operator[](std::size_t i) const noexcept { return entries_[i]; }
-    [[nodiscard]] std::string_view name(std::uint32_t id) const noexcept { return names_->view(id); }
+    [[nodiscard]] std::string_view name(std::uint32_t id) const noexcept {
+        return names_->view(id);
+    }
 
 private:
     friend class flow_store;
@@ -112,7 +114,9 @@ public:
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
     [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
 
-    [[nodiscard]] std::uint64_t key_count() const noexcept { return keys_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t key_count() const noexcept {
+        return keys_.load(std::memory_order_relaxed);
+    }
     [[nodiscard]] std::uint64_t max_keys() const noexcept { return options_.max_keys; }
     [[nodiscard]] std::size_t hour_count() const;
     [[nodiscard]] std::size_t memory_bytes() const;

@@ -38,7 +38,9 @@ public:
         return chunks_[id >> chunk_bits].load(std::memory_order_acquire)[id & chunk_mask];
     }
 
-    [[nodiscard]] std::size_t size() const noexcept { return next_id_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::size_t size() const noexcept {
+        return next_id_.load(std::memory_order_relaxed);
+    }
 
     // An estimate of the heap this interner holds, for flowd_store_memory_bytes.
     [[nodiscard]] std::size_t memory_bytes() const noexcept {
