@@ -112,11 +112,14 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
         return *rejection;
     }
 
-    std::uint64_t const before = keys_.fetch_add(new_keys, std::memory_order_relaxed);
-    if (before + new_keys > options_.max_keys) {
-        keys_.fetch_sub(new_keys, std::memory_order_relaxed);
-        return store_rejection{store_rejection::reason::store_full, 0, {}};
-    }
+    // Reserve only what fits, so key_count() (flowd_store_keys) never shows more than
+    // max_keys, not even for the moment a refused batch would need to give it back.
+    std::uint64_t current = keys_.load(std::memory_order_relaxed);
+    do {
+        if (new_keys > options_.max_keys || current > options_.max_keys - new_keys) {
+            return store_rejection{store_rejection::reason::store_full, 0, {}};
+        }
+    } while (!keys_.compare_exchange_weak(current, current + new_keys, std::memory_order_relaxed));
     prepared.store_ = this;
     prepared.reserved_keys_ = new_keys;
     return prepared;
