@@ -173,7 +173,8 @@ private:
     void send() {
         ++s_.issued;
         ++sent_;
-        body_ = (s_.issued * 7919 + index_) % s_.bodies.size();
+        // Round robin over the bodies: with as many bodies as requests, each is sent once.
+        body_ = (s_.issued - 1) % s_.bodies.size();
         req_ = {};
         req_.version(11);
         req_.set(http::field::host, s_.opt.host);
