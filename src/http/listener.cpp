@@ -13,8 +13,18 @@ namespace beast = boost::beast;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+constexpr std::chrono::milliseconds accept_backoff{100};
+
+}  // namespace
+
 listener::listener(net::io_context& ioc, tcp::endpoint endpoint, session_services const& services)
-    : ioc_(ioc), strand_(net::make_strand(ioc)), acceptor_(strand_), services_(services) {
+    : ioc_(ioc),
+      strand_(net::make_strand(ioc)),
+      acceptor_(strand_),
+      backoff_(strand_),
+      services_(services) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     if (endpoint.address().is_v6()) {
@@ -33,6 +43,7 @@ void listener::stop() {
     net::post(strand_, [self = shared_from_this()] {
         beast::error_code ec;
         self->acceptor_.close(ec);
+        self->backoff_.cancel();
     });
 }
 
@@ -50,10 +61,14 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
         return;
     }
     if (ec) {
-        services_.log->warn("accept: {}", ec.message());
-    } else {
-        std::make_shared<http_session>(std::move(socket), services_, next_id_++)->run();
+        // Out of descriptors or memory: retrying at once would spin a core and flood the
+        // log while nothing can change; pause, then try again.
+        services_.log->warn("accept: {}; retrying in {}ms", ec.message(), accept_backoff.count());
+        backoff_.expires_after(accept_backoff);
+        backoff_.async_wait([self = shared_from_this()](beast::error_code) { self->do_accept(); });
+        return;
     }
+    std::make_shared<http_session>(std::move(socket), services_, next_id_++)->run();
     do_accept();
 }
 

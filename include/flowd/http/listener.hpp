@@ -1,11 +1,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/error.hpp>
 
@@ -32,6 +34,7 @@ private:
     boost::asio::io_context& ioc_;
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer backoff_;  // pause after a failed accept
     boost::asio::ip::tcp::endpoint endpoint_;
     session_services const& services_;
     std::uint64_t next_id_ = 1;  // touched only on strand_
