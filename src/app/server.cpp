@@ -110,9 +110,6 @@ server::server(config const& cfg, loggers logs)
             "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
             "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
     }
-    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
-                    describe(cfg_), json_implementation());
-    raise_open_files_limit(*logs_.app);
     add_routes();
 
     auto const endpoint = resolve_listen("listen", cfg_.listen);
@@ -132,6 +129,11 @@ server::server(config const& cfg, loggers logs)
     exposer_->RegisterCollectable(process_metrics_);
     exposer_->RegisterCollectable(store_metrics_);
 
+    // Logged only once both listeners are bound, so a start that fails (a port in use)
+    // leaves exactly one line on stderr: the error main() prints.
+    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
+                    describe(cfg_), json_implementation());
+    raise_open_files_limit(*logs_.app);
     logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
