@@ -1,5 +1,6 @@
 #include "flowd/codec/flow_json.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -398,6 +399,11 @@ bool has_trailing_content(od::document& doc) noexcept {
     return doc.current_location().get(location) == simdjson::SUCCESS;
 }
 
+// A record takes at least ~80 bytes of JSON; guess low so small batches stay cheap.
+std::size_t expected_records(std::size_t body_bytes, decode_limits const& limits) noexcept {
+    return std::min(body_bytes / 128, limits.max_records);
+}
+
 od::parser& thread_parser(std::size_t max_depth) {
     thread_local od::parser parser;
     thread_local std::size_t depth = 0;
@@ -443,6 +449,7 @@ boost::system::result<flow_batch, problem> decode_array(od::parser& parser, std:
         return syntax_error(e, std::nullopt);
     }
     flow_batch batch;
+    batch.reserve(expected_records(body.size(), limits));
     std::size_t index = 0;
     // SPEC precedence is 413 too-many-records, then 400, then 422: keep the first bad record
     // while the rest is still counted, and a 422 while the rest is still checked for a 400.
@@ -543,6 +550,7 @@ bool blank(std::string_view line) noexcept {
 boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std::string& body,
                                                          decode_limits const& limits) {
     flow_batch batch;
+    batch.reserve(expected_records(body.size(), limits));
     std::size_t index = 0;
     std::size_t pos = 0;
     std::optional<problem> found;

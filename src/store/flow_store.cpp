@@ -52,10 +52,20 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
     std::vector<std::uint32_t> shard_of_item(n);
     std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
     std::vector<std::size_t> first_record(n);
+    // Names repeat across a batch's keys: ask the shared interner (a mutex each time) once
+    // per distinct name, not three times per key.
+    std::unordered_map<std::string_view, std::uint32_t> local_ids;
+    auto id_of = [this, &local_ids](std::string const& name) {
+        auto [it, fresh] = local_ids.try_emplace(name, 0);
+        if (fresh) {
+            it->second = names_.intern(name);
+        }
+        return it->second;
+    };
     for (std::size_t i = 0; i < n; ++i) {
         batch_entry const& e = batch.entries()[i];
-        app_key const key{names_.intern(e.record.src_app), names_.intern(e.record.dest_app),
-                          names_.intern(e.record.vpc_id)};
+        app_key const key{id_of(e.record.src_app), id_of(e.record.dest_app),
+                          id_of(e.record.vpc_id)};
         std::uint64_t const hash = hash_app_key(key);
         auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
         items.push_back({key, e.record.hour, hash, e.record.counters});

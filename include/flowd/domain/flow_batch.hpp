@@ -30,6 +30,9 @@ public:
     add_status add(std::string_view src_app, std::string_view dest_app, std::string_view vpc_id,
                    std::uint32_t hour, flow_counters counters, std::size_t record_index);
 
+    // Room for about `keys` distinct keys, so the index does not rehash as it fills.
+    void reserve(std::size_t keys) { index_.reserve(keys); }
+
     // Stable addresses: entries never move once added.
     [[nodiscard]] std::deque<batch_entry> const& entries() const noexcept { return entries_; }
     [[nodiscard]] std::size_t record_count() const noexcept { return records_; }
