@@ -229,51 +229,61 @@ struct record_fields {
     unsigned seen = 0;  // bit per field_id
 };
 
-// Reads an integer field: digits only, no sign, fraction or exponent, at most `max`.
-std::optional<problem> read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t max,
-                                    std::uint64_t& out, std::size_t depth_left) {
+bool fail(problem& err, problem p) {
+    err = std::move(p);
+    return false;
+}
+
+// Reads an integer field: digits only, no sign, fraction or exponent, at most `max`. Returns
+// false with `err` set when the field is bad. Nothing here allocates on the good path: a
+// message or a std::optional<problem> built per field cost more than the parse itself.
+bool read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t max,
+                  std::uint64_t& out, std::size_t depth_left, problem& err) {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
-        return syntax_error(e, record);
+        return fail(err, syntax_error(e, record));
     }
-    std::string const range = "must be an integer 0.." + std::to_string(max);
+    auto range = [max] { return "must be an integer 0.." + std::to_string(max); };
     if (t != od::json_type::number) {
         if (auto e = validate_value(v, depth_left)) {
-            return syntax_error(e, record);
+            return fail(err, syntax_error(e, record));
         }
-        return bad_field(record, f, range + ", got " + std::string(type_name(t)));
+        return fail(err, bad_field(record, f, range() + ", got " + std::string(type_name(t))));
     }
     std::string_view const token = trim_right(v.raw_json_token());
     if (!is_json_number(token)) {
-        return syntax_error(simdjson::NUMBER_ERROR, record);
+        return fail(err, syntax_error(simdjson::NUMBER_ERROR, record));
     }
     if (token.find_first_not_of("0123456789") != std::string_view::npos) {
         // Valid JSON but not an integer by SPEC: a fraction, an exponent or a sign.
-        return bad_field(record, f,
-                         range + " with no fraction, exponent or sign, got " + quote_value(token));
+        return fail(err, bad_field(record, f,
+                                   range() + " with no fraction, exponent or sign, got " +
+                                       quote_value(token)));
     }
     // Digits only; more than 2^64-1 (which get_uint64 reports as a JSON error) is out of range too.
     std::uint64_t n = 0;
     auto const parsed = std::from_chars(token.data(), token.data() + token.size(), n);
     if (parsed.ec != std::errc{} || n > max) {
-        return bad_field(record, f, range + ", got " + quote_value(token));
+        return fail(err, bad_field(record, f, range() + ", got " + quote_value(token)));
     }
     out = n;
-    return std::nullopt;
+    return true;
 }
 
-std::optional<problem> read_name(od::value& v, std::size_t record, field_id f,
-                                 std::string_view& out, std::size_t depth_left) {
+// As read_integer(): false with `err` set when the field is bad.
+bool read_name(od::value& v, std::size_t record, field_id f, std::string_view& out,
+               std::size_t depth_left, problem& err) {
     od::json_type t{};
     if (auto e = v.type().get(t)) {
-        return syntax_error(e, record);
+        return fail(err, syntax_error(e, record));
     }
     if (t != od::json_type::string) {
         if (auto e = validate_value(v, depth_left)) {
-            return syntax_error(e, record);
+            return fail(err, syntax_error(e, record));
         }
-        return bad_field(record, f,
-                         "must be a string of 1..255 bytes, got " + std::string(type_name(t)));
+        return fail(
+            err, bad_field(record, f,
+                           "must be a string of 1..255 bytes, got " + std::string(type_name(t))));
     }
     std::string_view const token = trim_right(v.raw_json_token());
     std::string_view s;
@@ -281,20 +291,23 @@ std::optional<problem> read_name(od::value& v, std::size_t record, field_id f,
         // Grammatically valid but a \uD800-style escape without its pair: valid JSON whose
         // value is not UTF-8, so the record is at fault, not the body.
         if (e == simdjson::STRING_ERROR && has_valid_escapes(token)) {
-            return bad_field(
-                record, f,
-                "must be valid UTF-8 after unescaping, got an unpaired surrogate escape in " +
-                    quote_value(token));
+            return fail(
+                err,
+                bad_field(
+                    record, f,
+                    "must be valid UTF-8 after unescaping, got an unpaired surrogate escape in " +
+                        quote_value(token)));
         }
-        return syntax_error(e, record);
+        return fail(err, syntax_error(e, record));
     }
     if (s.empty() || s.size() > max_name_bytes) {
-        return bad_field(record, f,
-                         "must be 1..255 bytes of UTF-8, got " + std::to_string(s.size()) +
-                             " bytes" + (s.empty() ? std::string() : ": " + quote_value(s)));
+        return fail(err,
+                    bad_field(record, f,
+                              "must be 1..255 bytes of UTF-8, got " + std::to_string(s.size()) +
+                                  " bytes" + (s.empty() ? std::string() : ": " + quote_value(s))));
     }
     out = s;
-    return std::nullopt;
+    return true;
 }
 
 // Decodes one record object into `batch`; `depth_left` as for validate_value().
@@ -321,6 +334,7 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
         return syntax_error(e, record);
     }
     record_fields r;
+    problem err;
     for (auto field : obj) {
         std::string_view key;
         if (auto e = field.unescaped_key().get(key)) {
@@ -342,30 +356,31 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
             return bad_field(record, *f, "appears more than once in the record");
         }
         r.seen |= bit;
-        std::optional<problem> p;
+        bool ok = true;
         switch (*f) {
             case field_id::src_app:
             case field_id::dest_app:
             case field_id::vpc_id:
-                p = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)], depth_left - 1);
+                ok = read_name(v, record, *f, r.names[static_cast<unsigned>(*f)], depth_left - 1,
+                               err);
                 break;
             case field_id::bytes_tx:
-                p = read_integer(v, record, *f, max_counter, r.bytes_tx, depth_left - 1);
+                ok = read_integer(v, record, *f, max_counter, r.bytes_tx, depth_left - 1, err);
                 break;
             case field_id::bytes_rx:
-                p = read_integer(v, record, *f, max_counter, r.bytes_rx, depth_left - 1);
+                ok = read_integer(v, record, *f, max_counter, r.bytes_rx, depth_left - 1, err);
                 break;
             case field_id::hour: {
                 std::uint64_t h = 0;
-                p = read_integer(v, record, *f, max_hour, h, depth_left - 1);
+                ok = read_integer(v, record, *f, max_hour, h, depth_left - 1, err);
                 r.hour = static_cast<std::uint32_t>(h);
                 break;
             }
             case field_id::count:
                 break;
         }
-        if (p) {
-            return p;
+        if (!ok) {
+            return err;
         }
     }
     for (unsigned i = 0; i < static_cast<unsigned>(field_id::count); ++i) {
