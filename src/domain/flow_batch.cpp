@@ -1,44 +1,112 @@
 #include "flowd/domain/flow_batch.hpp"
 
-#include <functional>
+#include <cstring>
+#include <random>
 
 namespace flowd {
+namespace {
 
-std::size_t flow_batch::key_view_hash::operator()(key_view const& k) const noexcept {
-    std::hash<std::string_view> h;
-    std::size_t seed = h(k.src_app);
-    // boost::hash_combine's mixing, written out so domain stays free of Boost.
-    auto combine = [&seed](std::size_t v) {
-        seed ^= v + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
-    };
-    combine(h(k.dest_app));
-    combine(h(k.vpc_id));
-    combine(k.hour);
-    return seed;
+// A per-process random seed: clients choose the names, so the index must not be
+// something a crafted batch can flood with collisions.
+std::uint64_t const hash_seed = [] {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) | rd();
+}();
+
+// g++ and clang's 128-bit integer; __extension__ keeps -Wpedantic quiet about it.
+__extension__ using uint128 = unsigned __int128;
+
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
+    // 64x64 -> 128 multiply folded (wyhash's mum).
+    uint128 const r = static_cast<uint128>(a) * b;
+    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+}
+
+std::uint64_t hash_bytes(std::uint64_t h, std::string_view s) noexcept {
+    constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL;
+    constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
+    std::size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        std::uint64_t w = 0;
+        std::memcpy(&w, s.data() + i, 8);
+        h = mix(h ^ w ^ k0, k1);
+    }
+    std::uint64_t tail = 0;
+    if (i < s.size()) {
+        std::memcpy(&tail, s.data() + i, s.size() - i);
+    }
+    // The length goes in too, so "ab"+"c" and "a"+"bc" differ.
+    return mix(h ^ tail ^ k1, k0 ^ s.size());
+}
+
+std::uint64_t key_hash(std::string_view src, std::string_view dest, std::string_view vpc,
+                       std::uint32_t hour) noexcept {
+    std::uint64_t h = hash_bytes(hash_seed ^ hour, src);
+    h = hash_bytes(h, dest);
+    return hash_bytes(h, vpc);
+}
+
+}  // namespace
+
+void flow_batch::reserve(std::size_t keys) {
+    entries_.reserve(keys);
+    hashes_.reserve(keys);
+    std::size_t capacity = 16;
+    // Load factor at most 1/2: probes stay short.
+    while (capacity < keys * 2) {
+        capacity *= 2;
+    }
+    if (capacity > slots_.size()) {
+        grow(capacity);
+    }
+}
+
+void flow_batch::grow(std::size_t capacity) {
+    slots_.assign(capacity, 0);
+    std::size_t const mask = capacity - 1;
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+        std::size_t j = hashes_[i] & mask;
+        while (slots_[j] != 0) {
+            j = (j + 1) & mask;
+        }
+        slots_[j] = static_cast<std::uint32_t>(i + 1);
+    }
 }
 
 flow_batch::add_status flow_batch::add(std::string_view src_app, std::string_view dest_app,
                                        std::string_view vpc_id, std::uint32_t hour,
                                        flow_counters counters, std::size_t record_index) {
-    auto const found = index_.find(key_view{src_app, dest_app, vpc_id, hour});
-    if (found != index_.end()) {
-        flow_counters& sums = entries_[found->second].record.counters;
-        if (counters.bytes_tx > max_counter - sums.bytes_tx) {
+    if ((entries_.size() + 1) * 2 > slots_.size()) {
+        grow(slots_.empty() ? 16 : slots_.size() * 2);
+    }
+    std::uint64_t const h = key_hash(src_app, dest_app, vpc_id, hour);
+    std::size_t const mask = slots_.size() - 1;
+    std::size_t j = h & mask;
+    for (; slots_[j] != 0; j = (j + 1) & mask) {
+        std::size_t const i = slots_[j] - 1;
+        if (hashes_[i] != h) {
+            continue;
+        }
+        flow_record& r = entries_[i].record;
+        if (r.hour != hour || r.src_app != src_app || r.dest_app != dest_app ||
+            r.vpc_id != vpc_id) {
+            continue;
+        }
+        if (counters.bytes_tx > max_counter - r.counters.bytes_tx) {
             return add_status::overflow_tx;
         }
-        if (counters.bytes_rx > max_counter - sums.bytes_rx) {
+        if (counters.bytes_rx > max_counter - r.counters.bytes_rx) {
             return add_status::overflow_rx;
         }
-        sums.add(counters);
+        r.counters.add(counters);
         ++records_;
         return add_status::ok;
     }
-    batch_entry& entry =
-        entries_.emplace_back(batch_entry{flow_record{std::string(src_app), std::string(dest_app),
-                                                      std::string(vpc_id), hour, counters},
-                                          record_index});
-    flow_record const& r = entry.record;
-    index_.emplace(key_view{r.src_app, r.dest_app, r.vpc_id, hour}, entries_.size() - 1);
+    entries_.push_back(batch_entry{flow_record{std::string(src_app), std::string(dest_app),
+                                               std::string(vpc_id), hour, counters},
+                                   record_index});
+    hashes_.push_back(h);
+    slots_[j] = static_cast<std::uint32_t>(entries_.size());
     ++records_;
     return add_status::ok;
 }

@@ -2,10 +2,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 #include "flowd/domain/flow_record.hpp"
 
@@ -20,7 +19,9 @@ struct batch_entry {
 };
 
 // A validated, pre-aggregated batch: each key appears once with the sum of its records.
-// Built by one thread, then read-only; safe to share once built.
+// Built by one thread, then read-only; safe to share once built. The index is open
+// addressing over entry numbers (no allocation per key, one hash per record): the
+// pre-aggregation runs once per record on the POST hot path.
 class flow_batch {
 public:
     enum class add_status { ok, overflow_tx, overflow_rx };
@@ -31,28 +32,18 @@ public:
                    std::uint32_t hour, flow_counters counters, std::size_t record_index);
 
     // Room for about `keys` distinct keys, so the index does not rehash as it fills.
-    void reserve(std::size_t keys) { index_.reserve(keys); }
+    void reserve(std::size_t keys);
 
-    // Stable addresses: entries never move once added.
-    [[nodiscard]] std::deque<batch_entry> const& entries() const noexcept { return entries_; }
+    [[nodiscard]] std::vector<batch_entry> const& entries() const noexcept { return entries_; }
     [[nodiscard]] std::size_t record_count() const noexcept { return records_; }
     [[nodiscard]] bool empty() const noexcept { return records_ == 0; }
 
 private:
-    struct key_view {
-        std::string_view src_app;
-        std::string_view dest_app;
-        std::string_view vpc_id;
-        std::uint32_t hour;
-        friend bool operator==(key_view const&, key_view const&) = default;
-    };
-    struct key_view_hash {
-        std::size_t operator()(key_view const& k) const noexcept;
-    };
+    void grow(std::size_t capacity);
 
-    std::deque<batch_entry> entries_;
-    // Views point into entries_, whose elements never move.
-    std::unordered_map<key_view, std::size_t, key_view_hash> index_;
+    std::vector<batch_entry> entries_;
+    std::vector<std::uint64_t> hashes_;  // hashes_[i] is the hash of entries_[i]
+    std::vector<std::uint32_t> slots_;   // 0: empty, else an index into entries_ plus one
     std::size_t records_ = 0;
 };
 
