@@ -89,16 +89,21 @@ void bm_store_apply(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
 }
 
-void bm_get_serialize(benchmark::State& state) {
-    // One hour holding about state.range(0) keys, serialised as GET /flows writes it.
-    auto const keys = static_cast<std::size_t>(state.range(0));
-    flowd::flow_store store;
+// Puts `keys` keys into hour 7 of `store`.
+void fill_hour(flowd::flow_store& store, std::size_t keys) {
     flowd::flow_batch batch;
     for (std::size_t k = 0; k < keys; ++k) {
         batch.add(flowd::bench::name("app", k % 37), flowd::bench::name("svc", k / 37), "vpc-0000",
                   7, {k, k + 1}, k);
     }
     store.commit(std::get<flowd::prepared_batch>(store.prepare(batch)));
+}
+
+void bm_get_serialize(benchmark::State& state) {
+    // One hour holding about state.range(0) keys, serialised as GET /flows writes it.
+    auto const keys = static_cast<std::size_t>(state.range(0));
+    flowd::flow_store store;
+    fill_hour(store, keys);
     flowd::hour_snapshot const snap = store.snapshot(7);
     std::size_t bytes = 0;
     for (auto _ : state) {
@@ -119,12 +124,7 @@ void bm_snapshot(benchmark::State& state) {
     // Copying one hour out of the store and sorting it, the other half of a GET.
     auto const keys = static_cast<std::size_t>(state.range(0));
     flowd::flow_store store;
-    flowd::flow_batch batch;
-    for (std::size_t k = 0; k < keys; ++k) {
-        batch.add(flowd::bench::name("app", k % 37), flowd::bench::name("svc", k / 37), "vpc-0000",
-                  7, {k, k + 1}, k);
-    }
-    store.commit(std::get<flowd::prepared_batch>(store.prepare(batch)));
+    fill_hour(store, keys);
     for (auto _ : state) {
         benchmark::DoNotOptimize(store.snapshot(7));
     }
