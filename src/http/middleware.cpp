@@ -30,32 +30,35 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
                     {},
                     {}},
             request_id);
-        return finish(std::move(r), req, request_id, meta, route);
+        return finish(std::move(r), answered_request::of(req), request_id, meta, route);
     }
 
     request_context ctx{req, request_id, path, query, meta.body_too_large};
     handler_result result = routes_.dispatch(ctx);
     if (auto* now = std::get_if<response>(&result)) {
-        return finish(std::move(*now), req, request_id, meta, route);
+        return finish(std::move(*now), answered_request::of(req), request_id, meta, route);
     }
-    // The request must outlive nothing here: copy what finish() needs.
-    auto head = std::make_shared<request>(req.method(), std::string(req.target()), req.version());
-    head->keep_alive(req.keep_alive());
-    std::get<deferred>(result).start(
-        [this, head, request_id, meta, route, later = std::move(later)](response r) mutable {
-            later(finish(std::move(r), *head, request_id, meta, route));
-        });
+    // The request dies with the session's next read: keep only what finish() needs.
+    std::get<deferred>(result).start([this, head = answered_request::of(req), request_id, meta,
+                                      route, later = std::move(later)](response r) mutable {
+        later(finish(std::move(r), head, request_id, meta, route));
+    });
     return std::nullopt;
 }
 
-response middleware::finish(response r, request const& req, std::string const& request_id,
+middleware::answered_request middleware::answered_request::of(request const& req) {
+    return {std::string(req.method_string()), std::string(req.target()), req.version(),
+            req.keep_alive()};
+}
+
+response middleware::finish(response r, answered_request const& req, std::string const& request_id,
                             request_meta const& meta, route_id route) const {
     http::response_header<>& h = header_of(r);
-    h.version(req.version());
+    h.version(req.version);
     h.set("X-Request-Id", request_id);
     std::visit(
         [&](auto& m) {
-            m.keep_alive(req.keep_alive() && !meta.draining && !meta.body_too_large);
+            m.keep_alive(req.keep_alive && !meta.draining && !meta.body_too_large);
             if constexpr (std::is_same_v<std::decay_t<decltype(m)>, stream_response>) {
                 m.chunked(true);
             } else {
@@ -66,10 +69,10 @@ response middleware::finish(response r, request const& req, std::string const& r
     unsigned const status = h.result_int();
     double const seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - meta.arrived).count();
-    metrics_.observe_request(route, req.method_string(), status, seconds);
+    metrics_.observe_request(route, req.method, status, seconds);
     if (log_->should_log(spdlog::level::debug)) {
-        log_->debug("[C{}] {} {} {} {:.3f}ms id={}", meta.connection_id, req.method_string(),
-                    req.target(), status, seconds * 1e3, request_id);
+        log_->debug("[C{}] {} {} {} {:.3f}ms id={}", meta.connection_id, req.method, req.target,
+                    status, seconds * 1e3, request_id);
     }
     return r;
 }

@@ -34,7 +34,16 @@ public:
     std::optional<response> handle(request& req, request_meta const& meta, respond_fn later) const;
 
 private:
-    response finish(response r, request const& req, std::string const& request_id,
+    // What finish() needs of a request; outlives the request itself for deferred answers.
+    struct answered_request {
+        std::string method;
+        std::string target;
+        unsigned version = 11;
+        bool keep_alive = true;
+        static answered_request of(request const& req);
+    };
+
+    response finish(response r, answered_request const& req, std::string const& request_id,
                     request_meta const& meta, route_id route) const;
 
     router const& routes_;
