@@ -11,6 +11,13 @@ prometheus::Histogram::BucketBoundaries const duration_buckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
+// fsync: from a page-cache-only flush to a struggling disk.
+prometheus::Histogram::BucketBoundaries const fsync_buckets{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+prometheus::Histogram::BucketBoundaries const checkpoint_buckets{0.01, 0.05, 0.1, 0.25, 0.5, 1,
+                                                                 2.5,  5,    10,  30,   60,  120};
+
 constexpr std::array<route_id, route_count> all_routes{
     route_id::flows, route_id::healthz, route_id::readyz, route_id::metrics, route_id::other};
 
@@ -71,6 +78,51 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                             .Name("flowd_batches_total")
                             .Register(registry)
                             .Add({{"result", "duplicate"}})),
+      flows_applied_replay(prometheus::BuildCounter()
+                               .Name("flowd_flows_applied_total")
+                               .Register(registry)
+                               .Add({{"source", "replay"}})),
+      wal_bytes(prometheus::BuildCounter()
+                    .Name("flowd_wal_bytes_total")
+                    .Help("Bytes appended to the write-ahead log")
+                    .Register(registry)
+                    .Add({})),
+      wal_fsync_duration(prometheus::BuildHistogram()
+                             .Name("flowd_wal_fsync_duration_seconds")
+                             .Help("Time one fsync of the write-ahead log took")
+                             .Register(registry)
+                             .Add({}, fsync_buckets)),
+      checkpoint_duration(prometheus::BuildHistogram()
+                              .Name("flowd_checkpoint_duration_seconds")
+                              .Help("Time one checkpoint (store snapshot to disk) took")
+                              .Register(registry)
+                              .Add({}, checkpoint_buckets)),
+      checkpoint_last_success(
+          prometheus::BuildGauge()
+              .Name("flowd_checkpoint_last_success_timestamp_seconds")
+              .Help("Unix time of the last checkpoint that succeeded; 0: none yet")
+              .Register(registry)
+              .Add({})),
+      recovery_duration(prometheus::BuildGauge()
+                            .Name("flowd_recovery_duration_seconds")
+                            .Help("Time the start-up recovery of the data directory took")
+                            .Register(registry)
+                            .Add({})),
+      retention_dropped_hours(prometheus::BuildCounter()
+                                  .Name("flowd_retention_dropped_hours_total")
+                                  .Help("Hours dropped from the store by retention")
+                                  .Register(registry)
+                                  .Add({})),
+      throttled_records(
+          prometheus::BuildCounter()
+              .Name("flowd_ratelimit_throttled_total")
+              .Help("Requests refused by the rate limiter, by the budget that ran out")
+              .Register(registry)
+              .Add({{"reason", "records"}})),
+      throttled_requests(prometheus::BuildCounter()
+                             .Name("flowd_ratelimit_throttled_total")
+                             .Register(registry)
+                             .Add({{"reason", "requests"}})),
       requests_(prometheus::BuildCounter()
                     .Name("flowd_http_requests_total")
                     .Help("HTTP requests answered, by route, method and status code")

@@ -49,6 +49,17 @@ public:
     prometheus::Counter& batches_accepted;
     prometheus::Counter& batches_rejected;
     prometheus::Counter& batches_duplicate;
+    // Durability (write-ahead log, checkpoints, recovery, retention).
+    prometheus::Counter& flows_applied_replay;
+    prometheus::Counter& wal_bytes;
+    prometheus::Histogram& wal_fsync_duration;
+    prometheus::Histogram& checkpoint_duration;
+    prometheus::Gauge& checkpoint_last_success;
+    prometheus::Gauge& recovery_duration;
+    prometheus::Counter& retention_dropped_hours;
+    // Rate limiting: requests refused because the client's records or requests budget ran out.
+    prometheus::Counter& throttled_records;
+    prometheus::Counter& throttled_requests;
 
 private:
     static constexpr std::size_t status_slots = 600;
