@@ -89,6 +89,16 @@ setter not_yet(std::string what) {
     };
 }
 
+// A file path; whether it can be read is checked at start, where the file is used.
+setter path_field(std::string config::*field) {
+    return [field](config& c, std::string const& key, std::string const& value) {
+        if (value.empty()) {
+            throw config_error(key + ": must not be empty");
+        }
+        c.*field = value;
+    };
+}
+
 struct option {
     std::string key;  // config file key; flag is --key with '_' written '-'
     bool is_flag;     // also a command-line flag (SPEC: only some are)
@@ -121,6 +131,10 @@ std::vector<option> const& options() {
         {"header_timeout", false, duration_field(&config::header_timeout)},
         {"body_timeout", false, duration_field(&config::body_timeout)},
         {"idle_timeout", false, duration_field(&config::idle_timeout)},
+        {"max_connections", false, uint_field(&config::max_connections, 1, 10'000'000)},
+        {"tls_cert_file", false, path_field(&config::tls_cert_file)},
+        {"tls_key_file", false, path_field(&config::tls_key_file)},
+        {"tls_client_ca_file", false, path_field(&config::tls_client_ca_file)},
         {"data_dir", true, not_yet("the write-ahead log (--data-dir)")},
         {"tokens_file", true, not_yet("bearer-token authentication (--tokens-file)")},
         {"cluster", true, not_yet("cluster mode (--cluster)")},
@@ -300,6 +314,10 @@ std::string describe(config const& c) {
            " header_timeout=" + std::to_string(c.header_timeout.count()) + "ms" +
            " body_timeout=" + std::to_string(c.body_timeout.count()) + "ms" +
            " idle_timeout=" + std::to_string(c.idle_timeout.count()) + "ms" +
+           " max_connections=" + std::to_string(c.max_connections) +
+           (c.tls_cert_file.empty() ? "" : " tls_cert_file=" + c.tls_cert_file) +
+           (c.tls_key_file.empty() ? "" : " tls_key_file=" + c.tls_key_file) +
+           (c.tls_client_ca_file.empty() ? "" : " tls_client_ca_file=" + c.tls_client_ca_file) +
            (c.config_file.empty() ? "" : " config=" + c.config_file);
 }
 

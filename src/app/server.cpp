@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/http/tls.hpp"
 
 namespace flowd {
 
@@ -46,15 +47,56 @@ std::string exposer_address(std::string const& value) {
     return endpoint_text(ep);
 }
 
-// More connections need more descriptors: use the whole hard limit.
-void raise_open_files_limit(spdlog::logger& log) {
+// More connections need more descriptors: use the whole hard limit. Returns the soft limit
+// now in force (RLIM_INFINITY when unknown).
+rlim_t raise_open_files_limit(spdlog::logger& log) {
     rlimit lim{};
-    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        return RLIM_INFINITY;
+    }
+    if (lim.rlim_cur < lim.rlim_max) {
         rlim_t const old = lim.rlim_cur;
         lim.rlim_cur = lim.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
             log.info("raised the open-files limit from {} to {}", old, lim.rlim_cur);
+        } else {
+            lim.rlim_cur = old;
         }
+    }
+    return lim.rlim_cur;
+}
+
+// Descriptors kept for everything but client connections: logs, the metrics exposer and its
+// clients, the write-ahead log and checkpoints, a few for accept itself.
+constexpr rlim_t reserved_descriptors = 128;
+
+// max_connections, or fewer when the open-files limit cannot hold that many (logged).
+std::size_t effective_max_connections(std::size_t wanted, rlim_t nofile, spdlog::logger& log) {
+    if (nofile == RLIM_INFINITY) {
+        return wanted;
+    }
+    rlim_t const room = nofile > reserved_descriptors * 2 ? nofile - reserved_descriptors
+                                                          : nofile / 2;
+    if (room >= wanted) {
+        return wanted;
+    }
+    auto const cap = static_cast<std::size_t>(std::max<rlim_t>(room, 1));
+    log.warn(
+        "the open-files limit ({}) allows at most {} connections: max_connections is {}, the "
+        "effective cap is {} (raise the hard limit, e.g. LimitNOFILE=, for more)",
+        nofile, cap, wanted, cap);
+    return cap;
+}
+
+std::shared_ptr<net::ssl::context> tls_context_of(config const& cfg) {
+    if (cfg.tls_cert_file.empty() && cfg.tls_key_file.empty() && cfg.tls_client_ca_file.empty()) {
+        return nullptr;
+    }
+    try {
+        return make_tls_context(
+            tls_files{cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file});
+    } catch (tls_error const& e) {
+        throw config_error(e.what());
     }
 }
 
@@ -114,7 +156,7 @@ server::server(config const& cfg, loggers logs)
 
     auto const endpoint = resolve_listen("listen", cfg_.listen);
     try {
-        listener_ = std::make_shared<listener>(ioc_, endpoint, services_);
+        listener_ = std::make_shared<listener>(ioc_, endpoint, services_, tls_context_of(cfg_));
     } catch (boost::system::system_error const& e) {
         throw std::runtime_error("cannot listen on " + cfg_.listen + ": " + e.code().message());
     }
@@ -133,7 +175,14 @@ server::server(config const& cfg, loggers logs)
     // leaves exactly one line on stderr: the error main() prints.
     logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
                     describe(cfg_), json_implementation());
-    raise_open_files_limit(*logs_.app);
+    listener_->set_max_connections(effective_max_connections(
+        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
+    if (listener_->tls()) {
+        logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
+                        cfg_.tls_client_ca_file.empty()
+                            ? std::string()
+                            : ", client certificates required (CA " + cfg_.tls_client_ca_file + ")");
+    }
     logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));

@@ -121,6 +121,9 @@ handler_result flows_handler::post(request_context& ctx) {
     if (!decoded) {
         if (decoded.error().type == problem_type::too_many_records) {
             metrics_.count_limit_rejection("max_records_per_batch");
+        } else if (decoded.error().type == problem_type::invalid_json &&
+                   decoded.error().detail.find("max_json_depth") != std::string::npos) {
+            metrics_.count_limit_rejection("max_json_depth");
         }
         return reject(decoded.error(), ctx);
     }

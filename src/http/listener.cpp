@@ -3,6 +3,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <spdlog/spdlog.h>
@@ -19,12 +20,14 @@ constexpr std::chrono::milliseconds accept_backoff{100};
 
 }  // namespace
 
-listener::listener(net::io_context& ioc, tcp::endpoint endpoint, session_services const& services)
+listener::listener(net::io_context& ioc, tcp::endpoint endpoint, session_services const& services,
+                   std::shared_ptr<net::ssl::context> tls)
     : ioc_(ioc),
       strand_(net::make_strand(ioc)),
       acceptor_(strand_),
       backoff_(strand_),
-      services_(services) {
+      services_(services),
+      tls_(std::move(tls)) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     if (endpoint.address().is_v6()) {
@@ -68,7 +71,21 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
         backoff_.async_wait([self = shared_from_this()](beast::error_code) { self->do_accept(); });
         return;
     }
-    std::make_shared<http_session>(std::move(socket), services_, next_id_++)->run();
+    session_start start;
+    start.id = next_id_++;
+    start.max_connections = max_connections_;
+    // Claim a slot; past the cap, give it back and refuse (the refusal holds no slot).
+    if (open_->fetch_add(1, std::memory_order_acq_rel) >= max_connections_) {
+        open_->fetch_sub(1, std::memory_order_acq_rel);
+        start.refuse = true;
+    } else {
+        start.slot = connection_slot(open_);
+    }
+    if (tls_) {
+        start_tls_session(std::move(socket), services_, *tls_, std::move(start));
+    } else {
+        start_plain_session(std::move(socket), services_, std::move(start));
+    }
     do_accept();
 }
 

@@ -34,6 +34,7 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     }
 
     request_context ctx{req, request_id, path, query, meta.body_too_large};
+    ctx.tls_client_cn = meta.tls_client_cn;
     handler_result result = routes_.dispatch(ctx);
     if (auto* now = std::get_if<response>(&result)) {
         return finish(std::move(*now), answered_request::of(req), request_id, meta, route);

@@ -28,6 +28,11 @@ struct config {
     std::chrono::milliseconds header_timeout{10'000};
     std::chrono::milliseconds body_timeout{30'000};
     std::chrono::milliseconds idle_timeout{60'000};
+    // Connections and TLS on the main listener (all three files empty: plain HTTP).
+    std::size_t max_connections = 10'000;
+    std::string tls_cert_file;
+    std::string tls_key_file;
+    std::string tls_client_ca_file;  // set: mutual TLS, a client certificate is required
     std::string config_file;  // empty: none given
 };
 

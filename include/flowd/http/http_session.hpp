@@ -1,31 +1,32 @@
 #pragma once
 
-#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
+#include <string>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <spdlog/logger.h>
 
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/middleware.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}  // namespace boost::asio::ssl
+
 namespace flowd {
 
 struct session_limits {
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     std::uint32_t max_header_bytes = 16 * 1024;
-    std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
-    std::chrono::milliseconds body_timeout{30'000};    // without progress
-    std::chrono::milliseconds idle_timeout{60'000};    // keep-alive, and each write
+    std::chrono::milliseconds header_timeout{
+        10'000};                                     // first byte to end of headers; TLS handshake
+    std::chrono::milliseconds body_timeout{30'000};  // without progress
+    std::chrono::milliseconds idle_timeout{60'000};  // keep-alive, and each write
 };
 
 // The long-lived services every session uses; they outlive all sessions.
@@ -37,53 +38,60 @@ struct session_services {
     std::shared_ptr<spdlog::logger> log;
 };
 
-// One HTTP/1.1 connection: wait for a request's first byte (idle timeout), read its
-// headers (header deadline) and body (progress timeout), hand it to the middleware, write
-// the answer, repeat; pipelined requests are answered in order. Lives as long as an
-// operation is pending (shared_from_this); its members are touched only on its strand.
-class http_session : public std::enable_shared_from_this<http_session> {
+// The open connections the listener counts against max_connections: a session holds one
+// slot for its whole life and gives it back when it is destroyed.
+class connection_slot {
 public:
-    http_session(boost::asio::ip::tcp::socket&& socket, session_services const& services,
-                 std::uint64_t id);
-    ~http_session();
+    connection_slot() = default;
+    explicit connection_slot(std::shared_ptr<std::atomic<std::size_t>> count)
+        : count_(std::move(count)) {}
+    connection_slot(connection_slot&&) noexcept = default;
+    connection_slot& operator=(connection_slot&&) noexcept = default;
+    connection_slot(connection_slot const&) = delete;
+    connection_slot& operator=(connection_slot const&) = delete;
+    ~connection_slot() {
+        if (count_) {
+            count_->fetch_sub(1, std::memory_order_acq_rel);
+        }
+    }
+
+private:
+    std::shared_ptr<std::atomic<std::size_t>> count_;
+};
+
+// What drain_state sees of a session, whatever its transport.
+class http_session {
+public:
+    http_session() = default;
+    virtual ~http_session() = default;
     http_session(http_session const&) = delete;
     http_session& operator=(http_session const&) = delete;
 
-    void run();
-
     // From any thread: closes the connection if it is waiting for a new request.
-    void close_if_idle();
-
-private:
-    void do_wait();
-    void on_first_bytes(boost::beast::error_code ec, std::size_t n);
-    void start_request();
-    void on_header(boost::beast::error_code ec, std::size_t n);
-    void on_continue(boost::beast::error_code ec, std::size_t n);
-    void do_read_body();
-    void on_body(boost::beast::error_code ec, std::size_t n);
-    void dispatch_request();
-    void send_early(problem_type type, std::string detail);
-    void send(response r);
-    void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t n);
-    void do_close();
-    void do_linger();
-    void finish_request();
-
-    boost::beast::tcp_stream stream_;
-    boost::beast::flat_buffer buffer_;
-    session_services const& services_;
-    std::uint64_t id_;
-    std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
-    std::optional<response> pending_;  // the answer being written
-    std::chrono::steady_clock::time_point arrived_{};
-    bool waiting_idle_ = false;
-    bool in_flight_ = false;
-    bool draining_at_arrival_ = false;
-    bool body_too_large_ = false;
-    bool closed_ = false;
-    bool unread_input_ = false;  // the peer may still be sending bytes we will not read
-    std::array<char, 4096> linger_buffer_{};
+    virtual void close_if_idle() = 0;
 };
+
+// How a new connection is started. `refuse`: the listener is over max_connections, so the
+// session answers 503 `overloaded` with Connection: close at once (no request is read),
+// then closes after a short linger.
+struct session_start {
+    std::uint64_t id = 0;
+    connection_slot slot;
+    bool refuse = false;
+    std::size_t max_connections = 0;  // for the 503's detail
+};
+
+// One HTTP/1.1 connection, plain or TLS (the session is a template on its stream, so the
+// plain path has no TLS layer in it): (TLS: handshake within header_timeout,) wait for a
+// request's first byte (idle timeout), read its headers (header deadline) and body
+// (progress timeout), hand it to the middleware, write the answer, repeat; pipelined
+// requests are answered in order. Each limit that closes or refuses a connection is
+// counted in flowd_limit_rejections_total{limit}.
+void start_plain_session(boost::asio::ip::tcp::socket&& socket, session_services const& services,
+                         session_start start);
+// `tls` must outlive every session; with a client CA set, the handshake requires and verifies
+// a client certificate, whose subject CN reaches handlers as request_context::tls_client_cn.
+void start_tls_session(boost::asio::ip::tcp::socket&& socket, session_services const& services,
+                       boost::asio::ssl::context& tls, session_start start);
 
 }  // namespace flowd

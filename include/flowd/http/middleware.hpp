@@ -19,6 +19,7 @@ struct request_meta {
     bool body_too_large = false;
     bool draining = false;  // arrived after shutdown began: answer 503 without routing
     std::chrono::steady_clock::time_point arrived{};
+    std::string_view tls_client_cn{};  // mTLS client certificate subject CN, else empty
 };
 
 // Wraps the router in what every request gets, in one place: the request id (client's or

@@ -25,6 +25,9 @@ struct request_context {
     std::string_view path;
     std::string_view query;       // after '?', without it; empty when absent
     bool body_too_large = false;  // the body passed max_body_bytes and was not read
+    // With mutual TLS: the client certificate's subject CN (the client identity for rate
+    // limits); empty over plain HTTP or without a CN. Valid for the handler call only.
+    std::string_view tls_client_cn{};
 };
 
 // Completes a deferred answer; may be called from any thread, exactly once.
