@@ -156,6 +156,9 @@ private:
         }
         if constexpr (is_tls) {
             client_cn_ = peer_common_name(stream_.native_handle());
+            if (!client_cn_.empty()) {
+                services_.log->debug("[C{}] TLS client certificate CN '{}'", id_, client_cn_);
+            }
         }
         after_handshake();
     }

@@ -299,7 +299,8 @@ TEST(TlsTest, MutualTlsNeedsAClientCertificateFromTheConfiguredCa) {
     test_pki pki;
     flowd_process flowd({}, {{"FLOWD_TLS_CERT_FILE", pki.server_cert},
                              {"FLOWD_TLS_KEY_FILE", pki.server_key},
-                             {"FLOWD_TLS_CLIENT_CA_FILE", pki.ca}});
+                             {"FLOWD_TLS_CLIENT_CA_FILE", pki.ca},
+                             {"FLOWD_LOG_LEVEL", "debug"}});
     EXPECT_TRUE(flowd.wait_log("client certificates required"));
 
     {
@@ -307,6 +308,8 @@ TEST(TlsTest, MutualTlsNeedsAClientCertificateFromTheConfiguredCa) {
         EXPECT_EQ(client.post("/flows", seed_batch()).result_int(), 200U);
         EXPECT_EQ(client.get("/flows?hour=1").body(), seed_hour1);
     }
+    // The certificate's subject CN is the client identity handlers see.
+    EXPECT_TRUE(flowd.wait_log("TLS client certificate CN 'exporter-7'"));
     // Without a certificate: the handshake fails, or (TLS 1.3, where the client finishes
     // first) the first request gets an alert instead of an answer.
     auto refused = [&](std::string const& cert, std::string const& key) {
