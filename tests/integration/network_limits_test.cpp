@@ -330,6 +330,21 @@ TEST(TlsTest, MutualTlsNeedsAClientCertificateFromTheConfiguredCa) {
     EXPECT_EQ(again.get("/flows?hour=1").body(), seed_hour1);
 }
 
+TEST(TlsTest, OverTheCapIsOverloadedOverTlsToo) {
+    test_pki pki;
+    flowd_process flowd({}, {{"FLOWD_TLS_CERT_FILE", pki.server_cert},
+                             {"FLOWD_TLS_KEY_FILE", pki.server_key},
+                             {"FLOWD_MAX_CONNECTIONS", "1"}});
+    tls_client first{flowd.port(), pki.ca};
+    EXPECT_EQ(first.get("/healthz").result_int(), 200U);
+    tls_client second{flowd.port(), pki.ca};
+    auto r = second.get("/healthz");
+    EXPECT_TRUE(is_problem(r, 503, "overloaded"));
+    EXPECT_EQ(r[http::field::connection], "close");
+    EXPECT_EQ(first.get("/healthz").result_int(), 200U);
+    EXPECT_EQ(rejections(flowd, "max_connections"), 1);
+}
+
 TEST(TlsTest, StalledHandshakeIsClosedAtTheHeaderDeadline) {
     test_pki pki;
     flowd_process flowd({}, {{"FLOWD_TLS_CERT_FILE", pki.server_cert},
