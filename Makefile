@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 CONFIG ?= config/flowd.yaml
 
-.PHONY: deps build run test asan tsan tidy format format-check layering bench load clean
+.PHONY: deps build run test asan tsan tidy format format-check layering bench load clean fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,10 @@ format-check:
 layering:
 	@! grep -rnE '#include <(boost|nlohmann|spdlog|prometheus|simdjson)/' include/flowd/domain include/flowd/store src/domain src/store \
 	  || (echo "layering: domain/ and store/ must not include third-party headers" && false)
+
+# libFuzzer harnesses (fuzz/, clang, ASan+UBSan), each for FUZZ_SECONDS (default 60).
+fuzz: deps
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) JOBS=$(JOBS) scripts/fuzz.sh
 
 bench: deps
 	scripts/bench.sh

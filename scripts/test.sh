@@ -4,6 +4,10 @@
 #   1. ci:   RelWithDebInfo, warnings as errors, every test (unit + integration)
 #   2. asan: AddressSanitizer + UndefinedBehaviorSanitizer, every test
 #   3. tsan: ThreadSanitizer, the store concurrency tests
+#   4. fuzz: the libFuzzer harnesses (fuzz/, clang, ASan + UBSan), 60 s in all
+#      (FUZZ_SECONDS per harness, default 20, for 3 harnesses); any crash, leak,
+#      UBSan report or violated invariant fails it
+# STAGES="fuzz" (or "format ci", ...) runs only the named stages; unset runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
@@ -12,6 +16,9 @@ summary=()
 stage() {
     local name=$1
     shift
+    if [ -n "${STAGES:-}" ] && [[ " $STAGES " != *" $name "* ]]; then
+        return 0
+    fi
     local start=$SECONDS
     echo "=== stage $name: $*"
     "$@"
@@ -34,4 +41,5 @@ stage layering make --no-print-directory layering
 stage ci build_and_test ci
 stage asan build_and_test asan
 stage tsan build_and_test tsan --target flowd_concurrency_tests
+stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" JOBS="$jobs" scripts/fuzz.sh
 echo "=== all stages passed in $((SECONDS - total))s: ${summary[*]}"

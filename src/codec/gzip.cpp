@@ -1,5 +1,7 @@
 #include "flowd/codec/gzip.hpp"
 
+#include <algorithm>
+#include <limits>
 #include <stdexcept>
 
 #include <zlib.h>
@@ -9,6 +11,9 @@ namespace {
 
 // zlib's windowBits for gzip framing only (no zlib or raw deflate).
 constexpr int gzip_window_bits = 15 + 16;
+
+// The most zlib takes or gives in one call (its counts are uInt).
+constexpr std::size_t max_chunk = std::numeric_limits<uInt>::max();
 
 problem too_large(std::size_t limit) {
     return problem{
@@ -28,11 +33,24 @@ boost::system::result<std::string, problem> gunzip(std::string_view in, std::siz
     std::string out;
     out.resize(std::min<std::size_t>(limit, std::max<std::size_t>(in.size() * 4, 4096)));
     std::size_t produced = 0;
-    // zlib's API takes non-const input; it never writes through it.
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-    zs.avail_in = static_cast<uInt>(in.size());
+    // zlib counts in uInt (32 bits) and max_body_bytes may be 2^32: hand it input and
+    // output room at most uInt's maximum at a time. (Casting the whole sizes gave an
+    // avail_out of 0 for an output buffer of 2^32 bytes, so a gzip body of 1 GiB or more
+    // was 413 whatever it inflated to.)
+    std::size_t fed = 0;
+    auto feed = [&zs, &fed, in] {
+        if (zs.avail_in == 0 && fed < in.size()) {
+            std::size_t const n = std::min<std::size_t>(in.size() - fed, max_chunk);
+            // zlib's API takes non-const input; it never writes through it.
+            zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + fed));
+            zs.avail_in = static_cast<uInt>(n);
+            fed += n;
+        }
+    };
+    auto input_left = [&zs, &fed, in] { return zs.avail_in != 0 || fed < in.size(); };
     int rc = Z_OK;
     for (;;) {
+        feed();
         if (produced == out.size()) {
             if (out.size() >= limit) {
                 // Output is full at the limit: one more byte means too large.
@@ -45,7 +63,7 @@ boost::system::result<std::string, problem> gunzip(std::string_view in, std::siz
                     inflateEnd(&zs);
                     return too_large(limit);
                 }
-                if (rc == Z_STREAM_END && zs.avail_in == 0) {
+                if (rc == Z_STREAM_END && !input_left()) {
                     break;
                 }
                 if (rc != Z_STREAM_END && rc != Z_OK && rc != Z_BUF_ERROR) {
@@ -56,24 +74,28 @@ boost::system::result<std::string, problem> gunzip(std::string_view in, std::siz
                     inflateReset(&zs);
                     continue;
                 }
+                if (input_left()) {
+                    continue;  // the next piece of a body past uInt's range
+                }
                 inflateEnd(&zs);
                 return problem{problem_type::invalid_json, "the gzip body is truncated", {}, {}};
             }
             out.resize(std::min(limit, out.size() * 2));
         }
+        std::size_t const room = std::min(out.size() - produced, max_chunk);
         zs.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-        zs.avail_out = static_cast<uInt>(out.size() - produced);
+        zs.avail_out = static_cast<uInt>(room);
         rc = inflate(&zs, Z_NO_FLUSH);
-        produced = out.size() - zs.avail_out;
+        produced += room - zs.avail_out;
         if (rc == Z_STREAM_END) {
-            if (zs.avail_in == 0) {
+            if (!input_left()) {
                 break;
             }
             // Another gzip member follows (RFC 1952 allows concatenation).
             inflateReset(&zs);
             continue;
         }
-        if (rc == Z_BUF_ERROR && zs.avail_in == 0) {
+        if (rc == Z_BUF_ERROR && !input_left()) {
             inflateEnd(&zs);
             return problem{problem_type::invalid_json, "the gzip body is truncated", {}, {}};
         }
