@@ -13,6 +13,7 @@
 #include "flowd/app/config.hpp"
 #include "flowd/app/logging.hpp"
 #include "flowd/app/server.hpp"
+#include "flowd/auth/token_command.hpp"
 
 extern char** environ;
 
@@ -41,9 +42,7 @@ int main(int argc, char** argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
     std::vector<std::string> const args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "token") {
-        std::cerr << "flowd: 'flowd token create' (bearer-token authentication) is not supported "
-                     "by this build yet\n";
-        return 2;
+        return flowd::run_token_command({args.begin() + 1, args.end()}, std::cout, std::cerr);
     }
     flowd::command cmd;
     try {

@@ -136,7 +136,17 @@ std::vector<option> const& options() {
         {"tls_key_file", false, path_field(&config::tls_key_file)},
         {"tls_client_ca_file", false, path_field(&config::tls_client_ca_file)},
         {"data_dir", true, not_yet("the write-ahead log (--data-dir)")},
-        {"tokens_file", true, not_yet("bearer-token authentication (--tokens-file)")},
+        {"tokens_file", true, path_field(&config::tokens_file)},
+        {"rate_limit_requests_per_second", false,
+         uint_field(&config::rate_limit_requests_per_second, 0, 1'000'000'000)},
+        {"rate_limit_requests_burst", false,
+         uint_field(&config::rate_limit_requests_burst, 0, 1'000'000'000)},
+        {"rate_limit_records_per_second", false,
+         uint_field(&config::rate_limit_records_per_second, 0, 1'000'000'000)},
+        {"rate_limit_records_burst", false,
+         uint_field(&config::rate_limit_records_burst, 0, 1'000'000'000)},
+        {"rate_limit_max_clients", false,
+         uint_field(&config::rate_limit_max_clients, 16, 100'000'000)},
         {"cluster", true, not_yet("cluster mode (--cluster)")},
     };
     return table;
@@ -285,6 +295,7 @@ std::string usage() {
     return "usage: flowd [--config FILE] [--listen HOST:PORT] [--metrics-listen HOST:PORT]\n"
            "             [--data-dir DIR] [--threads N] [--log-level trace|debug|info|warn|error]\n"
            "             [--tokens-file FILE] [--cluster NATS_URLS] [--help] [--version]\n"
+           "       flowd token create --name NAME --scopes read,write\n"
            "\n"
            "Ingests network flow records over HTTP (POST /flows) and serves per-hour totals\n"
            "(GET /flows?hour=N). Settings: built-in defaults < config file (--config, see\n"
@@ -297,7 +308,8 @@ std::string usage() {
            "  --threads N               I/O threads (default: CPUs in the affinity mask)\n"
            "  --log-level LEVEL         trace|debug|info|warn|error (default info)\n"
            "  --data-dir DIR            write-ahead log directory (not in this build yet)\n"
-           "  --tokens-file FILE        bearer tokens (not in this build yet)\n"
+           "  --tokens-file FILE        bearer tokens: lines '<name> <scopes> sha256:<hex>';\n"
+           "                            SIGHUP reloads it (default: no authentication)\n"
            "  --cluster NATS_URLS       cluster mode (not in this build yet)\n";
 }
 
@@ -318,6 +330,12 @@ std::string describe(config const& c) {
            (c.tls_cert_file.empty() ? "" : " tls_cert_file=" + c.tls_cert_file) +
            (c.tls_key_file.empty() ? "" : " tls_key_file=" + c.tls_key_file) +
            (c.tls_client_ca_file.empty() ? "" : " tls_client_ca_file=" + c.tls_client_ca_file) +
+           (c.tokens_file.empty() ? " auth=off" : " tokens_file=" + c.tokens_file) +
+           " rate_limit_requests_per_second=" + std::to_string(c.rate_limit_requests_per_second) +
+           " rate_limit_requests_burst=" + std::to_string(c.rate_limit_requests_burst) +
+           " rate_limit_records_per_second=" + std::to_string(c.rate_limit_records_per_second) +
+           " rate_limit_records_burst=" + std::to_string(c.rate_limit_records_burst) +
+           " rate_limit_max_clients=" + std::to_string(c.rate_limit_max_clients) +
            (c.config_file.empty() ? "" : " config=" + c.config_file);
 }
 

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include "flowd/auth/tokens.hpp"
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/http/tls.hpp"
 
@@ -75,8 +76,8 @@ std::size_t effective_max_connections(std::size_t wanted, rlim_t nofile, spdlog:
     if (nofile == RLIM_INFINITY) {
         return wanted;
     }
-    rlim_t const room = nofile > reserved_descriptors * 2 ? nofile - reserved_descriptors
-                                                          : nofile / 2;
+    rlim_t const room =
+        nofile > reserved_descriptors * 2 ? nofile - reserved_descriptors : nofile / 2;
     if (room >= wanted) {
         return wanted;
     }
@@ -98,6 +99,31 @@ std::shared_ptr<net::ssl::context> tls_context_of(config const& cfg) {
     } catch (tls_error const& e) {
         throw config_error(e.what());
     }
+}
+
+// The tokens file at start: a file that cannot be used stops flowd (exit 2).
+token_store initial_tokens(config const& cfg) {
+    if (cfg.tokens_file.empty()) {
+        return token_store{};
+    }
+    try {
+        return token_store{token_set::load(cfg.tokens_file)};
+    } catch (token_file_error const& e) {
+        throw config_error(std::string("tokens_file: ") + e.what());
+    }
+}
+
+rate_limit_options rate_limits_of(config const& cfg) {
+    // A burst of 0 means one second's worth of the rate.
+    auto limits = [](std::uint64_t rate, std::uint64_t burst) {
+        return bucket_limits{
+            static_cast<double>(rate),
+            static_cast<double>(burst == 0 ? std::max<std::uint64_t>(rate, 1) : burst)};
+    };
+    return rate_limit_options{
+        limits(cfg.rate_limit_requests_per_second, cfg.rate_limit_requests_burst),
+        limits(cfg.rate_limit_records_per_second, cfg.rate_limit_records_burst),
+        cfg.rate_limit_max_clients};
 }
 
 constexpr char const* version_string = FLOWD_VERSION;
@@ -137,10 +163,16 @@ server::server(config const& cfg, loggers logs)
            [this] { return static_cast<double>(store_.max_keys()); }},
       })),
       ingest_(store_, metrics_),
+      tokens_(initial_tokens(cfg)),
+      limiter_(rate_limits_of(cfg)),
+      guard_(tokens_, limiter_, metrics_, logs_.http),
       router_(logs_.http),
       flows_(store_, ingest_, metrics_,
              flows_options{cfg.max_body_bytes,
-                           decode_limits{cfg.max_records_per_batch, cfg.max_json_depth}}),
+                           decode_limits{cfg.max_records_per_batch, cfg.max_json_depth},
+                           [this](request_context const& ctx, std::size_t records) {
+                               return guard_.admit_records(ctx, records);
+                           }}),
       middleware_(router_, metrics_, logs_.http),
       services_{middleware_, drain_, metrics_,
                 session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
@@ -149,7 +181,8 @@ server::server(config const& cfg, loggers logs)
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
           ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); },
-          logs_.app) {
+          logs_.app),
+      reload_signals_(ioc_, SIGHUP) {
     if (!cpu_runs_json_implementation()) {
         throw std::runtime_error(
             "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
@@ -182,11 +215,27 @@ server::server(config const& cfg, loggers logs)
         cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
     if (listener_->tls()) {
         logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
-                        cfg_.tls_client_ca_file.empty()
-                            ? std::string()
-                            : ", client certificates required (CA " + cfg_.tls_client_ca_file + ")");
+                        cfg_.tls_client_ca_file.empty() ? std::string()
+                                                        : ", client certificates required (CA " +
+                                                              cfg_.tls_client_ca_file + ")");
     }
     logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
+    if (auto const tokens = tokens_.snapshot()) {
+        logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)", tokens->size(),
+                        cfg_.tokens_file);
+    } else if (!listener_->local_endpoint().address().is_loopback()) {
+        logs_.app->warn(
+            "no tokens_file, yet the http listener {} is not on loopback: anyone who can reach "
+            "it can post and read flows; set tokens_file (see SECURITY.md)",
+            endpoint_text(listener_->local_endpoint()));
+    }
+    if (limiter_.enabled()) {
+        logs_.app->info(
+            "rate limits per client: {} requests/s (burst {}), {} records/s (burst {}); 0 is off",
+            cfg_.rate_limit_requests_per_second, rate_limits_of(cfg_).requests.burst,
+            cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
+    }
+    wait_reload();
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
     logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
@@ -197,11 +246,43 @@ server::server(config const& cfg, loggers logs)
 
 server::~server() = default;
 
+void server::wait_reload() {
+    reload_signals_.async_wait([this](boost::system::error_code ec, int) {
+        if (ec) {
+            return;  // operation_aborted: the server is stopping
+        }
+        reload_tokens();
+        wait_reload();
+    });
+}
+
+void server::reload_tokens() {
+    if (cfg_.tokens_file.empty()) {
+        logs_.app->info("SIGHUP: no tokens_file configured, nothing to reload");
+        return;
+    }
+    // Runs on an I/O thread: a tokens file is small, and reloads are rare.
+    try {
+        token_set next = token_set::load(cfg_.tokens_file);
+        std::size_t const n = next.size();
+        tokens_.replace(std::move(next));
+        logs_.app->info("SIGHUP: reloaded {} tokens from {}", n, cfg_.tokens_file);
+    } catch (std::exception const& e) {
+        metrics_.tokens_reload_failures.Increment();
+        logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
+                         e.what());
+    }
+}
+
 void server::add_routes() {
-    router_.add(http::verb::post, "/flows", route_id::flows,
-                [this](request_context& ctx) { return flows_.post(ctx); });
-    router_.add(http::verb::get, "/flows", route_id::flows,
-                [this](request_context& ctx) { return flows_.get(ctx); });
+    router_.set_guard(
+        [this](request_context& ctx, route_access access) { return guard_.check(ctx, access); });
+    router_.add(
+        http::verb::post, "/flows", route_id::flows,
+        [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write);
+    router_.add(
+        http::verb::get, "/flows", route_id::flows,
+        [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
     router_.add(http::verb::get, "/healthz", route_id::healthz,
                 [](request_context&) -> handler_result {
                     return response{json_response(200, "{\"status\":\"ok\"}")};

@@ -128,6 +128,12 @@ handler_result flows_handler::post(request_context& ctx) {
         return reject(decoded.error(), ctx);
     }
     flow_batch batch = std::move(*decoded);
+    if (options_.admit_records && !batch.empty()) {
+        if (std::optional<response> refused = options_.admit_records(ctx, batch.record_count())) {
+            metrics_.batches_rejected.Increment();
+            return std::move(*refused);
+        }
+    }
     if (batch.empty()) {
         metrics_.batches_accepted.Increment();
         return response{json_response(200, "{\"accepted\":0}")};

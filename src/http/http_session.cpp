@@ -98,6 +98,7 @@ public:
         // only hold a streamed answer's last segment back for the client's delayed ACK.
         beast::error_code ec;
         tcp().socket().set_option(net::ip::tcp::no_delay(true), ec);
+        remote_ip_ = peer_address(tcp().socket());
         services_.metrics.connections_open.Increment();
     }
 
@@ -344,6 +345,7 @@ private:
         }
         request_meta meta{id_, body_too_large_, draining_at_arrival_, arrived_};
         meta.tls_client_cn = client_cn_;
+        meta.remote_ip = remote_ip_;
         auto now = services_.mw.handle(req, meta, [self = self()](response r) {
             net::post(self->stream_.get_executor(),
                       [self, r = std::move(r)]() mutable { self->send(std::move(r)); });
@@ -463,6 +465,7 @@ private:
     bool refuse_ = false;
     std::size_t max_connections_ = 0;
     std::string client_cn_;  // mTLS: the client certificate's subject CN
+    std::string remote_ip_;  // the peer's address (rate-limit identity without a token)
     std::optional<http::request_parser<http::string_body>> parser_;
     std::optional<response> pending_;  // the answer being written
     std::chrono::steady_clock::time_point arrived_{};

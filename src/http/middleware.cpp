@@ -8,6 +8,20 @@ namespace flowd {
 
 namespace http = boost::beast::http;
 
+std::string peer_address(boost::asio::ip::tcp::socket const& socket) {
+    boost::system::error_code ec;
+    auto const ep = socket.remote_endpoint(ec);
+    if (ec) {
+        return {};
+    }
+    auto const address = ep.address();
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+        return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, address.to_v6())
+            .to_string();
+    }
+    return address.to_string();
+}
+
 std::optional<response> middleware::handle(request& req, request_meta const& meta,
                                            respond_fn later) const {
     std::string request_id;
@@ -35,6 +49,7 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
 
     request_context ctx{req, request_id, path, query, meta.body_too_large};
     ctx.tls_client_cn = meta.tls_client_cn;
+    ctx.remote_ip = meta.remote_ip;
     handler_result result = routes_.dispatch(ctx);
     if (auto* now = std::get_if<response>(&result)) {
         return finish(std::move(*now), answered_request::of(req), request_id, meta, route);

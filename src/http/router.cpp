@@ -8,8 +8,9 @@ namespace flowd {
 
 namespace http = boost::beast::http;
 
-void router::add(http::verb method, std::string path, route_id route, handler h) {
-    entries_.push_back({method, std::move(path), route, std::move(h)});
+void router::add(http::verb method, std::string path, route_id route, handler h,
+                 route_access access) {
+    entries_.push_back({method, std::move(path), route, std::move(h), access});
 }
 
 route_id router::route_of(std::string_view path) const noexcept {
@@ -29,6 +30,12 @@ handler_result router::dispatch(request_context& ctx) const {
         }
         if (e.method == ctx.req.method()) {
             try {
+                // SPEC order: 404/405 below, then 401/403 and 429 here, then the handler's.
+                if (e.access != route_access::open && guard_) {
+                    if (std::optional<response> refused = guard_(ctx, e.access)) {
+                        return std::move(*refused);
+                    }
+                }
                 return e.h(ctx);
             } catch (std::exception const& ex) {
                 log_->error("request {} {} {} failed: {}", ctx.request_id, ctx.req.method_string(),

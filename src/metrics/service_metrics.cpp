@@ -123,6 +123,12 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                              .Name("flowd_ratelimit_throttled_total")
                              .Register(registry)
                              .Add({{"reason", "requests"}})),
+      tokens_reload_failures(
+          prometheus::BuildCounter()
+              .Name("flowd_tokens_reload_failures_total")
+              .Help("Reloads of the tokens file (SIGHUP) that failed; the previous tokens stay")
+              .Register(registry)
+              .Add({})),
       requests_(prometheus::BuildCounter()
                     .Name("flowd_http_requests_total")
                     .Help("HTTP requests answered, by route, method and status code")

@@ -33,6 +33,13 @@ struct config {
     std::string tls_cert_file;
     std::string tls_key_file;
     std::string tls_client_ca_file;  // set: mutual TLS, a client certificate is required
+    // Bearer tokens (empty: no authentication) and per-client rate limits (0 per second: off).
+    std::string tokens_file;
+    std::uint64_t rate_limit_requests_per_second = 0;
+    std::uint64_t rate_limit_requests_burst = 0;  // 0: one second's worth
+    std::uint64_t rate_limit_records_per_second = 0;
+    std::uint64_t rate_limit_records_burst = 0;  // 0: one second's worth
+    std::size_t rate_limit_max_clients = 100'000;
     std::string config_file;  // empty: none given
 };
 

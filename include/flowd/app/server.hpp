@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
@@ -12,6 +13,9 @@
 #include "flowd/app/logging.hpp"
 #include "flowd/app/memory_ingest.hpp"
 #include "flowd/app/shutdown.hpp"
+#include "flowd/auth/access_guard.hpp"
+#include "flowd/auth/rate_limiter.hpp"
+#include "flowd/auth/tokens.hpp"
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/flows_handler.hpp"
 #include "flowd/http/listener.hpp"
@@ -39,6 +43,9 @@ public:
 
 private:
     void add_routes();
+    // SIGHUP: reload the tokens file; a bad file keeps the current tokens.
+    void wait_reload();
+    void reload_tokens();
 
     config cfg_;
     loggers logs_;
@@ -49,6 +56,9 @@ private:
     std::shared_ptr<callback_gauges> store_metrics_;
     memory_ingest ingest_;
     drain_state drain_;
+    token_store tokens_;
+    rate_limiter limiter_;
+    access_guard guard_;
     router router_;
     flows_handler flows_;
     middleware middleware_;
@@ -57,6 +67,7 @@ private:
     std::unique_ptr<prometheus::Exposer> exposer_;
     std::shared_ptr<listener> listener_;
     shutdown_coordinator shutdown_;
+    boost::asio::signal_set reload_signals_;
 };
 
 // The threads flowd runs by default: the CPUs in the process's affinity mask.

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <optional>
 
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/http/ingest.hpp"
@@ -13,6 +15,10 @@ namespace flowd {
 struct flows_options {
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     decode_limits limits;
+    // Asked once a POST body is decoded, with its record count: an answer (429 over the
+    // client's records budget) refuses the batch before anything is applied. Empty: no limit.
+    std::function<std::optional<response>(request_context const&, std::size_t records)>
+        admit_records{};
 };
 
 // POST /flows and GET /flows: codec + ingest + store, no sockets. Holds references to

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <spdlog/logger.h>
 
 #include "flowd/http/router.hpp"
@@ -20,7 +21,12 @@ struct request_meta {
     bool draining = false;  // arrived after shutdown began: answer 503 without routing
     std::chrono::steady_clock::time_point arrived{};
     std::string_view tls_client_cn{};  // mTLS client certificate subject CN, else empty
+    std::string_view remote_ip{};      // the peer's address (peer_address)
 };
+
+// The text of a socket's peer address; an IPv4-mapped IPv6 address as plain IPv4, so one
+// client has one identity on a dual-stack listener. Empty when the peer is gone.
+[[nodiscard]] std::string peer_address(boost::asio::ip::tcp::socket const& socket);
 
 // Wraps the router in what every request gets, in one place: the request id (client's or
 // new) echoed in X-Request-Id, version and keep-alive, Content-Length or chunking, the

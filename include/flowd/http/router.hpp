@@ -1,6 +1,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -28,7 +30,15 @@ struct request_context {
     // With mutual TLS: the client certificate's subject CN (the client identity for rate
     // limits); empty over plain HTTP or without a CN. Valid for the handler call only.
     std::string_view tls_client_cn{};
+    std::string_view remote_ip{};  // the peer's address, as text
+    // The bearer token's name once the route's guard authenticated it; empty when auth is
+    // off or the route is open. Valid for the handler call only: copy it to keep it.
+    std::string_view token_name{};
+    std::shared_ptr<void const> auth_hold{};  // keeps what token_name points to alive
 };
+
+// What a route asks of its caller; the router's guard enforces it.
+enum class route_access { open, read, write };
 
 // Completes a deferred answer; may be called from any thread, exactly once.
 using respond_fn = std::function<void(response)>;
@@ -41,6 +51,10 @@ struct deferred {
 using handler_result = std::variant<response, deferred>;
 using handler = std::function<handler_result(request_context&)>;
 
+// Runs once routing matched, before the handler (authentication, rate limits): an answer
+// refuses the request, nullopt lets the handler run. Routes with route_access::open skip it.
+using guard = std::function<std::optional<response>(request_context&, route_access)>;
+
 // Maps (method, path) to handlers: plain functions of a request, testable without sockets.
 // Unknown path: 404; known path, other method: 405 with Allow. The single catch per
 // request lives here: an exception becomes a generic 500 and is logged.
@@ -49,7 +63,10 @@ class router {
 public:
     explicit router(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {}
 
-    void add(boost::beast::http::verb method, std::string path, route_id route, handler h);
+    void add(boost::beast::http::verb method, std::string path, route_id route, handler h,
+             route_access access = route_access::open);
+    // Set before the first dispatch.
+    void set_guard(guard g) { guard_ = std::move(g); }
 
     [[nodiscard]] route_id route_of(std::string_view path) const noexcept;
     [[nodiscard]] handler_result dispatch(request_context& ctx) const;
@@ -60,8 +77,10 @@ private:
         std::string path;
         route_id route;
         handler h;
+        route_access access = route_access::open;
     };
     std::vector<entry> entries_;
+    guard guard_;
     std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -60,6 +60,8 @@ public:
     // Rate limiting: requests refused because the client's records or requests budget ran out.
     prometheus::Counter& throttled_records;
     prometheus::Counter& throttled_requests;
+    // Authentication: SIGHUP reloads of the tokens file that failed (the old set stayed).
+    prometheus::Counter& tokens_reload_failures;
 
 private:
     static constexpr std::size_t status_slots = 600;
