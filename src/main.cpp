@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    // A file past RLIMIT_FSIZE is a write error (EFBIG) the log handles like a full disk,
+    // not a reason to die.
+    std::signal(SIGXFSZ, SIG_IGN);
     std::vector<std::string> const args(argv + 1, argv + argc);
     if (!args.empty() && args[0] == "token") {
         return flowd::run_token_command({args.begin() + 1, args.end()}, std::cout, std::cerr);

@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 namespace flowd {
@@ -89,6 +90,31 @@ setter not_yet(std::string what) {
     };
 }
 
+setter bool_field(bool config::*field) {
+    return [field](config& c, std::string const& key, std::string const& value) {
+        if (value == "true") {
+            c.*field = true;
+        } else if (value == "false") {
+            c.*field = false;
+        } else {
+            throw config_error(key + ": '" + value + "' is not true or false");
+        }
+    };
+}
+
+// SPEC: a --data-dir that is not a directory is a bad value (exit 2). A path that does not
+// exist yet is created at start.
+void set_data_dir(config& c, std::string const& key, std::string const& value) {
+    if (value.empty()) {
+        throw config_error(key + ": must not be empty");
+    }
+    struct stat st {};
+    if (::stat(value.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+        throw config_error(key + ": '" + value + "' is not a directory");
+    }
+    c.data_dir = value;
+}
+
 // A file path; whether it can be read is checked at start, where the file is used.
 setter path_field(std::string config::*field) {
     return [field](config& c, std::string const& key, std::string const& value) {
@@ -103,6 +129,7 @@ struct option {
     std::string key;  // config file key; flag is --key with '_' written '-'
     bool is_flag;     // also a command-line flag (SPEC: only some are)
     setter set;
+    bool is_switch = false;  // a flag that may be given without a value, meaning "true"
 };
 
 std::vector<option> const& options() {
@@ -135,7 +162,18 @@ std::vector<option> const& options() {
         {"tls_cert_file", false, path_field(&config::tls_cert_file)},
         {"tls_key_file", false, path_field(&config::tls_key_file)},
         {"tls_client_ca_file", false, path_field(&config::tls_client_ca_file)},
-        {"data_dir", true, not_yet("the write-ahead log (--data-dir)")},
+        {"data_dir", true, set_data_dir},
+        {"fsync", false, choice_field(&config::fsync, {"always", "interval"})},
+        {"fsync_interval", false, duration_field(&config::fsync_interval)},
+        {"checkpoint_interval", false, duration_field(&config::checkpoint_interval)},
+        {"checkpoint_log_bytes", false,
+         uint_field(&config::checkpoint_log_bytes, 1 << 20, std::uint64_t{1} << 40)},
+        {"wal_segment_bytes", false,
+         uint_field(&config::wal_segment_bytes, 1 << 16, std::uint64_t{1} << 31)},
+        {"truncate_corrupt_log", true, bool_field(&config::truncate_corrupt_log), true},
+        {"retention_hours", false, uint_field(&config::retention_hours, 0, 1'000'000)},
+        {"idempotency_window", false, duration_field(&config::idempotency_window)},
+        {"idempotency_max_keys", false, uint_field(&config::idempotency_max_keys, 1, 100'000'000)},
         {"tokens_file", true, path_field(&config::tokens_file)},
         {"rate_limit_requests_per_second", false,
          uint_field(&config::rate_limit_requests_per_second, 0, 1'000'000'000)},
@@ -252,6 +290,13 @@ command parse_command_line(std::vector<std::string> const& args,
             value = name.substr(eq + 1);
             name = name.substr(0, eq);
         }
+        std::string key = name;
+        std::replace(key.begin(), key.end(), '-', '_');
+        option const* o = find_option(key);
+        if (!value && o != nullptr && o->is_switch &&
+            (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)) {
+            value = "true";
+        }
         if (!value) {
             if (i + 1 >= args.size()) {
                 throw config_error("--" + name + ": needs a value");
@@ -262,9 +307,6 @@ command parse_command_line(std::vector<std::string> const& args,
             config_path = *value;
             continue;
         }
-        std::string key = name;
-        std::replace(key.begin(), key.end(), '-', '_');
-        option const* o = find_option(key);
         if (o == nullptr || !o->is_flag || name.find('_') != std::string::npos) {
             throw config_error("unknown flag '--" + name + "' (see flowd --help)");
         }
@@ -307,7 +349,9 @@ std::string usage() {
            "  --metrics-listen HOST:PORT Prometheus exposer (default 127.0.0.1:9464)\n"
            "  --threads N               I/O threads (default: CPUs in the affinity mask)\n"
            "  --log-level LEVEL         trace|debug|info|warn|error (default info)\n"
-           "  --data-dir DIR            write-ahead log directory (not in this build yet)\n"
+           "  --data-dir DIR            write-ahead log and checkpoints (default: memory only)\n"
+           "  --truncate-corrupt-log    start even if the log is corrupt before its last synced\n"
+           "                            record, keeping what precedes the corruption\n"
            "  --tokens-file FILE        bearer tokens: lines '<name> <scopes> sha256:<hex>';\n"
            "                            SIGHUP reloads it (default: no authentication)\n"
            "  --cluster NATS_URLS       cluster mode (not in this build yet)\n";
@@ -326,6 +370,13 @@ std::string describe(config const& c) {
            " header_timeout=" + std::to_string(c.header_timeout.count()) + "ms" +
            " body_timeout=" + std::to_string(c.body_timeout.count()) + "ms" +
            " idle_timeout=" + std::to_string(c.idle_timeout.count()) + "ms" +
+           " data_dir=" + (c.data_dir.empty() ? "(memory only)" : c.data_dir) +
+           " fsync=" + c.fsync + " fsync_interval=" + std::to_string(c.fsync_interval.count()) +
+           "ms checkpoint_interval=" + std::to_string(c.checkpoint_interval.count()) +
+           "ms checkpoint_log_bytes=" + std::to_string(c.checkpoint_log_bytes) +
+           " wal_segment_bytes=" + std::to_string(c.wal_segment_bytes) +
+           " retention_hours=" + std::to_string(c.retention_hours) +
+           " idempotency_window=" + std::to_string(c.idempotency_window.count()) + "ms" +
            " max_connections=" + std::to_string(c.max_connections) +
            (c.tls_cert_file.empty() ? "" : " tls_cert_file=" + c.tls_cert_file) +
            (c.tls_key_file.empty() ? "" : " tls_key_file=" + c.tls_key_file) +

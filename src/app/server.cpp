@@ -162,17 +162,29 @@ server::server(config const& cfg, loggers logs)
            "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
            [this] { return static_cast<double>(store_.max_keys()); }},
       })),
-      ingest_(store_, metrics_),
+      idempotency_(cfg.idempotency_window, cfg.idempotency_max_keys),
+      memory_ingest_(store_, metrics_),
+      data_dir_lock_(cfg.data_dir.empty() ? nullptr
+                                          : std::make_unique<wal::directory_lock>(cfg.data_dir)),
+      durable_(cfg.data_dir.empty()
+                   ? nullptr
+                   : std::make_unique<durable_ingest>(
+                         store_, idempotency_, metrics_,
+                         durable_options{cfg.data_dir, cfg.fsync == "always", cfg.fsync_interval,
+                                         cfg.checkpoint_interval, cfg.checkpoint_log_bytes,
+                                         cfg.wal_segment_bytes},
+                         logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
       router_(logs_.http),
-      flows_(store_, ingest_, metrics_,
+      flows_(store_, durable_ ? static_cast<ingest&>(*durable_) : memory_ingest_, metrics_,
              flows_options{cfg.max_body_bytes,
                            decode_limits{cfg.max_records_per_batch, cfg.max_json_depth},
                            [this](request_context const& ctx, std::size_t records) {
                                return guard_.admit_records(ctx, records);
-                           }}),
+                           },
+                           &idempotency_, cfg.retention_hours, wall_clock_ms, &serving_}),
       middleware_(router_, metrics_, logs_.http),
       services_{middleware_, drain_, metrics_,
                 session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
@@ -182,7 +194,8 @@ server::server(config const& cfg, loggers logs)
       shutdown_(
           ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); },
           logs_.app),
-      reload_signals_(ioc_, SIGHUP) {
+      reload_signals_(ioc_, SIGHUP),
+      retention_timer_(ioc_) {
     if (!cpu_runs_json_implementation()) {
         throw std::runtime_error(
             "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
@@ -239,9 +252,54 @@ server::server(config const& cfg, loggers logs)
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
     logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
-    logs_.app->warn(
-        "no data directory: data lives in memory only and is lost when flowd stops "
-        "(--data-dir is not in this build yet)");
+    if (!durable_) {
+        logs_.app->warn(
+            "no data directory: data lives in memory only and is lost when flowd stops "
+            "(set --data-dir to keep it)");
+    }
+}
+
+bool server::recover_data_dir() {
+    try {
+        if (durable_) {
+            (void)durable_->recover(cfg_.truncate_corrupt_log);
+        }
+        apply_retention();
+        if (durable_) {
+            durable_->start();
+        }
+    } catch (std::exception const& e) {
+        logs_.app->error("cannot start on data directory {}: {}", cfg_.data_dir, e.what());
+        return false;
+    }
+    return true;
+}
+
+void server::apply_retention() {
+    if (cfg_.retention_hours == 0) {
+        return;
+    }
+    retention_window const w = retention_window_at(wall_clock_ms(), cfg_.retention_hours);
+    std::size_t const dropped = store_.drop_hours_before(w.first);
+    if (dropped != 0) {
+        metrics_.retention_dropped_hours.Increment(static_cast<double>(dropped));
+        logs_.store->info("retention: dropped {} hours before Unix hour {} ({} keys left)", dropped,
+                          w.first, store_.key_count());
+    }
+}
+
+void server::schedule_retention() {
+    if (cfg_.retention_hours == 0) {
+        return;
+    }
+    retention_timer_.expires_after(std::chrono::minutes(1));
+    retention_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) {
+            return;
+        }
+        apply_retention();
+        schedule_retention();
+    });
 }
 
 server::~server() = default;
@@ -289,6 +347,14 @@ void server::add_routes() {
                 });
     router_.add(http::verb::get, "/readyz", route_id::readyz,
                 [this](request_context& ctx) -> handler_result {
+                    if (drain_.ready() && durable_ && !durable_->healthy()) {
+                        return response{problem_response(
+                            problem{problem_type::log_unavailable,
+                                    "the write-ahead log cannot be written; see flowd's log",
+                                    {},
+                                    {}},
+                            ctx.request_id)};
+                    }
                     if (drain_.ready()) {
                         return response{json_response(200, "{\"status\":\"ready\"}")};
                     }
@@ -320,20 +386,32 @@ int server::run() {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
     listener_->run();
-    drain_.set_ready(true);
-    logs_.app->info("ready: {} I/O threads", cfg_.threads);
+    // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
+    // /flows say 503 until the data directory is loaded.
     std::vector<std::thread> threads;
-    threads.reserve(cfg_.threads - 1);
-    for (unsigned i = 1; i < cfg_.threads; ++i) {
+    threads.reserve(cfg_.threads);
+    for (unsigned i = 0; i < cfg_.threads; ++i) {
         threads.emplace_back([this] { ioc_.run(); });
     }
-    ioc_.run();
+    int code = 0;
+    if (!recover_data_dir()) {
+        code = 1;
+        ioc_.stop();
+    } else if (!drain_.draining()) {
+        serving_.store(true, std::memory_order_release);
+        drain_.set_ready(true);
+        net::post(ioc_, [this] { schedule_retention(); });
+        logs_.app->info("ready: {} I/O threads", cfg_.threads);
+    }
     for (auto& t : threads) {
         t.join();
     }
+    if (durable_) {
+        durable_->stop();  // completes what is queued, fsyncs, writes the last checkpoint
+    }
     exposer_.reset();
     logs_.app->info("flowd stopped");
-    return 0;
+    return code;
 }
 
 }  // namespace flowd

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "flowd/codec/gzip.hpp"
 #include "flowd/codec/query.hpp"
@@ -32,7 +33,76 @@ std::string media_type(std::string_view content_type) {
     return lower(trim(content_type.substr(0, content_type.find(';'))));
 }
 
+// Idempotency-Key: 1..128 characters 0x21-0x7E (SPEC).
+bool valid_idempotency_key(std::string_view k) noexcept {
+    return !k.empty() && k.size() <= 128 &&
+           std::all_of(k.begin(), k.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
+}
+
+string_response recovering_response(std::string_view request_id) {
+    string_response r = problem_response(
+        problem{problem_type::bad_request,
+                "flowd is recovering its data directory; /readyz turns 200 when it is done",
+                {},
+                {}},
+        request_id);
+    r.result(http::status::service_unavailable);
+    r.set(http::field::retry_after, "1");
+    return r;
+}
+
 }  // namespace
+
+retention_window retention_window_at(std::uint64_t unix_ms,
+                                     std::uint32_t retention_hours) noexcept {
+    std::uint64_t const now = unix_ms / 3'600'000;
+    std::uint64_t const first = now + 1 >= retention_hours ? now + 1 - retention_hours : 0;
+    std::uint64_t const last = now + 1;
+    return retention_window{static_cast<std::uint32_t>(std::min<std::uint64_t>(first, max_hour)),
+                            static_cast<std::uint32_t>(std::min<std::uint64_t>(last, max_hour))};
+}
+
+std::uint64_t body_fingerprint(std::string_view body) noexcept {
+    // Two independent 64-bit hashes folded: a reuse with another body collides with odds
+    // of about 2^-64.
+    std::uint64_t const a = std::hash<std::string_view>{}(body);
+    std::uint64_t h = 0xcbf29ce484222325ULL ^ body.size();
+    for (std::size_t i = 0; i + 8 <= body.size(); i += 8) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, body.data() + i, 8);
+        h = (h ^ v) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    for (std::size_t i = body.size() & ~std::size_t{7}; i < body.size(); ++i) {
+        h = (h ^ static_cast<unsigned char>(body[i])) * 0x100000001b3ULL;
+    }
+    return a ^ (h * 0x9e3779b97f4a7c15ULL);
+}
+
+std::optional<problem> flows_handler::check_retention(flow_batch const& batch) const {
+    if (options_.retention_hours == 0) {
+        return std::nullopt;
+    }
+    std::uint64_t const now_ms = options_.clock();
+    retention_window const w = retention_window_at(now_ms, options_.retention_hours);
+    batch_entry const* worst = nullptr;
+    for (batch_entry const& e : batch.entries()) {
+        if ((e.record.hour < w.first || e.record.hour > w.last) &&
+            (worst == nullptr || e.first_record < worst->first_record)) {
+            worst = &e;
+        }
+    }
+    if (worst == nullptr) {
+        return std::nullopt;
+    }
+    return problem{problem_type::hour_out_of_retention,
+                   "record " + std::to_string(worst->first_record) + ": hour " +
+                       std::to_string(worst->record.hour) + " is outside the retention window " +
+                       std::to_string(w.first) + ".." + std::to_string(w.last) +
+                       " (Unix hours; retention_hours " + std::to_string(options_.retention_hours) +
+                       ", current hour " + std::to_string(now_ms / 3'600'000) + ")",
+                   worst->first_record, "hour"};
+}
 
 bool accepts_gzip(std::string_view accept_encoding) noexcept {
     std::size_t pos = 0;
@@ -68,6 +138,9 @@ handler_result flows_handler::reject(problem const& p, request_context const& ct
 }
 
 handler_result flows_handler::post(request_context& ctx) {
+    if (!serving()) {
+        return response{recovering_response(ctx.request_id)};
+    }
     request& req = ctx.req;
     auto const ct = req.find(http::field::content_type);
     std::string const type = ct == req.end() ? std::string() : media_type(ct->value());
@@ -134,22 +207,81 @@ handler_result flows_handler::post(request_context& ctx) {
             return std::move(*refused);
         }
     }
+    std::optional<idempotency_claim> claim;
+    if (auto const ik = req.find("Idempotency-Key"); ik != req.end() && options_.idempotency) {
+        if (!valid_idempotency_key(ik->value())) {
+            string_response r = problem_response(
+                problem{problem_type::bad_request,
+                        "Idempotency-Key must be 1 to 128 visible ASCII characters (0x21-0x7E)",
+                        {},
+                        {}},
+                ctx.request_id);
+            metrics_.batches_rejected.Increment();
+            return response{std::move(r)};
+        }
+        claim = idempotency_claim{std::string(ctx.token_name), std::string(ik->value()),
+                                  body_fingerprint(body)};
+        auto const begun = options_.idempotency->begin(*claim, options_.clock());
+        using kind = idempotency_table::begin_result::kind;
+        switch (begun.what) {
+            case kind::duplicate:
+                metrics_.batches_duplicate.Increment();
+                return response{
+                    json_response(200, "{\"accepted\":" + std::to_string(begun.accepted) + "}")};
+            case kind::in_flight:
+                return reject(problem{problem_type::idempotency_key_in_flight,
+                                      "a request with this Idempotency-Key is still being "
+                                      "processed; retry once it has been answered",
+                                      {},
+                                      {}},
+                              ctx);
+            case kind::reused:
+                return reject(problem{problem_type::idempotency_key_reused,
+                                      "this Idempotency-Key was used for a different body within "
+                                      "the idempotency window; use a new key for a new batch",
+                                      {},
+                                      {}},
+                              ctx);
+            case kind::fresh:
+                break;
+        }
+    }
+    if (auto late = check_retention(batch)) {
+        if (claim) {
+            options_.idempotency->abort(*claim);
+        }
+        return reject(*late, ctx);
+    }
+    std::uint64_t const now_ms = options_.clock();
     if (batch.empty()) {
+        if (claim) {
+            options_.idempotency->complete(*claim, 0, now_ms);
+        }
         metrics_.batches_accepted.Increment();
         return response{json_response(200, "{\"accepted\":0}")};
     }
-    ingest_request info{std::string(ctx.request_id)};
+    ingest_request info{std::string(ctx.request_id), claim, now_ms};
     // Capture by value: the context dies when this function returns.
     return deferred{[this, batch = std::move(batch),
                      info = std::move(info)](respond_fn respond) mutable {
         std::string const request_id = info.request_id;
+        std::optional<idempotency_claim> key = info.idempotency;
+        std::uint64_t const accepted_ms = info.accepted_unix_ms;
         sink_.submit(
             std::move(batch), std::move(info),
-            [this, request_id, respond = std::move(respond)](ingest_outcome o) {
+            [this, request_id, claim = std::move(key), accepted_ms,
+             respond = std::move(respond)](ingest_outcome o) {
                 if (o.error) {
+                    if (claim) {
+                        options_.idempotency->abort(*claim);
+                    }
                     metrics_.batches_rejected.Increment();
                     respond(problem_response(*o.error, request_id));
                     return;
+                }
+                // Before answering, on the applying thread (see ingest_request).
+                if (claim) {
+                    options_.idempotency->complete(*claim, o.accepted, accepted_ms);
                 }
                 metrics_.batches_accepted.Increment();
                 metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
@@ -159,6 +291,9 @@ handler_result flows_handler::post(request_context& ctx) {
 }
 
 handler_result flows_handler::get(request_context& ctx) {
+    if (!serving()) {
+        return response{recovering_response(ctx.request_id)};
+    }
     auto q = parse_flows_query(ctx.query);
     if (!q) {
         return response{problem_response(q.error(), ctx.request_id)};

@@ -43,7 +43,7 @@ std::size_t flow_store::shard_of(std::uint64_t hash, std::uint32_t hour) const n
     return static_cast<std::size_t>(h >> shard_shift_);
 }
 
-std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
+prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_t>* origin) {
     prepared_batch prepared;
     prepared.records_ = batch.record_count();
     std::size_t const n = batch.entries().size();
@@ -51,7 +51,6 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
     items.reserve(n);
     std::vector<std::uint32_t> shard_of_item(n);
     std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
-    std::vector<std::size_t> first_record(n);
     // Names repeat across a batch's keys: ask the shared interner (a mutex each time) once
     // per distinct name, not three times per key.
     std::unordered_map<std::string_view, std::uint32_t> local_ids;
@@ -70,7 +69,6 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
         auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
         items.push_back({key, e.record.hour, hash, e.record.counters});
         shard_of_item[i] = s;
-        first_record[i] = e.first_record;
         ++counts[s + 1];
     }
     // Counting sort by shard, so commit() visits each touched shard once.
@@ -79,12 +77,22 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
     }
     prepared.bounds_ = counts;
     prepared.items_.resize(n);
-    std::vector<std::size_t> origin(n);
+    if (origin != nullptr) {
+        origin->resize(n);
+    }
     for (std::size_t i = 0; i < n; ++i) {
         std::uint32_t const pos = counts[shard_of_item[i]]++;
         prepared.items_[pos] = items[i];
-        origin[pos] = first_record[i];
+        if (origin != nullptr) {
+            (*origin)[pos] = batch.entries()[i].first_record;
+        }
     }
+    return prepared;
+}
+
+std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
+    std::vector<std::size_t> origin;
+    prepared_batch prepared = group(batch, &origin);
 
     // Check every shard under its own lock; nothing changes yet.
     std::uint64_t new_keys = 0;
@@ -178,6 +186,53 @@ void flow_store::commit(prepared_batch&& batch) {
     if (saturated != 0) {
         saturated_.fetch_add(saturated, std::memory_order_relaxed);
     }
+}
+
+void flow_store::replay(flow_batch const& batch) {
+    prepared_batch p = group(batch, nullptr);
+    p.store_ = this;
+    commit(std::move(p));
+}
+
+std::vector<flow_store::exported_key> flow_store::export_all() const {
+    std::vector<exported_key> out;
+    out.reserve(key_count());
+    std::unique_lock gate{gate_};
+    for (std::size_t s = 0; s < options_.shard_count; ++s) {
+        shard const& sh = shards_[s];
+        std::scoped_lock lock{sh.mutex};
+        for (auto const& [hour, table] : sh.hours) {
+            table.for_each([&out, h = hour](app_key const& k, flow_counters const& c) {
+                out.push_back({k, h, c});
+            });
+        }
+    }
+    return out;
+}
+
+std::size_t flow_store::drop_hours_before(std::uint32_t first_kept) {
+    std::unordered_set<std::uint32_t> dropped;
+    std::uint64_t keys = 0;
+    {
+        std::shared_lock gate{gate_};
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            shard& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            for (auto it = sh.hours.begin(); it != sh.hours.end();) {
+                if (it->first < first_kept) {
+                    keys += it->second.size();
+                    if (it->second.size() != 0) {
+                        dropped.insert(it->first);
+                    }
+                    it = sh.hours.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+    }
+    keys_.fetch_sub(keys, std::memory_order_relaxed);
+    return dropped.size();
 }
 
 hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter) const {

@@ -28,6 +28,18 @@ struct config {
     std::chrono::milliseconds header_timeout{10'000};
     std::chrono::milliseconds body_timeout{30'000};
     std::chrono::milliseconds idle_timeout{60'000};
+    // Durability: the write-ahead log, checkpoints, recovery (empty data_dir: memory only).
+    std::string data_dir;
+    std::string fsync = "interval";  // always | interval
+    std::chrono::milliseconds fsync_interval{1'000};
+    std::chrono::milliseconds checkpoint_interval{300'000};
+    std::uint64_t checkpoint_log_bytes = 268'435'456;  // log written since the last checkpoint
+    std::uint64_t wal_segment_bytes = 67'108'864;
+    bool truncate_corrupt_log = false;  // recover what precedes a corrupt log record
+    // Retention (0: off) and idempotent retries.
+    std::uint32_t retention_hours = 0;
+    std::chrono::milliseconds idempotency_window{600'000};
+    std::size_t idempotency_max_keys = 1'000'000;
     // Connections and TLS on the main listener (all three files empty: plain HTTP).
     std::size_t max_connections = 10'000;
     std::string tls_cert_file;

@@ -1,15 +1,18 @@
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "flowd/app/config.hpp"
+#include "flowd/app/durable_ingest.hpp"
 #include "flowd/app/logging.hpp"
 #include "flowd/app/memory_ingest.hpp"
 #include "flowd/app/shutdown.hpp"
@@ -46,6 +49,11 @@ private:
     // SIGHUP: reload the tokens file; a bad file keeps the current tokens.
     void wait_reload();
     void reload_tokens();
+    // Recovers the data directory and opens the log; false when start-up must stop.
+    bool recover_data_dir();
+    // Drops the hours retention no longer keeps, now and every minute.
+    void apply_retention();
+    void schedule_retention();
 
     config cfg_;
     loggers logs_;
@@ -54,7 +62,11 @@ private:
     flow_store store_;
     std::shared_ptr<process_collector> process_metrics_;
     std::shared_ptr<callback_gauges> store_metrics_;
-    memory_ingest ingest_;
+    idempotency_table idempotency_;
+    memory_ingest memory_ingest_;
+    std::unique_ptr<wal::directory_lock> data_dir_lock_;  // before durable_: held while it runs
+    std::unique_ptr<durable_ingest> durable_;             // null: memory only
+    std::atomic<bool> serving_{false};                    // recovery done: /flows served
     drain_state drain_;
     token_store tokens_;
     rate_limiter limiter_;
@@ -68,6 +80,7 @@ private:
     std::shared_ptr<listener> listener_;
     shutdown_coordinator shutdown_;
     boost::asio::signal_set reload_signals_;
+    boost::asio::steady_timer retention_timer_;
 };
 
 // The threads flowd runs by default: the CPUs in the process's affinity mask.

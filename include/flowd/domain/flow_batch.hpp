@@ -34,6 +34,10 @@ public:
     // Room for about `keys` distinct keys, so the index does not rehash as it fills.
     void reserve(std::size_t keys);
 
+    // For a batch read back from the log: the records it was aggregated from, which may be
+    // more than its entries.
+    void set_record_count(std::size_t n) noexcept { records_ = n; }
+
     [[nodiscard]] std::vector<batch_entry> const& entries() const noexcept { return entries_; }
     [[nodiscard]] std::size_t record_count() const noexcept { return records_; }
     [[nodiscard]] bool empty() const noexcept { return records_ == 0; }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -19,7 +20,27 @@ struct flows_options {
     // client's records budget) refuses the batch before anything is applied. Empty: no limit.
     std::function<std::optional<response>(request_context const&, std::size_t records)>
         admit_records{};
+    // Idempotency-Key memory; null: the header is ignored.
+    idempotency_table* idempotency = nullptr;
+    // SPEC retention: hours are Unix hours and a batch must fall in the retention_hours
+    // ending at the current hour (plus one hour ahead). 0: off.
+    std::uint32_t retention_hours = 0;
+    // Unix milliseconds; tests pass their own.
+    std::function<std::uint64_t()> clock = wall_clock_ms;
+    // False while the data directory is being recovered: /flows answers 503. Null: always.
+    std::atomic<bool> const* serving = nullptr;
 };
+
+// The hours a batch may carry under retention: [first, last].
+struct retention_window {
+    std::uint32_t first = 0;
+    std::uint32_t last = 0;
+};
+[[nodiscard]] retention_window retention_window_at(std::uint64_t unix_ms,
+                                                   std::uint32_t retention_hours) noexcept;
+
+// A 64-bit fingerprint of a request body, telling a retry from a reused Idempotency-Key.
+[[nodiscard]] std::uint64_t body_fingerprint(std::string_view body) noexcept;
 
 // POST /flows and GET /flows: codec + ingest + store, no sockets. Holds references to
 // long-lived services only; thread-safe.
@@ -30,13 +51,17 @@ public:
 
     flows_handler(flow_store const& store, ingest& sink, service_metrics& metrics,
                   flows_options options)
-        : store_(store), sink_(sink), metrics_(metrics), options_(options) {}
+        : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {}
 
     handler_result post(request_context& ctx);
     handler_result get(request_context& ctx);
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
+    [[nodiscard]] bool serving() const noexcept {
+        return options_.serving == nullptr || options_.serving->load(std::memory_order_acquire);
+    }
 
     flow_store const& store_;
     ingest& sink_;

@@ -1,14 +1,24 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 
 #include "flowd/codec/problem.hpp"
 #include "flowd/domain/flow_batch.hpp"
+#include "flowd/store/idempotency_table.hpp"
 
 namespace flowd {
+
+// Unix time in milliseconds (idempotency windows, retention, log records).
+[[nodiscard]] inline std::uint64_t wall_clock_ms() noexcept {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
 
 // How an ingest ended: applied (and durable where the implementation promises it), or a
 // problem (422 counter-overflow, 507 store-full, 503 log-unavailable, ...).
@@ -20,6 +30,11 @@ struct ingest_outcome {
 // What a request adds to its batch beyond the records.
 struct ingest_request {
     std::string request_id;
+    // The Idempotency-Key the batch claims, kept in its log record so the key survives a
+    // restart; the caller began it and completes or aborts it in `done`, which implementations
+    // call on the thread that applied the batch, before any later checkpoint.
+    std::optional<idempotency_claim> idempotency;
+    std::uint64_t accepted_unix_ms = 0;
 };
 
 // Where POST /flows hands a validated batch: the memory store today; the write-ahead log

@@ -111,6 +111,24 @@ public:
     // saturated_adds() counts it.
     void commit(prepared_batch&& batch);
 
+    // Applies a batch read back from the log or a snapshot, without checks: it was accepted
+    // once. max_keys is not enforced (the data exists); a sum past 2^63-1 saturates.
+    void replay(flow_batch const& batch);
+
+    // Every key of every hour, copied out atomically with respect to batches (for a
+    // checkpoint). About 32 bytes a key; names() resolves the ids.
+    struct exported_key {
+        app_key key;
+        std::uint32_t hour;
+        flow_counters counters;
+    };
+    [[nodiscard]] std::vector<exported_key> export_all() const;
+    [[nodiscard]] std::string_view name(std::uint32_t id) const noexcept { return names_.view(id); }
+
+    // Drops every hour before `first_kept` (retention); returns how many distinct hours
+    // left the store. Interned names stay.
+    std::size_t drop_hours_before(std::uint32_t first_kept);
+
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
     [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
 
@@ -132,6 +150,8 @@ private:
         std::unordered_map<std::uint32_t, hour_table> hours;  // guarded by mutex
     };
 
+    // Interns the batch's names and groups its keys by shard; checks nothing.
+    [[nodiscard]] prepared_batch group(flow_batch const& batch, std::vector<std::size_t>* origin);
     [[nodiscard]] std::size_t shard_of(std::uint64_t hash, std::uint32_t hour) const noexcept;
     void release_keys(std::uint64_t n) noexcept { keys_.fetch_sub(n, std::memory_order_relaxed); }
 

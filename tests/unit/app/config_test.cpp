@@ -279,8 +279,36 @@ TEST(ConfigTest, HostPortErrorNamesTheSetting) {
 }
 
 TEST(ConfigTest, NotYetSupportedFeaturesAreRefused) {
-    EXPECT_THROW((void)parse({"--data-dir", "/tmp"}), config_error);
-    EXPECT_THROW((void)parse({}, {{"FLOWD_TOKENS_FILE", "/tmp/t"}}), config_error);
+    EXPECT_THROW((void)parse({"--cluster", "nats://127.0.0.1:4222"}), config_error);
+}
+
+TEST(ConfigTest, DataDirMustBeADirectoryWhenItExists) {
+    EXPECT_EQ(parse({"--data-dir", "/tmp"}).data_dir, "/tmp");
+    // Created at start when missing.
+    EXPECT_EQ(parse({"--data-dir", "/tmp/flowd-no-such-dir-x"}).data_dir,
+              "/tmp/flowd-no-such-dir-x");
+    try {
+        (void)parse({"--data-dir", "/etc/hostname"});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("not a directory"), std::string::npos) << e.what();
+    }
+}
+
+TEST(ConfigTest, DurabilityKeys) {
+    config const c = parse({"--truncate-corrupt-log", "--data-dir", "/tmp"},
+                           {{"FLOWD_FSYNC", "always"},
+                            {"FLOWD_FSYNC_INTERVAL", "250ms"},
+                            {"FLOWD_RETENTION_HOURS", "48"},
+                            {"FLOWD_IDEMPOTENCY_WINDOW", "2m"}});
+    EXPECT_TRUE(c.truncate_corrupt_log);
+    EXPECT_EQ(c.fsync, "always");
+    EXPECT_EQ(c.fsync_interval, std::chrono::milliseconds(250));
+    EXPECT_EQ(c.retention_hours, 48U);
+    EXPECT_EQ(c.idempotency_window, std::chrono::minutes(2));
+    EXPECT_FALSE(parse({"--truncate-corrupt-log=false"}).truncate_corrupt_log);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_FSYNC", "sometimes"}}), config_error);
+    EXPECT_THROW((void)parse({"--truncate-corrupt-log=yes"}), config_error);
 }
 
 TEST(ConfigTest, DescribeNamesEverySetting) {

@@ -482,5 +482,33 @@ TEST(FlowStoreTest, MemoryBytesGrowsWithKeys) {
     EXPECT_GT(store.memory_bytes(), empty);
 }
 
+TEST(FlowStoreTest, RetentionDropsWholeHoursAndTheirKeys) {
+    flow_store store;
+    apply(store, seed_batch());
+    apply(store, batch_of({{"a", "b", "c", 7, {1, 1}}}));
+    ASSERT_EQ(store.key_count(), 5U);
+    EXPECT_EQ(store.drop_hours_before(2), 1U);  // hour 1 and its two keys
+    EXPECT_EQ(store.key_count(), 3U);
+    EXPECT_EQ(store.snapshot(1).size(), 0U);
+    EXPECT_EQ(store.snapshot(2).size(), 2U);
+    EXPECT_EQ(store.drop_hours_before(2), 0U);
+    EXPECT_EQ(store.drop_hours_before(100), 2U);
+    EXPECT_EQ(store.key_count(), 0U);
+}
+
+TEST(FlowStoreTest, ReplayAppliesWithoutLimitsAndExportSeesEveryKey) {
+    flow_store store{store_options{4, 1}};
+    store.replay(seed_batch());  // four keys past max_keys 1: the data existed
+    EXPECT_EQ(store.key_count(), 4U);
+    auto const all = store.export_all();
+    ASSERT_EQ(all.size(), 4U);
+    std::uint64_t tx = 0;
+    for (auto const& k : all) {
+        tx += k.counters.bytes_tx;
+        EXPECT_FALSE(store.name(k.key.src).empty());
+    }
+    EXPECT_EQ(tx, 600U);
+}
+
 }  // namespace
 }  // namespace flowd

@@ -1,0 +1,434 @@
+#include "flowd/app/durable_ingest.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "flowd/app/memory_ingest.hpp"
+
+namespace flowd {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+problem log_unavailable() {
+    return problem{problem_type::log_unavailable,
+                   "the write-ahead log cannot be written (see flowd's log); nothing of this "
+                   "batch was applied: retry later",
+                   {},
+                   {}};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+durable_ingest::durable_ingest(flow_store& store, idempotency_table& idempotency,
+                               service_metrics& metrics, durable_options options,
+                               std::shared_ptr<spdlog::logger> log)
+    : store_(store),
+      idempotency_(idempotency),
+      metrics_(metrics),
+      options_(std::move(options)),
+      log_(std::move(log)) {}
+
+durable_ingest::~durable_ingest() {
+    stop();
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    if (marker_fd_ >= 0) {
+        ::close(marker_fd_);
+    }
+}
+
+wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
+    auto const started = clock::now();
+    wal::recovery_result r =
+        wal::recover(wal::recovery_options{options_.dir, truncate_corrupt, wall_clock_ms()}, store_,
+                     idempotency_, *log_);
+    next_seq_ = r.next_seq;
+    checkpointed_seq_ = r.snapshot_seq;
+    log_bytes_since_checkpoint_ = r.log_bytes;
+    if (r.last_segment) {
+        segment_first_ = *r.last_segment;
+        segment_size_ = r.last_segment_size;
+    }
+    metrics_.flows_applied_replay.Increment(static_cast<double>(r.flows_replayed));
+    double const seconds = seconds_since(started);
+    metrics_.recovery_duration.Set(seconds);
+    log_->info(
+        "recovered {}: snapshot {} ({} keys, covers log record {}), {} log records replayed "
+        "({} flow records, {} bytes), {} keys, {:.3f} s",
+        options_.dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_keys,
+        r.snapshot_seq, r.records_replayed, r.flows_replayed, r.log_bytes, store_.key_count(),
+        seconds);
+    return r;
+}
+
+void durable_ingest::open_segment(std::uint64_t first_seq, std::uint64_t size, bool create) {
+    fs::path const path = options_.dir / wal::segment_name(first_seq);
+    int const flags = O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
+    int const fd = ::open(path.c_str(), flags, 0644);
+    if (fd < 0) {
+        throw wal::io_error("open " + path.string() + ": " + std::strerror(errno));
+    }
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    fd_ = fd;
+    segment_first_ = first_seq;
+    if (create) {
+        std::string const header = wal::segment_header(first_seq);
+        wal::write_all(fd_, header, path.string());
+        wal::sync_file(fd_, path.string());
+        wal::sync_directory(options_.dir);
+        segment_size_ = header.size();
+    } else {
+        segment_size_ = size;
+    }
+    if (::lseek(fd_, static_cast<off_t>(segment_size_), SEEK_SET) < 0) {
+        throw wal::io_error("seek " + path.string() + ": " + std::strerror(errno));
+    }
+}
+
+void durable_ingest::start() {
+    fs::path const marker = options_.dir / "wal.synced";
+    marker_fd_ = ::open(marker.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (marker_fd_ < 0) {
+        throw wal::io_error("open " + marker.string() + ": " + std::strerror(errno));
+    }
+    // Both slots rewritten from generation 1, so no older slot can outrank them.
+    if (::ftruncate(marker_fd_, 0) != 0) {
+        throw wal::io_error(std::string("truncate wal.synced: ") + std::strerror(errno));
+    }
+    marker_generation_ = 0;
+    if (segment_first_ != 0) {
+        open_segment(segment_first_, segment_size_, false);
+        // What recovery read may sit only in the page cache (a crash under `interval`).
+        wal::sync_file(fd_, wal::segment_name(segment_first_));
+    } else {
+        open_segment(next_seq_, 0, true);
+    }
+    write_marker(false);
+    write_marker(true);
+    auto const now = clock::now();
+    next_sync_ = now + options_.fsync_interval;
+    last_checkpoint_ = now;
+    log_->info("write-ahead log {}: appending to {} at offset {}, fsync {}", options_.dir.string(),
+               wal::segment_name(segment_first_), segment_size_,
+               options_.fsync_always
+                   ? "always (group commit)"
+                   : "every " + std::to_string(options_.fsync_interval.count()) + " ms");
+    checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+    log_thread_ = std::thread([this] { log_loop(); });
+}
+
+void durable_ingest::submit(flow_batch batch, ingest_request info, completion done) {
+    auto prepared = store_.prepare(batch);
+    if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
+        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0});
+    }
+    if (!healthy()) {
+        return done(ingest_outcome{log_unavailable(), 0});
+    }
+    item it;
+    it.payload = wal::encode_payload(batch, info.idempotency ? &*info.idempotency : nullptr,
+                                     info.accepted_unix_ms);
+    it.prepared.emplace(std::get<prepared_batch>(std::move(prepared)));
+    it.done = std::move(done);
+    it.records = batch.record_count();
+    bool notify = false;
+    {
+        std::unique_lock lock{mutex_};
+        if (stopping_) {
+            lock.unlock();
+            it.prepared.reset();
+            return it.done(ingest_outcome{log_unavailable(), 0});
+        }
+        queue_.push_back(std::move(it));
+        notify = writer_waiting_;
+    }
+    if (notify) {
+        wake_.notify_one();
+    }
+}
+
+void durable_ingest::fail_all(std::vector<item>& items) {
+    for (item& it : items) {
+        it.prepared.reset();  // gives the key reservation back
+        it.done(ingest_outcome{log_unavailable(), 0});
+    }
+    items.clear();
+}
+
+void durable_ingest::mark_failed(std::string const& why) {
+    if (healthy_.exchange(false, std::memory_order_acq_rel)) {
+        log_->error(
+            "write-ahead log unavailable: {}; POST /flows answers 503 log-unavailable and "
+            "/readyz 503 until a write succeeds again (retried every second)",
+            why);
+    }
+    next_heal_ = clock::now() + std::chrono::seconds(1);
+}
+
+void durable_ingest::try_heal() {
+    // Cut back to what was written whole, then prove the disk takes an fsync again.
+    std::string const name = wal::segment_name(segment_first_);
+    if (::ftruncate(fd_, static_cast<off_t>(segment_size_)) != 0 ||
+        ::lseek(fd_, static_cast<off_t>(segment_size_), SEEK_SET) < 0) {
+        next_heal_ = clock::now() + std::chrono::seconds(1);
+        return;
+    }
+    try {
+        wal::sync_file(fd_, name);
+        write_marker(true);
+    } catch (wal::io_error const&) {
+        next_heal_ = clock::now() + std::chrono::seconds(1);
+        return;
+    }
+    dirty_ = false;
+    healthy_.store(true, std::memory_order_release);
+    log_->warn("write-ahead log writable again: POST /flows and /readyz are back");
+}
+
+void durable_ingest::write_marker(bool durable) {
+    ++marker_generation_;
+    std::string const slot =
+        wal::marker_slot(marker_generation_, wal::synced_position{segment_first_, segment_size_});
+    auto const offset = static_cast<off_t>((marker_generation_ % 2) * wal::marker_slot_stride);
+    if (::pwrite(marker_fd_, slot.data(), slot.size(), offset) !=
+        static_cast<ssize_t>(slot.size())) {
+        throw wal::io_error(std::string("write wal.synced: ") + std::strerror(errno));
+    }
+    if (durable) {
+        wal::sync_file(marker_fd_, "wal.synced");
+    }
+}
+
+void durable_ingest::sync_log() {
+    auto const started = clock::now();
+    wal::sync_file(fd_, wal::segment_name(segment_first_));
+    metrics_.wal_fsync_duration.Observe(seconds_since(started));
+    dirty_ = false;
+    write_marker(!options_.fsync_always);
+}
+
+void durable_ingest::rotate() {
+    if (dirty_) {
+        sync_log();
+    }
+    open_segment(next_seq_, 0, true);
+    write_marker(true);
+}
+
+void durable_ingest::write_group(std::vector<item>& items) {
+    if (!healthy()) {
+        return fail_all(items);
+    }
+    std::size_t total = 0;
+    for (item const& it : items) {
+        total += wal::frame_header_size + it.payload.bytes.size();
+    }
+    try {
+        if (segment_size_ > wal::segment_header_size &&
+            segment_size_ + total > options_.segment_bytes) {
+            rotate();
+        }
+    } catch (wal::io_error const& e) {
+        mark_failed(e.what());
+        return fail_all(items);
+    }
+    std::uint64_t const size_before = segment_size_;
+    try {
+        std::string buf;
+        buf.reserve(total);
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            wal::append_frame(buf, next_seq_ + i, items[i].payload.bytes, items[i].payload.crc);
+        }
+        wal::write_all(fd_, buf, wal::segment_name(segment_first_));
+        segment_size_ += buf.size();
+        dirty_ = true;
+        if (options_.fsync_always) {
+            sync_log();
+        }
+    } catch (wal::io_error const& e) {
+        // Nothing of this group is applied or acknowledged, so none of it may come back at
+        // the next start either: cut it off (try_heal() retries the cut if this fails).
+        segment_size_ = size_before;
+        (void)::ftruncate(fd_, static_cast<off_t>(segment_size_));
+        mark_failed(e.what());
+        return fail_all(items);
+    }
+    metrics_.wal_bytes.Increment(static_cast<double>(total));
+    log_bytes_since_checkpoint_ += total;
+    for (item& it : items) {
+        store_.commit(std::move(*it.prepared));
+        it.prepared.reset();
+        ++next_seq_;
+        metrics_.flows_applied_post.Increment(static_cast<double>(it.records));
+        it.done(ingest_outcome{std::nullopt, it.records});
+    }
+    items.clear();
+}
+
+std::optional<durable_ingest::checkpoint_job> durable_ingest::take_checkpoint() {
+    std::uint64_t const seq = next_seq_ - 1;
+    if (seq == checkpointed_seq_) {
+        return std::nullopt;
+    }
+    checkpoint_job job;
+    job.seq = seq;
+    // On the log thread, between groups: the store and the keys are exactly the log up to seq.
+    job.keys = store_.export_all();
+    job.idempotency = idempotency_.completed(wall_clock_ms());
+    checkpointed_seq_ = seq;
+    log_bytes_since_checkpoint_ = 0;
+    last_checkpoint_ = clock::now();
+    return job;
+}
+
+void durable_ingest::run_checkpoint(checkpoint_job job) {
+    auto const started = clock::now();
+    try {
+        wal::snapshot_info const info = wal::write_snapshot(options_.dir, job.seq, job.keys, store_,
+                                                            job.idempotency, wall_clock_ms());
+        double const seconds = seconds_since(started);
+        metrics_.checkpoint_duration.Observe(seconds);
+        metrics_.checkpoint_last_success.Set(static_cast<double>(wall_clock_ms()) / 1000.0);
+        std::size_t const removed = wal::remove_covered_files(options_.dir, *log_);
+        log_->info(
+            "checkpoint {}: {} keys, {} idempotency keys, {} bytes, {:.3f} s; {} old "
+            "files removed",
+            wal::snapshot_name(job.seq), info.keys, info.idempotency_keys, info.bytes, seconds,
+            removed);
+    } catch (std::exception const& e) {
+        log_->error("checkpoint failed (the log still holds everything; retried later): {}",
+                    e.what());
+    }
+}
+
+void durable_ingest::checkpoint_loop() {
+    std::unique_lock lock{checkpoint_mutex_};
+    while (true) {
+        checkpoint_wake_.wait(lock, [this] { return checkpoint_pending_ || checkpoint_stop_; });
+        if (!checkpoint_pending_) {
+            return;
+        }
+        checkpoint_job job = std::move(*checkpoint_pending_);
+        checkpoint_pending_.reset();
+        checkpoint_busy_ = true;
+        lock.unlock();
+        run_checkpoint(std::move(job));
+        lock.lock();
+        checkpoint_busy_ = false;
+        checkpoint_wake_.notify_all();
+    }
+}
+
+void durable_ingest::log_loop() {
+    std::vector<item> group;
+    std::unique_lock lock{mutex_};
+    while (true) {
+        auto deadline = last_checkpoint_ + options_.checkpoint_interval;
+        if (dirty_ && !options_.fsync_always) {
+            deadline = std::min(deadline, next_sync_);
+        }
+        if (!healthy()) {
+            deadline = std::min(deadline, next_heal_);
+        }
+        writer_waiting_ = true;
+        wake_.wait_until(lock, deadline, [this] { return !queue_.empty() || stopping_; });
+        writer_waiting_ = false;
+        group.swap(queue_);
+        bool const stopping = stopping_;
+        lock.unlock();
+
+        if (!group.empty()) {
+            write_group(group);
+        }
+        auto const now = clock::now();
+        if (!healthy() && now >= next_heal_) {
+            try_heal();
+        }
+        if (healthy() && dirty_ && !options_.fsync_always && now >= next_sync_) {
+            try {
+                sync_log();
+            } catch (wal::io_error const& e) {
+                mark_failed(e.what());
+            }
+            next_sync_ = now + options_.fsync_interval;
+        } else if (!dirty_) {
+            next_sync_ = now + options_.fsync_interval;
+        }
+        bool const due = now >= last_checkpoint_ + options_.checkpoint_interval ||
+                         log_bytes_since_checkpoint_ >= options_.checkpoint_log_bytes;
+        if (due && !stopping) {
+            std::scoped_lock cp{checkpoint_mutex_};
+            if (!checkpoint_busy_ && !checkpoint_pending_) {
+                checkpoint_pending_ = take_checkpoint();
+                if (!checkpoint_pending_) {
+                    last_checkpoint_ = now;
+                }
+                checkpoint_wake_.notify_all();
+            } else {
+                // The previous one is still writing: look again in a second.
+                last_checkpoint_ = now - options_.checkpoint_interval + std::chrono::seconds(1);
+            }
+        }
+
+        lock.lock();
+        if (stopping && queue_.empty()) {
+            break;
+        }
+    }
+    lock.unlock();
+    // Clean shutdown: everything acknowledged goes to disk, then one last checkpoint so the
+    // next start reads a snapshot rather than the log.
+    if (healthy() && dirty_) {
+        try {
+            sync_log();
+        } catch (wal::io_error const& e) {
+            mark_failed(e.what());
+        }
+    }
+    {
+        std::unique_lock cp{checkpoint_mutex_};
+        checkpoint_wake_.wait(cp, [this] { return !checkpoint_busy_ && !checkpoint_pending_; });
+    }
+    if (healthy()) {
+        if (auto job = take_checkpoint()) {
+            run_checkpoint(std::move(*job));
+        }
+    }
+}
+
+void durable_ingest::stop() {
+    if (stopped_) {
+        return;
+    }
+    stopped_ = true;
+    {
+        std::scoped_lock lock{mutex_};
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    if (log_thread_.joinable()) {
+        log_thread_.join();
+    }
+    {
+        std::scoped_lock lock{checkpoint_mutex_};
+        checkpoint_stop_ = true;
+    }
+    checkpoint_wake_.notify_all();
+    if (checkpoint_thread_.joinable()) {
+        checkpoint_thread_.join();
+    }
+}
+
+}  // namespace flowd

@@ -1,0 +1,548 @@
+#include "flowd/durable/data_files.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "flowd/durable/crc32c.hpp"
+
+namespace flowd::wal {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view snapshot_magic{"FLOWDSNP", 8};
+constexpr std::string_view snapshot_end{"FLOWDEND", 8};
+constexpr std::size_t snapshot_header_size = 8 + 4 + 4 + 8 + 8 + 8 + 8;
+constexpr std::size_t snapshot_trailer_size = 4 + 8;
+constexpr std::size_t replay_chunk = 65'536;  // snapshot keys applied per store call
+
+std::string errno_text(std::string const& what) {
+    return what + ": " + std::strerror(errno);
+}
+
+// A file descriptor closed on scope exit.
+class fd_guard {
+public:
+    explicit fd_guard(int fd) noexcept : fd_(fd) {}
+    fd_guard(fd_guard const&) = delete;
+    fd_guard& operator=(fd_guard const&) = delete;
+    ~fd_guard() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+
+private:
+    int fd_;
+};
+
+// Streams a file out through a buffer, keeping the CRC of everything written.
+class file_writer {
+public:
+    file_writer(int fd, std::string what) : fd_(fd), what_(std::move(what)) { buf_.reserve(cap); }
+    void append(std::string_view s) {
+        buf_ += s;
+        if (buf_.size() >= cap) {
+            flush();
+        }
+    }
+    std::string& buffer() noexcept { return buf_; }
+    void maybe_flush() {
+        if (buf_.size() >= cap) {
+            flush();
+        }
+    }
+    void flush() {
+        crc_ = crc32c(crc_, buf_);
+        write_all(fd_, buf_, what_);
+        bytes_ += buf_.size();
+        buf_.clear();
+    }
+    [[nodiscard]] std::uint32_t crc() const noexcept { return crc_; }
+    [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
+
+private:
+    static constexpr std::size_t cap = 1 << 20;
+    int fd_;
+    std::string what_;
+    std::string buf_;
+    std::uint32_t crc_ = 0;
+    std::uint64_t bytes_ = 0;
+};
+
+struct dir_listing {
+    std::map<std::uint64_t, fs::path> segments;   // by first seq
+    std::map<std::uint64_t, fs::path> snapshots;  // by covered seq
+};
+
+dir_listing list_dir(fs::path const& dir) {
+    dir_listing out;
+    std::error_code ec;
+    for (auto const& e : fs::directory_iterator(dir, ec)) {
+        std::string const name = e.path().filename().string();
+        if (auto s = parse_segment_name(name)) {
+            out.segments.emplace(*s, e.path());
+        } else if (auto n = parse_snapshot_name(name)) {
+            out.snapshots.emplace(*n, e.path());
+        }
+    }
+    if (ec) {
+        throw io_error("cannot list " + dir.string() + ": " + ec.message());
+    }
+    return out;
+}
+
+bool read_idempotency_entry(reader& in, idempotency_table::entry& e) {
+    e.claim.scope = std::string(in.bytes(in.u8()));
+    e.claim.key = std::string(in.bytes(in.u8()));
+    e.claim.fingerprint = in.u64();
+    e.accepted = in.u64();
+    e.accepted_unix_ms = in.u64();
+    return in.ok();
+}
+
+void truncate_file(fs::path const& path, std::uint64_t size) {
+    fd_guard fd{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
+    if (fd.get() < 0) {
+        throw io_error(errno_text("open " + path.string()));
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+        throw io_error(errno_text("truncate " + path.string()));
+    }
+    sync_file(fd.get(), path.string());
+}
+
+}  // namespace
+
+directory_lock::directory_lock(fs::path const& dir) {
+    if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+        throw io_error(errno_text("create data directory " + dir.string()));
+    }
+    fs::path const path = dir / "LOCK";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) {
+        throw io_error(errno_text("open " + path.string()));
+    }
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        int const err = errno;
+        ::close(fd_);
+        fd_ = -1;
+        if (err == EWOULDBLOCK) {
+            throw recovery_error("data directory " + dir.string() +
+                                 " is in use by another flowd (lock " + path.string() + ")");
+        }
+        errno = err;
+        throw io_error(errno_text("lock " + path.string()));
+    }
+    std::string const pid = std::to_string(::getpid()) + "\n";
+    (void)::ftruncate(fd_, 0);
+    (void)::pwrite(fd_, pid.data(), pid.size(), 0);
+}
+
+directory_lock::~directory_lock() {
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+mapped_file::mapped_file(fs::path const& path) {
+    fd_guard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (fd.get() < 0) {
+        throw io_error(errno_text("open " + path.string()));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        throw io_error(errno_text("stat " + path.string()));
+    }
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ == 0) {
+        return;
+    }
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) {
+        throw io_error(errno_text("mmap " + path.string()));
+    }
+    ::madvise(p, size_, MADV_SEQUENTIAL);
+    data_ = static_cast<char const*>(p);
+}
+
+mapped_file::mapped_file(mapped_file&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+mapped_file::~mapped_file() {
+    if (data_ != nullptr) {
+        ::munmap(const_cast<char*>(data_), size_);
+    }
+}
+
+void write_all(int fd, std::string_view bytes, std::string const& what) {
+    while (!bytes.empty()) {
+        ssize_t const n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw io_error(errno_text("write " + what));
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+void sync_file(int fd, std::string const& what) {
+    if (::fdatasync(fd) != 0) {
+        throw io_error(errno_text("fsync " + what));
+    }
+}
+
+void sync_directory(fs::path const& dir) {
+    fd_guard fd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (fd.get() < 0 || ::fsync(fd.get()) != 0) {
+        throw io_error(errno_text("fsync directory " + dir.string()));
+    }
+}
+
+snapshot_info write_snapshot(fs::path const& dir, std::uint64_t covered_seq,
+                             std::vector<flow_store::exported_key> const& keys,
+                             flow_store const& names,
+                             std::vector<idempotency_table::entry> const& idempotency,
+                             std::uint64_t now_unix_ms) {
+    fs::path const final_path = dir / snapshot_name(covered_seq);
+    fs::path const tmp = fs::path(final_path.string() + ".tmp");
+    snapshot_info info{covered_seq, keys.size(), idempotency.size(), 0};
+    try {
+        fd_guard fd{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+        if (fd.get() < 0) {
+            throw io_error(errno_text("create " + tmp.string()));
+        }
+        file_writer out{fd.get(), tmp.string()};
+        std::string& b = out.buffer();
+        b += snapshot_magic;
+        put_u32(b, format_version);
+        put_u32(b, 0);
+        put_u64(b, covered_seq);
+        put_u64(b, now_unix_ms);
+        put_u64(b, keys.size());
+        put_u64(b, idempotency.size());
+        for (flow_store::exported_key const& k : keys) {
+            put_entry(b, names.name(k.key.src), names.name(k.key.dest), names.name(k.key.vpc),
+                      k.hour, k.counters);
+            out.maybe_flush();
+        }
+        for (idempotency_table::entry const& e : idempotency) {
+            put_u8(b, static_cast<std::uint8_t>(e.claim.scope.size()));
+            b += e.claim.scope;
+            put_u8(b, static_cast<std::uint8_t>(e.claim.key.size()));
+            b += e.claim.key;
+            put_u64(b, e.claim.fingerprint);
+            put_u64(b, e.accepted);
+            put_u64(b, e.accepted_unix_ms);
+            out.maybe_flush();
+        }
+        out.flush();
+        std::string trailer;
+        put_u32(trailer, out.crc());
+        trailer += snapshot_end;
+        write_all(fd.get(), trailer, tmp.string());
+        sync_file(fd.get(), tmp.string());
+        info.bytes = out.bytes() + trailer.size();
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+        throw io_error(errno_text("rename " + tmp.string()));
+    }
+    sync_directory(dir);
+    return info;
+}
+
+std::optional<snapshot_info> verify_snapshot(std::string_view bytes, std::string* why) {
+    auto fail = [why](std::string reason) -> std::optional<snapshot_info> {
+        if (why != nullptr) {
+            *why = std::move(reason);
+        }
+        return std::nullopt;
+    };
+    if (bytes.size() < snapshot_header_size + snapshot_trailer_size ||
+        bytes.substr(0, 8) != snapshot_magic) {
+        return fail("not a flowd snapshot (no magic number)");
+    }
+    reader head{bytes.substr(8, snapshot_header_size - 8)};
+    std::uint32_t const version = head.u32();
+    (void)head.u32();
+    snapshot_info info;
+    info.covered_seq = head.u64();
+    (void)head.u64();
+    info.keys = head.u64();
+    info.idempotency_keys = head.u64();
+    info.bytes = bytes.size();
+    if (version != format_version) {
+        return fail("format version " + std::to_string(version) + ", this flowd reads " +
+                    std::to_string(format_version));
+    }
+    std::string_view const body = bytes.substr(0, bytes.size() - snapshot_trailer_size);
+    reader tail{bytes.substr(body.size())};
+    std::uint32_t const crc = tail.u32();
+    if (tail.bytes(8) != snapshot_end || crc32c(0, body) != crc) {
+        return fail("checksum mismatch (torn or corrupt)");
+    }
+    // The layout must account for every byte.
+    reader in{body.substr(snapshot_header_size)};
+    for (std::uint64_t i = 0; i < info.keys && in.ok(); ++i) {
+        (void)in.u32();
+        std::uint8_t const ls = in.u8();
+        std::uint8_t const ld = in.u8();
+        std::uint8_t const lv = in.u8();
+        (void)in.bytes(std::size_t{ls} + ld + lv + 16);
+    }
+    for (std::uint64_t i = 0; i < info.idempotency_keys && in.ok(); ++i) {
+        idempotency_table::entry e;
+        (void)read_idempotency_entry(in, e);
+    }
+    if (!in.ok() || in.remaining() != 0) {
+        return fail("layout does not match its header");
+    }
+    return info;
+}
+
+void load_snapshot(std::string_view bytes, flow_store& store, idempotency_table& idempotency,
+                   std::uint64_t now_unix_ms) {
+    std::string why;
+    auto const info = verify_snapshot(bytes, &why);
+    if (!info) {
+        throw recovery_error("snapshot: " + why);
+    }
+    reader in{bytes.substr(snapshot_header_size,
+                           bytes.size() - snapshot_header_size - snapshot_trailer_size)};
+    std::uint64_t left = info->keys;
+    while (left > 0) {
+        std::size_t const n = static_cast<std::size_t>(std::min<std::uint64_t>(left, replay_chunk));
+        flow_batch chunk;
+        chunk.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!read_entry(in, chunk, i)) {
+                throw recovery_error("snapshot: a key entry is malformed");
+            }
+        }
+        store.replay(chunk);
+        left -= n;
+    }
+    for (std::uint64_t i = 0; i < info->idempotency_keys; ++i) {
+        idempotency_table::entry e;
+        if (!read_idempotency_entry(in, e)) {
+            throw recovery_error("snapshot: an idempotency entry is malformed");
+        }
+        idempotency.restore(e, now_unix_ms);
+    }
+}
+
+std::optional<synced_position> read_marker(fs::path const& dir) {
+    fs::path const path = dir / "wal.synced";
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+        return std::nullopt;
+    }
+    mapped_file const f{path};
+    std::string_view const b = f.bytes();
+    std::optional<std::pair<std::uint64_t, synced_position>> best;
+    for (std::size_t off : {std::size_t{0}, marker_slot_stride}) {
+        if (b.size() >= off + marker_slot_size) {
+            auto slot = read_marker_slot(b.substr(off, marker_slot_size));
+            if (slot && (!best || slot->first > best->first)) {
+                best = slot;
+            }
+        }
+    }
+    if (!best) {
+        return std::nullopt;
+    }
+    return best->second;
+}
+
+recovery_result recover(recovery_options const& options, flow_store& store,
+                        idempotency_table& idempotency, spdlog::logger& log) {
+    fs::path const& dir = options.dir;
+    std::error_code ec;
+    // A checkpoint that never finished leaves a .tmp file: never renamed, never valid.
+    for (auto const& e : fs::directory_iterator(dir, ec)) {
+        if (e.path().extension() == ".tmp") {
+            log.warn("removing {}: a checkpoint that did not finish", e.path().string());
+            fs::remove(e.path(), ec);
+        }
+    }
+    dir_listing const files = list_dir(dir);
+    std::optional<synced_position> const marker = read_marker(dir);
+    recovery_result r;
+
+    // The newest snapshot that verifies and whose log follows it without a gap.
+    for (auto it = files.snapshots.rbegin(); it != files.snapshots.rend(); ++it) {
+        mapped_file const f{it->second};
+        std::string why;
+        auto const info = verify_snapshot(f.bytes(), &why);
+        if (!info) {
+            log.warn("snapshot {} is not usable ({}); trying an older one", it->second.string(),
+                     why);
+            continue;
+        }
+        bool const log_reaches =
+            files.segments.empty() || files.segments.begin()->first <= info->covered_seq + 1;
+        if (!log_reaches) {
+            log.warn(
+                "snapshot {}: the log after it starts at record {}, not {}; trying an older "
+                "one",
+                it->second.string(), files.segments.begin()->first, info->covered_seq + 1);
+            continue;
+        }
+        load_snapshot(f.bytes(), store, idempotency, options.now_unix_ms);
+        r.snapshot = it->second.string();
+        r.snapshot_seq = info->covered_seq;
+        r.snapshot_keys = info->keys;
+        break;
+    }
+    if (r.snapshot.empty() && !files.segments.empty() && files.segments.begin()->first != 1) {
+        throw recovery_error("data directory " + dir.string() +
+                             ": no usable snapshot, and the log starts at record " +
+                             std::to_string(files.segments.begin()->first) +
+                             ", not 1; restore a snapshot from backup");
+    }
+
+    std::uint64_t expected = r.snapshot_seq + 1;
+    bool stop = false;
+    for (auto it = files.segments.begin(); it != files.segments.end() && !stop; ++it) {
+        auto const& [first, path] = *it;
+        mapped_file const f{path};
+        std::string_view const data = f.bytes();
+        auto const header = read_segment_header(data);
+        std::uint64_t offset = segment_header_size;
+        std::string problem;
+        if (!header || *header != first) {
+            offset = 0;
+            problem = data.size() < segment_header_size ? "a torn segment header"
+                                                        : "a bad segment header";
+        }
+        while (problem.empty() && offset < data.size()) {
+            frame const fr = read_frame(data.substr(offset));
+            if (fr.what != frame::status::ok) {
+                problem = fr.what == frame::status::incomplete ? "a torn record"
+                                                               : "a record with a bad checksum";
+                break;
+            }
+            if (fr.seq >= expected) {
+                if (fr.seq != expected) {
+                    throw recovery_error(path.string() + " offset " + std::to_string(offset) +
+                                         ": log records " + std::to_string(expected) + ".." +
+                                         std::to_string(fr.seq - 1) + " are missing");
+                }
+                auto rec = decode_payload(fr.payload);
+                if (!rec) {
+                    problem = "a record that does not decode";
+                    break;
+                }
+                store.replay(rec->batch);
+                if (rec->idempotency) {
+                    idempotency.restore(
+                        idempotency_table::entry{*rec->idempotency, rec->batch.record_count(),
+                                                 rec->accepted_unix_ms},
+                        options.now_unix_ms);
+                }
+                ++r.records_replayed;
+                r.flows_replayed += rec->batch.record_count();
+                r.log_bytes += fr.size;
+                ++expected;
+            }
+            offset += fr.size;
+        }
+        r.last_segment = first;
+        r.last_segment_size = offset;
+        if (problem.empty()) {
+            continue;
+        }
+        // Past the last fsynced offset: never durable, cut off. Before it: refuse, unless told.
+        bool const tail = !marker || first > marker->segment ||
+                          (first == marker->segment && offset >= marker->offset);
+        std::string const where = path.string() + " at offset " + std::to_string(offset);
+        if (!tail && !options.truncate_corrupt) {
+            throw recovery_error(
+                "corrupt write-ahead log: " + problem + " in " + where +
+                ", before the last synced offset (" + std::to_string(marker->offset) +
+                " of segment " + segment_name(marker->segment) +
+                "); start with --truncate-corrupt-log to keep the records before it and drop "
+                "the rest");
+        }
+        std::uint64_t const dropped = data.size() - offset;
+        if (tail) {
+            log.warn(
+                "write-ahead log: {} in {} ({} bytes past the last synced offset, never "
+                "durable): cut off",
+                problem, where, dropped);
+        } else {
+            log.error(
+                "write-ahead log: {} in {}: --truncate-corrupt-log given, dropping the "
+                "{} bytes from there and every later segment",
+                problem, where, dropped);
+        }
+        stop = true;
+        for (auto later = std::next(it); later != files.segments.end(); ++later) {
+            fs::path const aside = fs::path(later->second.string() + ".discarded");
+            log.warn("write-ahead log: moving {} aside to {}", later->second.string(),
+                     aside.string());
+            fs::rename(later->second, aside);
+        }
+        if (offset < segment_header_size) {
+            // Nothing of this segment is usable, not even its header.
+            fs::rename(path, fs::path(path.string() + ".discarded"));
+            r.last_segment.reset();
+            r.last_segment_size = 0;
+        } else {
+            truncate_file(path, offset);
+        }
+    }
+    if (r.last_segment && r.last_segment_size < segment_header_size) {
+        r.last_segment.reset();
+    }
+    r.next_seq = expected;
+    return r;
+}
+
+std::size_t remove_covered_files(fs::path const& dir, spdlog::logger& log) {
+    dir_listing const files = list_dir(dir);
+    if (files.snapshots.size() < 2) {
+        return 0;  // the first snapshot keeps the whole log behind it as its fallback
+    }
+    std::size_t removed = 0;
+    std::error_code ec;
+    auto keep = files.snapshots.rbegin();
+    std::uint64_t const older_kept = std::next(keep)->first;
+    for (auto it = files.snapshots.begin(); it->first < older_kept; ++it) {
+        if (fs::remove(it->second, ec)) {
+            ++removed;
+        }
+    }
+    for (auto it = files.segments.begin(); it != files.segments.end(); ++it) {
+        auto next = std::next(it);
+        // A segment's records end where the next segment's begin.
+        if (next == files.segments.end() || next->first > older_kept + 1) {
+            break;
+        }
+        if (fs::remove(it->second, ec)) {
+            ++removed;
+        }
+    }
+    if (ec) {
+        log.warn("checkpoint: could not remove an old file: {}", ec.message());
+    }
+    return removed;
+}
+
+}  // namespace flowd::wal

@@ -1,0 +1,326 @@
+#include "flowd/durable/wal_format.hpp"
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+
+#include "flowd/durable/crc32c.hpp"
+
+namespace flowd::wal {
+namespace {
+
+constexpr std::string_view segment_magic{"FLOWDWAL", 8};
+constexpr std::string_view marker_magic{"FLWDSYNC", 8};
+constexpr std::uint8_t kind_batch = 1;
+// hour, three sizes, three one-byte names, two counters.
+constexpr std::size_t min_entry_size = 4 + 3 + 3 + 16;
+
+std::uint32_t frame_crc(std::uint32_t payload_crc, std::uint64_t seq, std::uint32_t size) {
+    std::array<unsigned char, 12> tail{};
+    for (int i = 0; i < 8; ++i) {
+        tail[static_cast<std::size_t>(i)] = static_cast<unsigned char>(seq >> (8 * i));
+    }
+    for (int i = 0; i < 4; ++i) {
+        tail[static_cast<std::size_t>(8 + i)] = static_cast<unsigned char>(size >> (8 * i));
+    }
+    return crc32c(payload_crc, tail.data(), tail.size());
+}
+
+std::optional<std::uint64_t> parse_hex_name(std::string_view name, std::string_view prefix,
+                                            std::string_view suffix) noexcept {
+    if (name.size() != prefix.size() + 16 + suffix.size() || !name.starts_with(prefix) ||
+        !name.ends_with(suffix)) {
+        return std::nullopt;
+    }
+    std::uint64_t v = 0;
+    for (char c : name.substr(prefix.size(), 16)) {
+        int d = 0;
+        if (c >= '0' && c <= '9') {
+            d = c - '0';
+        } else if (c >= 'a' && c <= 'f') {
+            d = c - 'a' + 10;
+        } else {
+            return std::nullopt;
+        }
+        v = v << 4 | static_cast<std::uint64_t>(d);
+    }
+    return v;
+}
+
+std::string hex_name(std::string_view prefix, std::uint64_t v, std::string_view suffix) {
+    std::array<char, 17> hex{};
+    std::snprintf(hex.data(), hex.size(), "%016llx", static_cast<unsigned long long>(v));
+    return std::string(prefix) + hex.data() + std::string(suffix);
+}
+
+}  // namespace
+
+void put_u8(std::string& out, std::uint8_t v) {
+    out.push_back(static_cast<char>(v));
+}
+
+void put_u32(std::string& out, std::uint32_t v) {
+    std::array<char, 4> b{};
+    for (std::size_t i = 0; i < 4; ++i) {
+        b[i] = static_cast<char>(v >> (8 * i));
+    }
+    out.append(b.data(), b.size());
+}
+
+void put_u64(std::string& out, std::uint64_t v) {
+    std::array<char, 8> b{};
+    for (std::size_t i = 0; i < 8; ++i) {
+        b[i] = static_cast<char>(v >> (8 * i));
+    }
+    out.append(b.data(), b.size());
+}
+
+std::uint8_t reader::u8() noexcept {
+    if (!ok_ || remaining() < 1) {
+        ok_ = false;
+        return 0;
+    }
+    return static_cast<std::uint8_t>(data_[pos_++]);
+}
+
+std::uint32_t reader::u32() noexcept {
+    if (!ok_ || remaining() < 4) {
+        ok_ = false;
+        return 0;
+    }
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+        v |= std::uint32_t{static_cast<unsigned char>(data_[pos_ + i])} << (8 * i);
+    }
+    pos_ += 4;
+    return v;
+}
+
+std::uint64_t reader::u64() noexcept {
+    if (!ok_ || remaining() < 8) {
+        ok_ = false;
+        return 0;
+    }
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < 8; ++i) {
+        v |= std::uint64_t{static_cast<unsigned char>(data_[pos_ + i])} << (8 * i);
+    }
+    pos_ += 8;
+    return v;
+}
+
+std::string_view reader::bytes(std::size_t n) noexcept {
+    if (!ok_ || remaining() < n) {
+        ok_ = false;
+        return {};
+    }
+    std::string_view const v = data_.substr(pos_, n);
+    pos_ += n;
+    return v;
+}
+
+void put_entry(std::string& out, std::string_view src, std::string_view dest, std::string_view vpc,
+               std::uint32_t hour, flow_counters counters) {
+    put_u32(out, hour);
+    put_u8(out, static_cast<std::uint8_t>(src.size()));
+    put_u8(out, static_cast<std::uint8_t>(dest.size()));
+    put_u8(out, static_cast<std::uint8_t>(vpc.size()));
+    out += src;
+    out += dest;
+    out += vpc;
+    put_u64(out, counters.bytes_tx);
+    put_u64(out, counters.bytes_rx);
+}
+
+bool read_entry(reader& in, flow_batch& batch, std::size_t index) {
+    std::uint32_t const hour = in.u32();
+    std::uint8_t const ls = in.u8();
+    std::uint8_t const ld = in.u8();
+    std::uint8_t const lv = in.u8();
+    std::string_view const src = in.bytes(ls);
+    std::string_view const dest = in.bytes(ld);
+    std::string_view const vpc = in.bytes(lv);
+    flow_counters c;
+    c.bytes_tx = in.u64();
+    c.bytes_rx = in.u64();
+    if (!in.ok() || ls == 0 || ld == 0 || lv == 0 || hour > max_hour || c.bytes_tx > max_counter ||
+        c.bytes_rx > max_counter) {
+        return false;
+    }
+    // Entries of one record or snapshot are distinct keys; a repeat would only add.
+    return batch.add(src, dest, vpc, hour, c, index) == flow_batch::add_status::ok;
+}
+
+encoded_payload encode_payload(flow_batch const& batch, idempotency_claim const* idempotency,
+                               std::uint64_t accepted_unix_ms) {
+    encoded_payload out;
+    std::string& b = out.bytes;
+    std::size_t size = 32 + batch.entries().size() * 32;
+    for (batch_entry const& e : batch.entries()) {
+        size += e.record.src_app.size() + e.record.dest_app.size() + e.record.vpc_id.size();
+    }
+    b.reserve(size);
+    put_u8(b, kind_batch);
+    put_u64(b, accepted_unix_ms);
+    put_u64(b, batch.record_count());
+    put_u8(b, idempotency != nullptr ? 1 : 0);
+    if (idempotency != nullptr) {
+        put_u8(b, static_cast<std::uint8_t>(idempotency->scope.size()));
+        b += idempotency->scope;
+        put_u8(b, static_cast<std::uint8_t>(idempotency->key.size()));
+        b += idempotency->key;
+        put_u64(b, idempotency->fingerprint);
+    }
+    put_u32(b, static_cast<std::uint32_t>(batch.entries().size()));
+    for (batch_entry const& e : batch.entries()) {
+        put_entry(b, e.record.src_app, e.record.dest_app, e.record.vpc_id, e.record.hour,
+                  e.record.counters);
+    }
+    out.crc = crc32c(0, b);
+    return out;
+}
+
+std::optional<log_record> decode_payload(std::string_view payload) {
+    reader in{payload};
+    log_record r;
+    if (in.u8() != kind_batch) {
+        return std::nullopt;
+    }
+    r.accepted_unix_ms = in.u64();
+    std::uint64_t const records = in.u64();
+    std::uint8_t const has_key = in.u8();
+    if (has_key > 1) {
+        return std::nullopt;
+    }
+    if (has_key == 1) {
+        idempotency_claim c;
+        c.scope = std::string(in.bytes(in.u8()));
+        c.key = std::string(in.bytes(in.u8()));
+        c.fingerprint = in.u64();
+        r.idempotency = std::move(c);
+    }
+    std::uint32_t const entries = in.u32();
+    if (!in.ok() || entries > in.remaining() / min_entry_size) {
+        return std::nullopt;
+    }
+    r.batch.reserve(entries);
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        if (!read_entry(in, r.batch, i)) {
+            return std::nullopt;
+        }
+    }
+    if (in.remaining() != 0 || records < entries) {
+        return std::nullopt;
+    }
+    r.batch.set_record_count(records);
+    return r;
+}
+
+void append_frame(std::string& out, std::uint64_t seq, std::string_view payload,
+                  std::uint32_t payload_crc) {
+    auto const size = static_cast<std::uint32_t>(payload.size());
+    put_u32(out, size);
+    put_u32(out, frame_crc(payload_crc, seq, size));
+    put_u64(out, seq);
+    out += payload;
+}
+
+frame read_frame(std::string_view data) noexcept {
+    frame f;
+    if (data.size() < frame_header_size) {
+        f.what = frame::status::incomplete;
+        return f;
+    }
+    reader in{data};
+    std::uint32_t const size = in.u32();
+    std::uint32_t const crc = in.u32();
+    std::uint64_t const seq = in.u64();
+    if (size == 0 || size > max_payload_size) {
+        f.what = frame::status::corrupt;
+        return f;
+    }
+    if (data.size() - frame_header_size < size) {
+        f.what = frame::status::incomplete;
+        return f;
+    }
+    std::string_view const payload = data.substr(frame_header_size, size);
+    if (frame_crc(crc32c(0, payload), seq, size) != crc) {
+        f.what = frame::status::corrupt;
+        return f;
+    }
+    f.what = frame::status::ok;
+    f.seq = seq;
+    f.payload = payload;
+    f.size = frame_header_size + size;
+    return f;
+}
+
+std::string segment_header(std::uint64_t first_seq) {
+    std::string h(segment_magic);
+    put_u32(h, format_version);
+    put_u32(h, static_cast<std::uint32_t>(segment_header_size));
+    put_u64(h, first_seq);
+    put_u32(h, 0);
+    put_u32(h, crc32c(0, h));
+    return h;
+}
+
+std::optional<std::uint64_t> read_segment_header(std::string_view data) noexcept {
+    if (data.size() < segment_header_size || data.substr(0, 8) != segment_magic) {
+        return std::nullopt;
+    }
+    reader in{data.substr(8)};
+    std::uint32_t const version = in.u32();
+    std::uint32_t const size = in.u32();
+    std::uint64_t const first = in.u64();
+    (void)in.u32();
+    std::uint32_t const crc = in.u32();
+    if (version != format_version || size != segment_header_size ||
+        crc != crc32c(0, data.substr(0, segment_header_size - 4))) {
+        return std::nullopt;
+    }
+    return first;
+}
+
+std::string segment_name(std::uint64_t first_seq) {
+    return hex_name("wal-", first_seq, ".log");
+}
+
+std::string snapshot_name(std::uint64_t covered_seq) {
+    return hex_name("snapshot-", covered_seq, ".snap");
+}
+
+std::optional<std::uint64_t> parse_segment_name(std::string_view name) noexcept {
+    return parse_hex_name(name, "wal-", ".log");
+}
+
+std::optional<std::uint64_t> parse_snapshot_name(std::string_view name) noexcept {
+    return parse_hex_name(name, "snapshot-", ".snap");
+}
+
+std::string marker_slot(std::uint64_t generation, synced_position p) {
+    std::string s(marker_magic);
+    put_u64(s, generation);
+    put_u64(s, p.segment);
+    put_u32(s, static_cast<std::uint32_t>(p.offset));
+    put_u32(s, crc32c(0, s));
+    return s;
+}
+
+std::optional<std::pair<std::uint64_t, synced_position>> read_marker_slot(
+    std::string_view slot) noexcept {
+    if (slot.size() < marker_slot_size || slot.substr(0, 8) != marker_magic) {
+        return std::nullopt;
+    }
+    reader in{slot.substr(8)};
+    std::uint64_t const generation = in.u64();
+    std::uint64_t const segment = in.u64();
+    std::uint32_t const offset = in.u32();
+    std::uint32_t const crc = in.u32();
+    if (crc != crc32c(0, slot.substr(0, marker_slot_size - 4))) {
+        return std::nullopt;
+    }
+    return std::make_pair(generation, synced_position{segment, offset});
+}
+
+}  // namespace flowd::wal
