@@ -37,7 +37,7 @@ COPY --from=build /src/build/release/flowd /usr/local/bin/flowd
 COPY config/flowd.docker.yaml /etc/flowd/flowd.yaml
 USER 10001:10001
 WORKDIR /var/lib/flowd
-# The future --data-dir (write-ahead log, snapshots); unused until that feature ships.
+# The data directory (write-ahead log, snapshots; data_dir in flowd.docker.yaml).
 VOLUME /var/lib/flowd
 # API, Prometheus exposer.
 EXPOSE 8080 9464

@@ -2,6 +2,8 @@
 # is missing first (scripts/install-deps.sh), so on a fresh Debian 12 they do all set-up.
 JOBS ?= $(shell nproc)
 CONFIG ?= config/flowd.yaml
+# Where `make run` keeps its write-ahead log and checkpoints (git ignores it).
+DATA_DIR ?= data
 
 .PHONY: deps build run test asan tsan tidy format format-check layering bench load clean fuzz
 
@@ -12,7 +14,7 @@ build: deps
 	cmake --preset release && cmake --build --preset release -j $(JOBS)
 
 run: build
-	./build/release/flowd --config $(CONFIG)
+	./build/release/flowd --config $(CONFIG) --data-dir $(DATA_DIR)
 
 test: deps
 	scripts/test.sh

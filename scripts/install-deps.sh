@@ -11,10 +11,10 @@ packages=(
     prometheus-cpp-dev libyaml-cpp-dev zlib1g-dev libssl-dev
     # tests and benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev clang-format curl procps util-linux nginx-light wrk
-    # fuzzing (make fuzz): clang and its runtimes, libFuzzer included (-fsanitize=fuzzer)
-    clang libclang-rt-14-dev
     # TLS tests make their CA and certificates with the openssl tool
     openssl
+    # fuzzing (make fuzz): clang and its runtimes, libFuzzer included (-fsanitize=fuzzer)
+    clang libclang-rt-14-dev
     # operators' kit tests: promtool + prometheus, systemd-analyze
     prometheus systemd
 )
