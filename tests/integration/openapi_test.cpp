@@ -175,8 +175,67 @@ std::string const overflow_batch =
     R"([{"src_app":"o","dest_app":"o","vpc_id":"o","bytes_tx":9223372036854775807,"bytes_rx":0,"hour":1},)"
     R"({"src_app":"o","dest_app":"o","vpc_id":"o","bytes_tx":1,"bytes_rx":0,"hour":1}])";
 
+// `flowd token create` for `scopes`: {token, tokens-file line}.
+std::pair<std::string, std::string> create_token(std::string const& scopes) {
+    auto const r =
+        flowd::test::run_flowd({"token", "create", "--name", "openapi", "--scopes", scopes});
+    std::size_t const nl = r.out.find('\n');
+    if (r.exit_code != 0 || nl == std::string::npos) {
+        throw std::runtime_error("flowd token create failed: " + r.err);
+    }
+    return {r.out.substr(0, nl), r.out.substr(nl + 1)};
+}
+
+// A request to a flowd with a tokens file: none (`scopes` empty) or a token with `scopes`.
+http_response with_tokens(std::string const& method, std::string const& scopes) {
+    auto const [token, line] = create_token("read");
+    flowd::test::temp_dir dir;
+    flowd_process p({"--tokens-file", dir.write("tokens", line)});
+    std::map<std::string, std::string> headers;
+    if (!scopes.empty()) {
+        headers["Authorization"] = "Bearer " + token;
+    }
+    http_client c(p.port());
+    return method == "POST" ? c.post("/flows", "[]", "application/json", headers)
+                            : c.get("/flows?hour=1", headers);
+}
+
 std::map<std::string, recipe> recipes() {
     std::map<std::string, recipe> r;
+    for (std::string const method : {"POST", "GET"}) {
+        r[method + " /flows 401"] = {method + " /flows without a token to a flowd with tokens_file",
+                                     [method](flowd_process&) { return with_tokens(method, ""); }};
+    }
+    r["POST /flows 403"] = {"POST /flows with a read-only token",
+                            [](flowd_process&) { return with_tokens("POST", "read"); }};
+    r["GET /flows 403"] = {"GET /flows with a write-only token", [](flowd_process&) {
+                               auto const [token, line] = create_token("write");
+                               flowd::test::temp_dir dir;
+                               flowd_process p({"--tokens-file", dir.write("tokens", line)});
+                               return http_client(p.port()).get(
+                                   "/flows?hour=1", {{"Authorization", "Bearer " + token}});
+                           }};
+    r["POST /flows 429"] = {
+        "POST the seed batch (5 records) twice to a flowd with 1 record/s, burst 1",
+        [](flowd_process&) {
+            flowd_process p({}, {{"FLOWD_RATE_LIMIT_RECORDS_PER_SECOND", "1"},
+                                 {"FLOWD_RATE_LIMIT_RECORDS_BURST", "1"}});
+            http_client c(p.port());
+            // The first passes on a full bucket and owes 4 records: 4 s before the next.
+            (void)c.post("/flows", flowd::test::seed_batch());
+            return c.post("/flows", flowd::test::seed_batch());
+        }};
+    r["GET /flows 429"] = {"GET /flows until refused, on a flowd with 1 request/s, burst 1",
+                           [](flowd_process&) {
+                               flowd_process p({}, {{"FLOWD_RATE_LIMIT_REQUESTS_PER_SECOND", "1"},
+                                                    {"FLOWD_RATE_LIMIT_REQUESTS_BURST", "1"}});
+                               http_client c(p.port());
+                               http_response last = c.get("/flows?hour=1");
+                               for (int i = 0; i < 20 && last.result_int() != 429; ++i) {
+                                   last = c.get("/flows?hour=1");
+                               }
+                               return last;
+                           }};
     r["POST /flows 200"] = {"POST the SPEC's seed batch", [](flowd_process& p) {
                                 return http_client(p.port()).post("/flows",
                                                                   flowd::test::seed_batch());
