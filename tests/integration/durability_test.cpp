@@ -220,6 +220,29 @@ TEST(DurabilityTest, RestartAfterACheckpointPlusMoreLogIsExact) {
     EXPECT_GT(metric_value(m, "flowd_recovery_duration_seconds").value_or(-1), 0.0);
 }
 
+TEST(DurabilityTest, PeriodicCheckpointWhileServingThenCrash) {
+    temp_dir data;
+    {
+        flowd_process flowd{with_dir(data.path()), {{"FLOWD_CHECKPOINT_INTERVAL", "1s"}}};
+        http_client c{flowd.port()};
+        ASSERT_EQ(c.post("/flows", seed_batch()).result_int(), 200U);
+        EXPECT_TRUE(flowd.wait_log("checkpoint snapshot-")) << flowd.log();
+        auto const m = parse_metrics(c.get("/metrics").body());
+        EXPECT_GT(metric_value(m, "flowd_checkpoint_last_success_timestamp_seconds").value_or(0),
+                  1.7e9);
+        EXPECT_EQ(metric_value(m, "flowd_checkpoint_duration_seconds_count"), 1.0);
+        ASSERT_EQ(c.post("/flows", seed_batch()).result_int(), 200U);
+        flowd.signal(SIGKILL);
+        (void)flowd.wait_exit();
+    }
+    flowd_process flowd{with_dir(data.path())};
+    http_client c{flowd.port()};
+    EXPECT_NE(flowd.log().find("snapshot " + data.path() + "/snapshot-"), std::string::npos)
+        << flowd.log();
+    EXPECT_EQ(get_hour(c, 1),
+              (hour_totals{{"baz|qux|vpc-0", {200, 1000}}, {"foo|bar|vpc-0", {600, 1800}}}));
+}
+
 TEST(DurabilityTest, OneFlowdPerDataDirectory) {
     temp_dir data;
     flowd_process first{with_dir(data.path())};
