@@ -78,23 +78,32 @@ void durable_ingest::open_segment(std::uint64_t first_seq, std::uint64_t size, b
     if (fd < 0) {
         throw wal::io_error("open " + path.string() + ": " + std::strerror(errno));
     }
+    // Switch only once the new segment is whole: a failure leaves the current one in use.
+    std::uint64_t new_size = size;
+    try {
+        if (create) {
+            std::string const header = wal::segment_header(first_seq);
+            wal::write_all(fd, header, path.string());
+            wal::sync_file(fd, path.string());
+            wal::sync_directory(options_.dir);
+            new_size = header.size();
+        }
+        if (::lseek(fd, static_cast<off_t>(new_size), SEEK_SET) < 0) {
+            throw wal::io_error("seek " + path.string() + ": " + std::strerror(errno));
+        }
+    } catch (...) {
+        ::close(fd);
+        if (create) {
+            ::unlink(path.c_str());
+        }
+        throw;
+    }
     if (fd_ >= 0) {
         ::close(fd_);
     }
     fd_ = fd;
     segment_first_ = first_seq;
-    if (create) {
-        std::string const header = wal::segment_header(first_seq);
-        wal::write_all(fd_, header, path.string());
-        wal::sync_file(fd_, path.string());
-        wal::sync_directory(options_.dir);
-        segment_size_ = header.size();
-    } else {
-        segment_size_ = size;
-    }
-    if (::lseek(fd_, static_cast<off_t>(segment_size_), SEEK_SET) < 0) {
-        throw wal::io_error("seek " + path.string() + ": " + std::strerror(errno));
-    }
+    segment_size_ = new_size;
 }
 
 void durable_ingest::start() {
