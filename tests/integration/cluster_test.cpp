@@ -1,0 +1,307 @@
+// Cluster mode against a real NATS JetStream cluster: three Debian nats-server processes on
+// loopback (distinct ports, temp store dirs, routes between them) and flowd nodes fed by one
+// 3-replica stream.
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "server_fixture.hpp"
+
+namespace flowd::test {
+namespace {
+
+namespace net = boost::asio;
+
+constexpr char const* nats_server_binary = "/usr/sbin/nats-server";
+
+// A port nothing listens on right now (bound, then released for the server to take).
+std::uint16_t free_port() {
+    net::io_context ioc;
+    net::ip::tcp::acceptor a{ioc, {net::ip::make_address("127.0.0.1"), 0}};
+    return a.local_endpoint().port();
+}
+
+// One nats-server process with JetStream, a member of a cluster; killed on destruction.
+class nats_server {
+public:
+    nats_server(std::string name, std::string store_dir, std::uint16_t port,
+                std::uint16_t cluster_port, std::vector<std::uint16_t> const& peers)
+        : name_(std::move(name)),
+          store_dir_(std::move(store_dir)),
+          port_(port),
+          cluster_port_(cluster_port) {
+        std::string routes;
+        for (std::uint16_t p : peers) {
+            routes +=
+                (routes.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(p);
+        }
+        args_ = {nats_server_binary,
+                 "-js",
+                 "-n",
+                 name_,
+                 "-a",
+                 "127.0.0.1",
+                 "-p",
+                 std::to_string(port_),
+                 "-sd",
+                 store_dir_,
+                 "-cluster",
+                 "nats://127.0.0.1:" + std::to_string(cluster_port_),
+                 "--cluster_name",
+                 "flowdtest",
+                 "-routes",
+                 routes,
+                 "-l",
+                 store_dir_ + "/server.log"};
+        start();
+    }
+    ~nats_server() { kill(SIGKILL); }
+    nats_server(nats_server const&) = delete;
+    nats_server& operator=(nats_server const&) = delete;
+
+    void start() {
+        std::vector<char*> argv;
+        for (auto& a : args_) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        char* envp[] = {nullptr};
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+        int const rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) {
+            throw std::runtime_error("cannot start nats-server");
+        }
+    }
+    void kill(int signo) {
+        if (pid_ > 0) {
+            ::kill(pid_, signo);
+            int status = 0;
+            (void)waitpid(pid_, &status, 0);
+            pid_ = -1;
+        }
+    }
+    [[nodiscard]] std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    std::string name_;
+    std::string store_dir_;
+    std::uint16_t port_;
+    std::uint16_t cluster_port_;
+    std::vector<std::string> args_;
+    pid_t pid_ = -1;
+};
+
+// Three routed JetStream servers in one temp directory.
+class nats_cluster {
+public:
+    nats_cluster() {
+        std::array<std::uint16_t, 3> ports{};
+        std::array<std::uint16_t, 3> cluster_ports{};
+        for (std::size_t i = 0; i < 3; ++i) {
+            ports[i] = free_port();
+            cluster_ports[i] = free_port();
+        }
+        for (std::size_t i = 0; i < 3; ++i) {
+            std::vector<std::uint16_t> peers;
+            for (std::size_t j = 0; j < 3; ++j) {
+                if (j != i) {
+                    peers.push_back(cluster_ports[j]);
+                }
+            }
+            std::string const store = dir_.path() + "/n" + std::to_string(i);
+            ::mkdir(store.c_str(), 0755);
+            servers_.push_back(std::make_unique<nats_server>("n" + std::to_string(i), store,
+                                                             ports[i], cluster_ports[i], peers));
+        }
+    }
+
+    [[nodiscard]] std::string urls() const {
+        std::string out;
+        for (auto const& s : servers_) {
+            out += (out.empty() ? "" : ",") + s->url();
+        }
+        return out;
+    }
+    nats_server& server(std::size_t i) { return *servers_[i]; }
+
+private:
+    temp_dir dir_;
+    std::vector<std::unique_ptr<nats_server>> servers_;
+};
+
+// A flowd node of the cluster, on the stream `stream`.
+std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string const& name,
+                                          std::string const& stream) {
+    return std::make_unique<flowd_process>(
+        std::vector<std::string>{"--cluster", nats.urls()},
+        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", name},
+                                           {"FLOWD_CLUSTER_STREAM", stream},
+                                           {"FLOWD_MIN_SEQ_WAIT", "5s"}});
+}
+
+// Waits until /readyz is 200: the stream exists (JetStream elected its leaders) and the node
+// applied what it held at start.
+bool wait_ready(flowd_process const& node) {
+    return eventually(
+        [&] {
+            http_client c{node.port()};
+            return c.get("/readyz").result_int() == 200;
+        },
+        std::chrono::seconds(45));
+}
+
+std::uint64_t seq_of(http_response const& r) {
+    return nlohmann::json::parse(r.body()).at("seq").get<std::uint64_t>();
+}
+
+class ClusterTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::access(nats_server_binary, X_OK) != 0) {
+            GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
+        }
+    }
+};
+
+TEST_F(ClusterTest, TwoNodesAnswerIdenticalExactTotals) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "TOTALS");
+    auto b = start_node(nats, "b", "TOTALS");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+
+    std::uint64_t last_seq = 0;
+    std::set<std::uint64_t> seqs;
+    for (int i = 0; i < 20; ++i) {
+        http_client& c = i % 2 == 0 ? ca : cb;
+        auto const r = c.post(
+            "/flows", "[" + flow_json("web", "db", "vpc-" + std::to_string(i % 3), 10, 1, 7) + "," +
+                          flow_json("web", "cache", "vpc-0", 5, 2, 7) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        std::uint64_t const seq = seq_of(r);
+        EXPECT_EQ(r["Flowd-Seq"], std::to_string(seq));
+        EXPECT_EQ(nlohmann::json::parse(r.body()).at("accepted"), 2);
+        seqs.insert(seq);
+        last_seq = std::max(last_seq, seq);
+    }
+    EXPECT_EQ(seqs.size(), 20U) << "every batch has its own stream sequence";
+
+    std::string const target = "/flows?hour=7&min_seq=" + std::to_string(last_seq);
+    auto const ra = ca.get(target);
+    auto const rb = cb.get(target);
+
+    ASSERT_EQ(ra.result_int(), 200) << ra.body();
+    ASSERT_EQ(rb.result_int(), 200) << rb.body();
+    EXPECT_EQ(ra.body(), rb.body());
+    auto const rows = nlohmann::json::parse(ra.body());
+    ASSERT_EQ(rows.size(), 4U);
+    // (web, cache, vpc-0): 20 x (5, 2); (web, db, vpc-k): 7, 7, 6 batches of (10, 1).
+    EXPECT_EQ(rows[0].at("dest_app"), "cache");
+    EXPECT_EQ(rows[0].at("bytes_tx"), 100);
+    EXPECT_EQ(rows[0].at("bytes_rx"), 40);
+    EXPECT_EQ(rows[1].at("vpc_id"), "vpc-0");
+    EXPECT_EQ(rows[1].at("bytes_tx"), 70);
+    EXPECT_EQ(rows[2].at("bytes_tx"), 70);
+    EXPECT_EQ(rows[3].at("bytes_tx"), 60);
+    EXPECT_EQ(rows[3].at("bytes_rx"), 6);
+}
+
+TEST_F(ClusterTest, MinSeqIsUnknownOutsideClusterModeAndTimesOutPastTheStream) {
+    flowd_process local;
+    http_client cl{local.port()};
+    EXPECT_TRUE(is_problem(cl.get("/flows?hour=1&min_seq=1"), 400, "invalid-query"));
+
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "MINSEQ");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    auto const r = ca.get("/flows?hour=1&min_seq=1000000");
+    EXPECT_TRUE(is_problem(r, 503, "cluster-unavailable"));
+    EXPECT_EQ(r["Retry-After"], "1");
+}
+
+TEST_F(ClusterTest, IdempotencyKeyRetryAcrossTwoNodesIsAppliedOnce) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "IDEMPOTENT");
+    auto b = start_node(nats, "b", "IDEMPOTENT");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    std::string const body = "[" + flow_json("api", "db", "vpc-1", 100, 10, 3) + "]";
+
+    auto const first = ca.post("/flows", body, "application/json", {{"Idempotency-Key", "k-1"}});
+    auto const retry = cb.post("/flows", body, "application/json", {{"Idempotency-Key", "k-1"}});
+    auto const other = cb.post("/flows", body, "application/json", {{"Idempotency-Key", "k-2"}});
+
+    ASSERT_EQ(first.result_int(), 200) << first.body();
+    ASSERT_EQ(retry.result_int(), 200) << retry.body();
+    ASSERT_EQ(other.result_int(), 200) << other.body();
+    EXPECT_EQ(seq_of(retry), seq_of(first)) << "the retry answers the original sequence";
+    EXPECT_NE(seq_of(other), seq_of(first));
+    std::string const target = "/flows?hour=3&min_seq=" + std::to_string(seq_of(other));
+    for (http_client* c : {&ca, &cb}) {
+        auto const r = c->get(target);
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        auto const rows = nlohmann::json::parse(r.body());
+        ASSERT_EQ(rows.size(), 1U);
+        EXPECT_EQ(rows[0].at("bytes_tx"), 200) << "k-1 once plus k-2 once";
+    }
+}
+
+TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "OUTAGE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    auto const ok = ca.post("/flows", "[" + flow_json("x", "y", "z", 1, 2, 5) + "]");
+    ASSERT_EQ(ok.result_int(), 200) << ok.body();
+    ASSERT_EQ(ca.get("/flows?hour=5&min_seq=" + std::to_string(seq_of(ok))).result_int(), 200);
+
+    for (std::size_t i = 0; i < 3; ++i) {
+        nats.server(i).kill(SIGKILL);
+    }
+
+    http_response refused;
+    ASSERT_TRUE(eventually(
+        [&] {
+            refused = ca.post("/flows", "[" + flow_json("x", "y", "z", 1, 2, 5) + "]");
+            return refused.result_int() == 503;
+        },
+        std::chrono::seconds(20)))
+        << refused.body();
+    EXPECT_TRUE(is_problem(refused, 503, "cluster-unavailable"));
+    EXPECT_EQ(refused["Retry-After"], "1");
+    auto const served = ca.get("/flows?hour=5");
+    ASSERT_EQ(served.result_int(), 200);
+    auto const rows = nlohmann::json::parse(served.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 1) << "only the acknowledged batch";
+    EXPECT_TRUE(a->wait_log("disconnected from NATS"));
+}
+
+}  // namespace
+}  // namespace flowd::test
