@@ -342,6 +342,14 @@ void cluster_ingest::release_waiters(bool stopping) {
     }
 }
 
+void cluster_ingest::note_setup_failure(std::string why) {
+    // Retried every 500 ms: say it once per distinct reason, not per try.
+    if (why != last_setup_error_) {
+        log_->warn("cluster: {}; retrying every 500 ms", why);
+        last_setup_error_ = std::move(why);
+    }
+}
+
 bool cluster_ingest::set_up_stream_and_consumer() {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsStreamInfo* si = nullptr;
@@ -369,8 +377,8 @@ bool cluster_ingest::set_up_stream_and_consumer() {
         }
     }
     if (s != NATS_OK) {
-        log_->warn("cluster: stream {} not available yet: {} (JetStream error {}); retrying",
-                   options_.stream, status_text(s), static_cast<int>(jerr));
+        note_setup_failure("stream " + options_.stream + " not available yet: " + status_text(s) +
+                           " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
         return false;
     }
     auto const window_ns =
@@ -405,11 +413,12 @@ bool cluster_ingest::set_up_stream_and_consumer() {
     jerr = static_cast<jsErrCode>(0);
     s = js_SubscribeSync(&sub_, js_, subject_.c_str(), nullptr, &so, &jerr);
     if (s != NATS_OK) {
-        log_->warn("cluster: cannot subscribe to {}: {} (JetStream error {}); retrying", subject_,
-                   status_text(s), static_cast<int>(jerr));
+        note_setup_failure("cannot subscribe to " + subject_ + ": " + status_text(s) +
+                           " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
         sub_ = nullptr;
         return false;
     }
+    last_setup_error_.clear();
     return true;
 }
 

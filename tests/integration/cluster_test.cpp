@@ -272,6 +272,80 @@ TEST_F(ClusterTest, IdempotencyKeyRetryAcrossTwoNodesIsAppliedOnce) {
     }
 }
 
+TEST_F(ClusterTest, OneNatsServerDownKeepsIngestingAndLosesNothingAcknowledged) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "QUORUM");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    std::uint64_t batches = 0;
+    std::uint64_t last_seq = 0;
+    std::uint64_t refused = 0;
+    // The client's side of the contract: a 503 is retried with the same Idempotency-Key
+    // (while flowd moves to another server, or the stream elects a new leader), so every
+    // batch is counted exactly once, whether or not the refused attempt was stored.
+    auto post_some = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            std::string const key = "q-" + std::to_string(batches++);
+            http_response r;
+            bool const ok = eventually(
+                [&] {
+                    r = ca.post("/flows", "[" + flow_json("q", "r", "s", 1, 1, 9) + "]",
+                                "application/json", {{"Idempotency-Key", key}});
+                    if (r.result_int() == 503) {
+                        ++refused;
+                    }
+                    return r.result_int() == 200;
+                },
+                std::chrono::seconds(30));
+            ASSERT_TRUE(ok) << r.body();
+            last_seq = std::max(last_seq, seq_of(r));
+        }
+    };
+    post_some(10);
+
+    nats.server(0).kill(SIGKILL);
+    post_some(30);
+    nats.server(0).start();
+    post_some(10);
+
+    auto const r = ca.get("/flows?hour=9&min_seq=" + std::to_string(last_seq));
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    auto const rows = nlohmann::json::parse(r.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), batches)
+        << refused << " attempts were refused and retried";
+}
+
+TEST_F(ClusterTest, NodeStartedLaterConvergesToTheSameTotals) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "LATE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    std::uint64_t last_seq = 0;
+    for (int i = 0; i < 50; ++i) {
+        auto const r = ca.post(
+            "/flows", "[" + flow_json("l", "m", "vpc-" + std::to_string(i % 5), 3, 4, 11) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last_seq = seq_of(r);
+    }
+
+    auto c = start_node(nats, "c", "LATE");
+    ASSERT_TRUE(wait_ready(*c)) << c->log();
+    http_client cc{c->port()};
+
+    std::string const target = "/flows?hour=11&min_seq=" + std::to_string(last_seq);
+    auto const ra = ca.get(target);
+    auto const rc = cc.get(target);
+    ASSERT_EQ(rc.result_int(), 200) << rc.body();
+    EXPECT_EQ(rc.body(), ra.body());
+    auto const rows = nlohmann::json::parse(rc.body());
+    ASSERT_EQ(rows.size(), 5U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 30);
+    auto const metrics = parse_metrics(cc.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 50.0);
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_apply_lag_records"), 0.0);
+}
+
 TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
     nats_cluster nats;
     auto a = start_node(nats, "a", "OUTAGE");

@@ -110,6 +110,7 @@ private:
 
     void apply_loop();
     bool set_up_stream_and_consumer();
+    void note_setup_failure(std::string why);
     void apply_message(void* msg);
     void release_waiters(bool stopping);
     void expire_publishes();
@@ -130,6 +131,7 @@ private:
     std::atomic<std::uint64_t> next_id_{0};
     std::uint64_t catch_up_target_ = 0;  // owned by the apply thread
     bool have_target_ = false;           // owned by the apply thread
+    std::string last_setup_error_;       // owned by the apply thread
 
     std::mutex pending_mutex_;
     std::unordered_map<void const*, pending> pending_;  // guarded by pending_mutex_
