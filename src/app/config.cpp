@@ -368,12 +368,6 @@ command parse_command_line(std::vector<std::string> const& args,
         std::replace(flag.begin(), flag.end(), '_', '-');
         o->set(cmd.cfg, "--" + flag, value);
     }
-    if (!cmd.cfg.cluster.empty() && !cmd.cfg.data_dir.empty()) {
-        // TODO(issue6): checkpoints that record the stream sequence, resumed from at start.
-        throw config_error(
-            "cluster: a data directory in cluster mode (checkpoints of the stream) is not "
-            "supported by this build of flowd yet; drop data_dir, the stream keeps the data");
-    }
     if (!cmd.cfg.cluster.empty() && cmd.cfg.node_name.empty()) {
         std::array<char, 256> host{};
         if (::gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0') {

@@ -1,6 +1,8 @@
 #include "flowd/app/server.hpp"
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -180,7 +182,7 @@ server::server(config const& cfg, loggers logs)
       memory_ingest_(store_, metrics_),
       data_dir_lock_(cfg.data_dir.empty() ? nullptr
                                           : std::make_unique<wal::directory_lock>(cfg.data_dir)),
-      durable_(cfg.data_dir.empty()
+      durable_(cfg.data_dir.empty() || !cfg.cluster.empty()
                    ? nullptr
                    : std::make_unique<durable_ingest>(
                          store_, idempotency_, metrics_,
@@ -196,7 +198,8 @@ server::server(config const& cfg, loggers logs)
                          store_, *cluster_metrics_,
                          cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
                                          cfg.cluster_replicas, cfg.idempotency_window,
-                                         cfg.cluster_publish_timeout},
+                                         cfg.cluster_publish_timeout, cfg.data_dir,
+                                         cfg.checkpoint_interval},
                          logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
@@ -302,9 +305,57 @@ flows_options server::flows_options_of() {
     return o;
 }
 
+std::uint64_t server::recover_cluster_dir() {
+    // A directory holds one history: a local log's sequences and a stream's are not
+    // interchangeable, so the directory names the stream its snapshots count.
+    std::filesystem::path const dir = cfg_.data_dir;
+    std::filesystem::path const owner = dir / "cluster-stream";
+    bool has_files = false;
+    for (auto const& e : std::filesystem::directory_iterator(dir)) {
+        std::string const name = e.path().filename().string();
+        if (wal::parse_segment_name(name)) {
+            throw std::runtime_error("it holds a local write-ahead log (" + name +
+                                     "); cluster mode needs a data directory of its own");
+        }
+        has_files = has_files || wal::parse_snapshot_name(name).has_value();
+    }
+    std::string stream;
+    if (std::ifstream in{owner}; in) {
+        std::getline(in, stream);
+    }
+    if (stream.empty() && has_files) {
+        throw std::runtime_error(
+            "it holds snapshots of a local write-ahead log; cluster mode needs a data directory "
+            "of its own");
+    }
+    if (!stream.empty() && stream != cfg_.cluster_stream) {
+        throw std::runtime_error("its checkpoints are of stream " + stream + ", not " +
+                                 cfg_.cluster_stream);
+    }
+    if (stream.empty()) {
+        std::ofstream out{owner};
+        out << cfg_.cluster_stream << "\n";
+        if (!out.flush()) {
+            throw std::runtime_error("cannot write " + owner.string());
+        }
+    }
+    wal::recovery_result const r = wal::recover(wal::recovery_options{dir, false, wall_clock_ms()},
+                                                store_, idempotency_, *logs_.app);
+    logs_.app->info(
+        "cluster: data directory {}: checkpoint {} covers stream sequence {} ({} keys); "
+        "applying the stream from {}",
+        dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_seq, store_.key_count(),
+        r.snapshot_seq + 1);
+    return r.snapshot_seq;
+}
+
 bool server::recover_data_dir() {
     if (cluster_) {
         try {
+            if (!cfg_.data_dir.empty()) {
+                cluster_->resume_from(recover_cluster_dir());
+            }
+            apply_retention();
             cluster_->start();
         } catch (std::exception const& e) {
             logs_.app->error("cannot start cluster mode: {}", e.what());
@@ -473,7 +524,8 @@ int server::run() {
         durable_->stop();  // completes what is queued, fsyncs, writes the last checkpoint
     }
     if (cluster_) {
-        cluster_->stop();  // answers what waits for an ack, then closes the connection
+        // Answers what waits for an ack, writes the last checkpoint, closes the connection.
+        cluster_->stop();
     }
     exposer_.reset();
     logs_.app->info("flowd stopped");

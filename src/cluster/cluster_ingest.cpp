@@ -5,6 +5,7 @@
 
 #include <nats/nats.h>
 
+#include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
 
 namespace flowd {
@@ -461,8 +462,34 @@ void cluster_ingest::apply_message(void* raw) {
     }
 }
 
+void cluster_ingest::checkpoint() {
+    std::uint64_t const seq = applied_seq();
+    if (options_.data_dir.empty() || seq == checkpointed_seq_) {
+        return;
+    }
+    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq.
+    // TODO(issue6): write on a checkpoint thread as durable_ingest does; applying waits for
+    // the write today (about 0.5 s per million keys, BENCHMARKS.md Recovery).
+    auto const started = clock::now();
+    try {
+        auto const keys = store_.export_all();
+        wal::snapshot_info const info =
+            wal::write_snapshot(options_.data_dir, seq, keys, store_, {}, wall_clock_ms());
+        std::size_t const removed = wal::remove_covered_files(options_.data_dir, *log_);
+        checkpointed_seq_ = seq;
+        log_->info(
+            "cluster: checkpoint {} covers stream sequence {}: {} keys, {} bytes, {:.3f} s; "
+            "{} old files removed",
+            wal::snapshot_name(seq), seq, info.keys, info.bytes,
+            std::chrono::duration<double>(clock::now() - started).count(), removed);
+    } catch (std::exception const& e) {
+        log_->error("cluster: checkpoint failed (the stream still holds everything): {}", e.what());
+    }
+}
+
 void cluster_ingest::apply_loop() {
     auto next_setup = clock::now();
+    auto next_checkpoint = clock::now() + options_.checkpoint_interval;
     while (true) {
         {
             std::unique_lock lock{wait_mutex_};
@@ -509,7 +536,13 @@ void cluster_ingest::apply_loop() {
         }
         release_waiters(false);
         expire_publishes();
+        if (clock::now() >= next_checkpoint) {
+            checkpoint();
+            next_checkpoint = clock::now() + options_.checkpoint_interval;
+        }
     }
+    // A clean stop: the next start applies from here rather than from the stream's start.
+    checkpoint();
     if (sub_ != nullptr) {
         natsSubscription_Destroy(sub_);
         sub_ = nullptr;

@@ -163,6 +163,18 @@ std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string 
                                            {"FLOWD_MIN_SEQ_WAIT", "5s"}});
 }
 
+// The same, with a data directory (checkpoints of the stream).
+std::unique_ptr<flowd_process> start_node_with_dir(nats_cluster const& nats,
+                                                   std::string const& name,
+                                                   std::string const& stream,
+                                                   std::string const& data_dir) {
+    return std::make_unique<flowd_process>(
+        std::vector<std::string>{"--cluster", nats.urls(), "--data-dir", data_dir},
+        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", name},
+                                           {"FLOWD_CLUSTER_STREAM", stream},
+                                           {"FLOWD_MIN_SEQ_WAIT", "5s"}});
+}
+
 // Waits until /readyz is 200: the stream exists (JetStream elected its leaders) and the node
 // applied what it held at start.
 bool wait_ready(flowd_process const& node) {
@@ -391,6 +403,64 @@ TEST_F(ClusterTest, NodeKilledUnderLoadRebuildsFromTheStreamExactly) {
     auto const rows = nlohmann::json::parse(rb.body());
     ASSERT_EQ(rows.size(), 1U);
     EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), acknowledged.load());
+}
+
+TEST_F(ClusterTest, RestartedNodeResumesFromItsCheckpoint) {
+    nats_cluster nats;
+    temp_dir data;
+    auto a = start_node(nats, "a", "RESUME");
+    auto b = start_node_with_dir(nats, "b", "RESUME", data.path());
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    auto post = [&](int n) {
+        std::uint64_t seq = 0;
+        for (int i = 0; i < n; ++i) {
+            auto const r = ca.post("/flows", "[" + flow_json("c", "d", "e", 2, 1, 17) + "]");
+            EXPECT_EQ(r.result_int(), 200) << r.body();
+            seq = seq_of(r);
+        }
+        return seq;
+    };
+    std::uint64_t const first = post(30);
+    {
+        http_client cb{b->port()};
+        ASSERT_EQ(cb.get("/flows?hour=17&min_seq=" + std::to_string(first)).result_int(), 200);
+    }
+
+    b->signal(SIGTERM);
+    ASSERT_EQ(b->wait_exit(), 0) << b->log();
+    EXPECT_NE(b->log().find("covers stream sequence " + std::to_string(first)), std::string::npos)
+        << b->log();
+    std::uint64_t const last = post(20);
+    b = start_node_with_dir(nats, "b", "RESUME", data.path());
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client cb{b->port()};
+
+    auto const r = cb.get("/flows?hour=17&min_seq=" + std::to_string(last));
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    EXPECT_EQ(r.body(), ca.get("/flows?hour=17&min_seq=" + std::to_string(last)).body());
+    auto const rows = nlohmann::json::parse(r.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 100);
+    EXPECT_NE(b->log().find("applying the stream from " + std::to_string(first + 1)),
+              std::string::npos)
+        << b->log();
+    auto const metrics = parse_metrics(cb.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 20.0)
+        << "only the records after the checkpoint";
+}
+
+TEST_F(ClusterTest, DataDirectoryOfALocalLogIsRefusedInClusterMode) {
+    temp_dir data;
+    {
+        flowd_process local({"--data-dir", data.path()});
+        local.signal(SIGTERM);
+        ASSERT_EQ(local.wait_exit(), 0);
+    }
+    nats_cluster nats;
+
+    EXPECT_THROW(start_node_with_dir(nats, "a", "OTHER", data.path()), std::runtime_error);
 }
 
 TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {

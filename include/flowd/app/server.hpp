@@ -53,6 +53,9 @@ private:
     // Recovers the data directory and opens the log; false when start-up must stop.
     flows_options flows_options_of();
     bool recover_data_dir();
+    // Cluster mode with a data directory: loads its checkpoint; returns the stream sequence
+    // it covers. Throws on a directory of a local log or of another stream.
+    std::uint64_t recover_cluster_dir();
     // Drops the hours retention no longer keeps, now and every minute.
     void apply_retention();
     void schedule_retention();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,11 @@ struct cluster_options {
     std::chrono::milliseconds duplicate_window{600'000};
     // How long a POST waits for the stream's acknowledgement before 503.
     std::chrono::milliseconds publish_timeout{5'000};
+    // Checkpoints (empty data_dir: none): a snapshot of the store at an applied stream
+    // sequence, written by the apply thread this often and at stop, in the local log's
+    // snapshot format with the stream sequence as its covered seq.
+    std::filesystem::path data_dir;
+    std::chrono::milliseconds checkpoint_interval{300'000};
 };
 
 // The subject every batch is published on, for a stream name.
@@ -73,6 +79,12 @@ public:
     cluster_ingest(cluster_ingest const&) = delete;
     cluster_ingest& operator=(cluster_ingest const&) = delete;
 
+    // The store holds a checkpoint covering stream sequences up to `covered_seq`: apply from
+    // the next one. Before start().
+    void resume_from(std::uint64_t covered_seq) noexcept {
+        applied_.store(covered_seq, std::memory_order_release);
+        checkpointed_seq_ = covered_seq;
+    }
     // Starts connecting (retried in the background when no server answers) and the apply
     // thread. Throws std::runtime_error on a NATS set-up error (not on an unreachable server).
     void start();
@@ -114,6 +126,7 @@ private:
     void apply_message(void* msg);
     void release_waiters(bool stopping);
     void expire_publishes();
+    void checkpoint();
 
     flow_store& store_;
     cluster_metrics& metrics_;
@@ -129,9 +142,10 @@ private:
     std::atomic<bool> caught_up_{false};
     std::atomic<bool> closing_{false};
     std::atomic<std::uint64_t> next_id_{0};
-    std::uint64_t catch_up_target_ = 0;  // owned by the apply thread
-    bool have_target_ = false;           // owned by the apply thread
-    std::string last_setup_error_;       // owned by the apply thread
+    std::uint64_t catch_up_target_ = 0;   // owned by the apply thread
+    bool have_target_ = false;            // owned by the apply thread
+    std::string last_setup_error_;        // owned by the apply thread
+    std::uint64_t checkpointed_seq_ = 0;  // owned by the apply thread
 
     std::mutex pending_mutex_;
     std::unordered_map<void const*, pending> pending_;  // guarded by pending_mutex_
