@@ -26,7 +26,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libsimdjson14 libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
-      libcivetweb1 libyaml-cpp0.7 zlib1g libstdc++6 libgcc-s1 \
+      libcivetweb1 libyaml-cpp0.7 zlib1g libstdc++6 libgcc-s1 libnats3.4 \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric id, so orchestrators can check runAsNonRoot and volumes can be chowned.
 RUN groupadd --gid 10001 flowd \

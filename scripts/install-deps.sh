@@ -9,6 +9,8 @@ packages=(
     # libraries
     libboost1.81-dev libsimdjson-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
     prometheus-cpp-dev libyaml-cpp-dev zlib1g-dev libssl-dev
+    # cluster mode: the NATS C client (JetStream API) and, for the tests, the server
+    libnats-dev nats-server
     # tests and benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev clang-format curl procps util-linux nginx-light wrk
     # TLS tests make their CA and certificates with the openssl tool

@@ -1,6 +1,7 @@
 #include "flowd/app/config.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <functional>
@@ -8,6 +9,7 @@
 #include <optional>
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 namespace flowd {
@@ -83,11 +85,25 @@ setter address_field(std::string config::*field) {
     };
 }
 
-// Named in SPEC, owned by issues not built yet: refused clearly rather than ignored.
-setter not_yet(std::string what) {
-    return [what](config&, std::string const& key, std::string const&) {
-        throw config_error(key + ": " + what + " is not supported by this build of flowd yet");
-    };
+// NATS URLs, comma-separated: each nats://HOST:PORT (tls:// too); checked here so a typo
+// stops flowd at start rather than leaving it reconnecting forever.
+void set_cluster(config& c, std::string const& key, std::string const& value) {
+    std::size_t pos = 0;
+    while (pos <= value.size()) {
+        std::size_t comma = value.find(',', pos);
+        if (comma == std::string::npos) {
+            comma = value.size();
+        }
+        std::string const url = value.substr(pos, comma - pos);
+        std::size_t const scheme = url.find("://");
+        std::string const proto = scheme == std::string::npos ? "" : url.substr(0, scheme);
+        if ((proto != "nats" && proto != "tls") || url.size() <= scheme + 3) {
+            throw config_error(key + ": '" + url + "' is not nats://HOST:PORT");
+        }
+        (void)parse_host_port(key, url.substr(scheme + 3));
+        pos = comma + 1;
+    }
+    c.cluster = value;
 }
 
 setter bool_field(bool config::*field) {
@@ -185,7 +201,29 @@ std::vector<option> const& options() {
          uint_field(&config::rate_limit_records_burst, 0, 1'000'000'000)},
         {"rate_limit_max_clients", false,
          uint_field(&config::rate_limit_max_clients, 16, 100'000'000)},
-        {"cluster", true, not_yet("cluster mode (--cluster)")},
+        {"cluster", true, set_cluster},
+        {"node_name", false,
+         [](config& c, std::string const& key, std::string const& value) {
+             if (value.empty() || value.size() > 64 ||
+                 value.find_first_of(" \t.*>") != std::string::npos) {
+                 throw config_error(key + ": '" + value +
+                                    "' is not 1..64 characters without spaces, '.', '*' or '>'");
+             }
+             c.node_name = value;
+         }},
+        {"cluster_stream", false,
+         [](config& c, std::string const& key, std::string const& value) {
+             if (value.empty() || value.size() > 64 ||
+                 value.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789_-") != std::string::npos) {
+                 throw config_error(key + ": '" + value +
+                                    "' is not 1..64 characters of A-Z a-z 0-9 _ -");
+             }
+             c.cluster_stream = value;
+         }},
+        {"cluster_replicas", false, uint_field(&config::cluster_replicas, 1, 5)},
+        {"min_seq_wait", false, duration_field(&config::min_seq_wait)},
+        {"cluster_publish_timeout", false, duration_field(&config::cluster_publish_timeout)},
     };
     return table;
 }
@@ -330,6 +368,13 @@ command parse_command_line(std::vector<std::string> const& args,
         std::replace(flag.begin(), flag.end(), '_', '-');
         o->set(cmd.cfg, "--" + flag, value);
     }
+    if (!cmd.cfg.cluster.empty() && cmd.cfg.node_name.empty()) {
+        std::array<char, 256> host{};
+        if (::gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0') {
+            throw config_error("node_name: not set and the host name cannot be read");
+        }
+        cmd.cfg.node_name = host.data();
+    }
     return cmd;
 }
 
@@ -354,7 +399,8 @@ std::string usage() {
            "                            record, keeping what precedes the corruption\n"
            "  --tokens-file FILE        bearer tokens: lines '<name> <scopes> sha256:<hex>';\n"
            "                            SIGHUP reloads it (default: no authentication)\n"
-           "  --cluster NATS_URLS       cluster mode (not in this build yet)\n";
+           "  --cluster NATS_URLS       cluster mode: nats://HOST:PORT[,...] of a NATS JetStream\n"
+           "                            cluster every node publishes to and applies from\n";
 }
 
 std::string describe(config const& c) {
@@ -387,6 +433,11 @@ std::string describe(config const& c) {
            " rate_limit_records_per_second=" + std::to_string(c.rate_limit_records_per_second) +
            " rate_limit_records_burst=" + std::to_string(c.rate_limit_records_burst) +
            " rate_limit_max_clients=" + std::to_string(c.rate_limit_max_clients) +
+           (c.cluster.empty()
+                ? ""
+                : " cluster=" + c.cluster + " node_name=" + c.node_name + " cluster_stream=" +
+                      c.cluster_stream + " cluster_replicas=" + std::to_string(c.cluster_replicas) +
+                      " min_seq_wait=" + std::to_string(c.min_seq_wait.count()) + "ms") +
            (c.config_file.empty() ? "" : " config=" + c.config_file);
 }
 

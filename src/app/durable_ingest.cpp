@@ -141,10 +141,10 @@ void durable_ingest::start() {
 void durable_ingest::submit(flow_batch batch, ingest_request info, completion done) {
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
-        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0});
+        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
     }
     if (!healthy()) {
-        return done(ingest_outcome{log_unavailable(), 0});
+        return done(ingest_outcome{log_unavailable(), 0, std::nullopt});
     }
     item it;
     it.payload = wal::encode_payload(batch, info.idempotency ? &*info.idempotency : nullptr,
@@ -158,7 +158,7 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
         if (stopping_) {
             lock.unlock();
             it.prepared.reset();
-            return it.done(ingest_outcome{log_unavailable(), 0});
+            return it.done(ingest_outcome{log_unavailable(), 0, std::nullopt});
         }
         queue_.push_back(std::move(it));
         notify = writer_waiting_;
@@ -171,7 +171,7 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
 void durable_ingest::fail_all(std::vector<item>& items) {
     for (item& it : items) {
         it.prepared.reset();  // gives the key reservation back
-        it.done(ingest_outcome{log_unavailable(), 0});
+        it.done(ingest_outcome{log_unavailable(), 0, std::nullopt});
     }
     items.clear();
 }
@@ -281,7 +281,7 @@ void durable_ingest::write_group(std::vector<item>& items) {
         it.prepared.reset();
         ++next_seq_;
         metrics_.flows_applied_post.Increment(static_cast<double>(it.records));
-        it.done(ingest_outcome{std::nullopt, it.records});
+        it.done(ingest_outcome{std::nullopt, it.records, std::nullopt});
     }
     items.clear();
 }

@@ -19,12 +19,12 @@ problem to_problem(store_rejection const& r, std::uint64_t max_keys) {
 void memory_ingest::submit(flow_batch batch, ingest_request, completion done) {
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
-        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0});
+        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
     }
     std::size_t const n = batch.record_count();
     store_.commit(std::get<prepared_batch>(std::move(prepared)));
     metrics_.flows_applied_post.Increment(static_cast<double>(n));
-    done(ingest_outcome{std::nullopt, n});
+    done(ingest_outcome{std::nullopt, n, std::nullopt});
 }
 
 }  // namespace flowd

@@ -1,6 +1,8 @@
 #include "flowd/app/server.hpp"
 
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -126,6 +128,20 @@ rate_limit_options rate_limits_of(config const& cfg) {
         cfg.rate_limit_max_clients};
 }
 
+std::vector<std::string> split_urls(std::string const& list) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (pos <= list.size()) {
+        std::size_t comma = list.find(',', pos);
+        if (comma == std::string::npos) {
+            comma = list.size();
+        }
+        out.push_back(list.substr(pos, comma - pos));
+        pos = comma + 1;
+    }
+    return out;
+}
+
 constexpr char const* version_string = FLOWD_VERSION;
 constexpr char const* commit_string = FLOWD_COMMIT;
 
@@ -166,7 +182,7 @@ server::server(config const& cfg, loggers logs)
       memory_ingest_(store_, metrics_),
       data_dir_lock_(cfg.data_dir.empty() ? nullptr
                                           : std::make_unique<wal::directory_lock>(cfg.data_dir)),
-      durable_(cfg.data_dir.empty()
+      durable_(cfg.data_dir.empty() || !cfg.cluster.empty()
                    ? nullptr
                    : std::make_unique<durable_ingest>(
                          store_, idempotency_, metrics_,
@@ -174,17 +190,26 @@ server::server(config const& cfg, loggers logs)
                                          cfg.checkpoint_interval, cfg.checkpoint_log_bytes,
                                          cfg.wal_segment_bytes},
                          logs_.app)),
+      cluster_metrics_(cfg.cluster.empty() ? nullptr
+                                           : std::make_unique<cluster_metrics>(*registry_)),
+      cluster_(cfg.cluster.empty()
+                   ? nullptr
+                   : std::make_unique<cluster_ingest>(
+                         store_, *cluster_metrics_,
+                         cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
+                                         cfg.cluster_replicas, cfg.idempotency_window,
+                                         cfg.cluster_publish_timeout, cfg.data_dir,
+                                         cfg.checkpoint_interval},
+                         logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
       router_(logs_.http),
-      flows_(store_, durable_ ? static_cast<ingest&>(*durable_) : memory_ingest_, metrics_,
-             flows_options{cfg.max_body_bytes,
-                           decode_limits{cfg.max_records_per_batch, cfg.max_json_depth},
-                           [this](request_context const& ctx, std::size_t records) {
-                               return guard_.admit_records(ctx, records);
-                           },
-                           &idempotency_, cfg.retention_hours, wall_clock_ms, &serving_}),
+      flows_(store_,
+             cluster_   ? static_cast<ingest&>(*cluster_)
+             : durable_ ? static_cast<ingest&>(*durable_)
+                        : memory_ingest_,
+             metrics_, flows_options_of()),
       middleware_(router_, metrics_, logs_.http),
       services_{middleware_, drain_, metrics_,
                 session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
@@ -252,14 +277,92 @@ server::server(config const& cfg, loggers logs)
     auto const ports = exposer_->GetListeningPorts();
     std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
     logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
-    if (!durable_) {
+    if (cluster_) {
+        logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
+                        cfg_.cluster, cfg_.cluster_stream, cfg_.cluster_replicas);
+    } else if (!durable_) {
         logs_.app->warn(
             "no data directory: data lives in memory only and is lost when flowd stops "
             "(set --data-dir to keep it)");
     }
 }
 
+flows_options server::flows_options_of() {
+    flows_options o{
+        cfg_.max_body_bytes, decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
+        [this](request_context const& ctx, std::size_t records) {
+            return guard_.admit_records(ctx, records);
+        },
+        // In cluster mode the stream's duplicate window remembers the keys.
+        cluster_ ? nullptr : &idempotency_, cfg_.retention_hours, wall_clock_ms, &serving_};
+    if (cluster_) {
+        o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds wait,
+                                std::function<void(bool)> done) {
+            cluster_->wait_applied(seq, wait, std::move(done));
+        };
+        o.min_seq_wait = cfg_.min_seq_wait;
+    }
+    return o;
+}
+
+std::uint64_t server::recover_cluster_dir() {
+    // A directory holds one history: a local log's sequences and a stream's are not
+    // interchangeable, so the directory names the stream its snapshots count.
+    std::filesystem::path const dir = cfg_.data_dir;
+    std::filesystem::path const owner = dir / "cluster-stream";
+    bool has_files = false;
+    for (auto const& e : std::filesystem::directory_iterator(dir)) {
+        std::string const name = e.path().filename().string();
+        if (wal::parse_segment_name(name)) {
+            throw std::runtime_error("it holds a local write-ahead log (" + name +
+                                     "); cluster mode needs a data directory of its own");
+        }
+        has_files = has_files || wal::parse_snapshot_name(name).has_value();
+    }
+    std::string stream;
+    if (std::ifstream in{owner}; in) {
+        std::getline(in, stream);
+    }
+    if (stream.empty() && has_files) {
+        throw std::runtime_error(
+            "it holds snapshots of a local write-ahead log; cluster mode needs a data directory "
+            "of its own");
+    }
+    if (!stream.empty() && stream != cfg_.cluster_stream) {
+        throw std::runtime_error("its checkpoints are of stream " + stream + ", not " +
+                                 cfg_.cluster_stream);
+    }
+    if (stream.empty()) {
+        std::ofstream out{owner};
+        out << cfg_.cluster_stream << "\n";
+        if (!out.flush()) {
+            throw std::runtime_error("cannot write " + owner.string());
+        }
+    }
+    wal::recovery_result const r = wal::recover(wal::recovery_options{dir, false, wall_clock_ms()},
+                                                store_, idempotency_, *logs_.app);
+    logs_.app->info(
+        "cluster: data directory {}: checkpoint {} covers stream sequence {} ({} keys); "
+        "applying the stream from {}",
+        dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_seq, store_.key_count(),
+        r.snapshot_seq + 1);
+    return r.snapshot_seq;
+}
+
 bool server::recover_data_dir() {
+    if (cluster_) {
+        try {
+            if (!cfg_.data_dir.empty()) {
+                cluster_->resume_from(recover_cluster_dir());
+            }
+            apply_retention();
+            cluster_->start();
+        } catch (std::exception const& e) {
+            logs_.app->error("cannot start cluster mode: {}", e.what());
+            return false;
+        }
+        return true;
+    }
     try {
         if (durable_) {
             (void)durable_->recover(cfg_.truncate_corrupt_log);
@@ -345,30 +448,41 @@ void server::add_routes() {
                 [](request_context&) -> handler_result {
                     return response{json_response(200, "{\"status\":\"ok\"}")};
                 });
-    router_.add(http::verb::get, "/readyz", route_id::readyz,
-                [this](request_context& ctx) -> handler_result {
-                    if (drain_.ready() && durable_ && !durable_->healthy()) {
-                        return response{problem_response(
-                            problem{problem_type::log_unavailable,
-                                    "the write-ahead log cannot be written; see flowd's log",
-                                    {},
-                                    {}},
-                            ctx.request_id)};
-                    }
-                    if (drain_.ready()) {
-                        return response{json_response(200, "{\"status\":\"ready\"}")};
-                    }
-                    if (drain_.draining()) {
-                        return response{problem_response(
-                            problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
-                            ctx.request_id)};
-                    }
-                    string_response r = problem_response(
-                        problem{problem_type::bad_request, "flowd is starting", {}, {}},
-                        ctx.request_id);
-                    r.result(http::status::service_unavailable);
-                    return response{std::move(r)};
-                });
+    router_.add(
+        http::verb::get, "/readyz", route_id::readyz,
+        [this](request_context& ctx) -> handler_result {
+            if (drain_.ready() && cluster_ && !cluster_->caught_up()) {
+                string_response r =
+                    problem_response(problem{problem_type::cluster_unavailable,
+                                             "catching up with the stream (applied sequence " +
+                                                 std::to_string(cluster_->applied_seq()) + ")",
+                                             {},
+                                             {}},
+                                     ctx.request_id);
+                r.set(http::field::retry_after, "1");
+                return response{std::move(r)};
+            }
+            if (drain_.ready() && durable_ && !durable_->healthy()) {
+                return response{problem_response(
+                    problem{problem_type::log_unavailable,
+                            "the write-ahead log cannot be written; see flowd's log",
+                            {},
+                            {}},
+                    ctx.request_id)};
+            }
+            if (drain_.ready()) {
+                return response{json_response(200, "{\"status\":\"ready\"}")};
+            }
+            if (drain_.draining()) {
+                return response{problem_response(
+                    problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
+                    ctx.request_id)};
+            }
+            string_response r = problem_response(
+                problem{problem_type::bad_request, "flowd is starting", {}, {}}, ctx.request_id);
+            r.result(http::status::service_unavailable);
+            return response{std::move(r)};
+        });
     router_.add(
         http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
             return response{
@@ -408,6 +522,10 @@ int server::run() {
     }
     if (durable_) {
         durable_->stop();  // completes what is queued, fsyncs, writes the last checkpoint
+    }
+    if (cluster_) {
+        // Answers what waits for an ack, writes the last checkpoint, closes the connection.
+        cluster_->stop();
     }
     exposer_.reset();
     logs_.app->info("flowd stopped");

@@ -48,7 +48,8 @@ std::optional<std::string> percent_decode(std::string_view s) {
     return out;
 }
 
-boost::system::result<flows_query, problem> parse_flows_query(std::string_view query) {
+boost::system::result<flows_query, problem> parse_flows_query(std::string_view query,
+                                                              bool allow_min_seq) {
     flows_query q;
     bool have_hour = false;
     std::size_t pos = 0;
@@ -89,6 +90,21 @@ boost::system::result<flows_query, problem> parse_flows_query(std::string_view q
                                  quote_value(*value));
             }
             q.hour = static_cast<std::uint32_t>(h);
+            continue;
+        }
+        if (*name == "min_seq" && allow_min_seq) {
+            if (q.min_seq) {
+                return bad_query("parameter 'min_seq' is repeated");
+            }
+            std::uint64_t n = 0;
+            auto const* const last = value->data() + value->size();
+            auto const r = std::from_chars(value->data(), last, n);
+            if (value->find_first_not_of("0123456789") != std::string::npos ||
+                r.ec != std::errc{} || r.ptr != last) {
+                return bad_query("'min_seq' must be a base-10 stream sequence, got " +
+                                 quote_value(*value));
+            }
+            q.min_seq = n;
             continue;
         }
         if (*name == "src_app") {

@@ -208,7 +208,8 @@ handler_result flows_handler::post(request_context& ctx) {
         }
     }
     std::optional<idempotency_claim> claim;
-    if (auto const ik = req.find("Idempotency-Key"); ik != req.end() && options_.idempotency) {
+    if (auto const ik = req.find("Idempotency-Key");
+        ik != req.end() && (options_.idempotency != nullptr || cluster())) {
         if (!valid_idempotency_key(ik->value())) {
             string_response r = problem_response(
                 problem{problem_type::bad_request,
@@ -221,6 +222,9 @@ handler_result flows_handler::post(request_context& ctx) {
         }
         claim = idempotency_claim{std::string(ctx.token_name), std::string(ik->value()),
                                   body_fingerprint(body)};
+    }
+    // In cluster mode the stream deduplicates by message id, across every node.
+    if (claim && options_.idempotency != nullptr) {
         auto const begun = options_.idempotency->begin(*claim, options_.clock());
         using kind = idempotency_table::begin_result::kind;
         switch (begun.what) {
@@ -247,14 +251,14 @@ handler_result flows_handler::post(request_context& ctx) {
         }
     }
     if (auto late = check_retention(batch)) {
-        if (claim) {
+        if (claim && options_.idempotency != nullptr) {
             options_.idempotency->abort(*claim);
         }
         return reject(*late, ctx);
     }
     std::uint64_t const now_ms = options_.clock();
     if (batch.empty()) {
-        if (claim) {
+        if (claim && options_.idempotency != nullptr) {
             options_.idempotency->complete(*claim, 0, now_ms);
         }
         metrics_.batches_accepted.Increment();
@@ -272,19 +276,31 @@ handler_result flows_handler::post(request_context& ctx) {
             [this, request_id, claim = std::move(key), accepted_ms,
              respond = std::move(respond)](ingest_outcome o) {
                 if (o.error) {
-                    if (claim) {
+                    if (claim && options_.idempotency != nullptr) {
                         options_.idempotency->abort(*claim);
                     }
                     metrics_.batches_rejected.Increment();
-                    respond(problem_response(*o.error, request_id));
+                    string_response r = problem_response(*o.error, request_id);
+                    if (o.error->type == problem_type::cluster_unavailable) {
+                        r.set(http::field::retry_after, "1");
+                    }
+                    respond(std::move(r));
                     return;
                 }
                 // Before answering, on the applying thread (see ingest_request).
-                if (claim) {
+                if (claim && options_.idempotency != nullptr) {
                     options_.idempotency->complete(*claim, o.accepted, accepted_ms);
                 }
                 metrics_.batches_accepted.Increment();
                 metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
+                if (o.seq) {
+                    string_response r =
+                        json_response(200, "{\"accepted\":" + std::to_string(o.accepted) +
+                                               ",\"seq\":" + std::to_string(*o.seq) + "}");
+                    r.set("Flowd-Seq", std::to_string(*o.seq));
+                    respond(std::move(r));
+                    return;
+                }
                 respond(json_response(200, "{\"accepted\":" + std::to_string(o.accepted) + "}"));
             });
     }};
@@ -294,23 +310,52 @@ handler_result flows_handler::get(request_context& ctx) {
     if (!serving()) {
         return response{recovering_response(ctx.request_id)};
     }
-    auto q = parse_flows_query(ctx.query);
+    auto q = parse_flows_query(ctx.query, cluster());
     if (!q) {
         return response{problem_response(q.error(), ctx.request_id)};
     }
-    flow_filter filter;
-    if (q->src_app) {
-        filter.src_app = *q->src_app;
-    }
-    if (q->dest_app) {
-        filter.dest_app = *q->dest_app;
-    }
-    if (q->vpc_id) {
-        filter.vpc_id = *q->vpc_id;
-    }
-    hour_snapshot snap = store_.snapshot(q->hour, filter);
     auto const ae = ctx.req.find(http::field::accept_encoding);
     bool const gzip_ok = ae != ctx.req.end() && accepts_gzip(ae->value());
+    if (!q->min_seq || !cluster()) {
+        return answer_get(*q, gzip_ok);
+    }
+    // Waits without an I/O thread: the apply thread answers once it reaches min_seq.
+    return deferred{[this, query = std::move(*q), gzip_ok,
+                     request_id = std::string(ctx.request_id)](respond_fn respond) mutable {
+        std::uint64_t const seq = *query.min_seq;
+        options_.wait_applied(seq, options_.min_seq_wait,
+                              [this, seq, query = std::move(query), gzip_ok, request_id,
+                               respond = std::move(respond)](bool applied) {
+                                  if (applied) {
+                                      return respond(answer_get(query, gzip_ok));
+                                  }
+                                  string_response r = problem_response(
+                                      problem{problem_type::cluster_unavailable,
+                                              "this node has not applied stream sequence " +
+                                                  std::to_string(seq) + " within min_seq_wait (" +
+                                                  std::to_string(options_.min_seq_wait.count()) +
+                                                  " ms); retry, or ask another node",
+                                              {},
+                                              {}},
+                                      request_id);
+                                  r.set(http::field::retry_after, "1");
+                                  respond(std::move(r));
+                              });
+    }};
+}
+
+response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
+    flow_filter filter;
+    if (q.src_app) {
+        filter.src_app = *q.src_app;
+    }
+    if (q.dest_app) {
+        filter.dest_app = *q.dest_app;
+    }
+    if (q.vpc_id) {
+        filter.vpc_id = *q.vpc_id;
+    }
+    hour_snapshot snap = store_.snapshot(q.hour, filter);
 
     // Small answers go whole with a Content-Length; count bytes only up to the threshold.
     std::size_t size = 2;

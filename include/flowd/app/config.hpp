@@ -52,6 +52,14 @@ struct config {
     std::uint64_t rate_limit_records_per_second = 0;
     std::uint64_t rate_limit_records_burst = 0;  // 0: one second's worth
     std::size_t rate_limit_max_clients = 100'000;
+    // Cluster mode (empty cluster: off): NATS URLs, comma-separated; the stream every node
+    // publishes to and applies from.
+    std::string cluster;
+    std::string node_name;  // empty: the host name
+    std::string cluster_stream = "FLOWD";
+    std::uint32_t cluster_replicas = 3;
+    std::chrono::milliseconds min_seq_wait{2'000};
+    std::chrono::milliseconds cluster_publish_timeout{5'000};
     std::string config_file;  // empty: none given
 };
 

@@ -19,6 +19,7 @@
 #include "flowd/auth/access_guard.hpp"
 #include "flowd/auth/rate_limiter.hpp"
 #include "flowd/auth/tokens.hpp"
+#include "flowd/cluster/cluster_ingest.hpp"
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/flows_handler.hpp"
 #include "flowd/http/listener.hpp"
@@ -50,7 +51,11 @@ private:
     void wait_reload();
     void reload_tokens();
     // Recovers the data directory and opens the log; false when start-up must stop.
+    flows_options flows_options_of();
     bool recover_data_dir();
+    // Cluster mode with a data directory: loads its checkpoint; returns the stream sequence
+    // it covers. Throws on a directory of a local log or of another stream.
+    std::uint64_t recover_cluster_dir();
     // Drops the hours retention no longer keeps, now and every minute.
     void apply_retention();
     void schedule_retention();
@@ -66,6 +71,8 @@ private:
     memory_ingest memory_ingest_;
     std::unique_ptr<wal::directory_lock> data_dir_lock_;  // before durable_: held while it runs
     std::unique_ptr<durable_ingest> durable_;             // null: memory only
+    std::unique_ptr<cluster_metrics> cluster_metrics_;    // null: not in cluster mode
+    std::unique_ptr<cluster_ingest> cluster_;             // null: not in cluster mode
     std::atomic<bool> serving_{false};                    // recovery done: /flows served
     drain_state drain_;
     token_store tokens_;

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <optional>
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/codec/query.hpp"
 #include "flowd/http/ingest.hpp"
 #include "flowd/http/router.hpp"
 #include "flowd/metrics/service_metrics.hpp"
@@ -29,6 +31,13 @@ struct flows_options {
     std::function<std::uint64_t()> clock = wall_clock_ms;
     // False while the data directory is being recovered: /flows answers 503. Null: always.
     std::atomic<bool> const* serving = nullptr;
+    // Cluster mode: POST answers carry the stream sequence, an Idempotency-Key goes to the
+    // ingest as the stream's message id (the stream deduplicates, across nodes), and GET
+    // takes min_seq, handed to wait_applied with min_seq_wait. Empty: not in cluster mode.
+    std::function<void(std::uint64_t seq, std::chrono::milliseconds wait,
+                       std::function<void(bool applied)> done)>
+        wait_applied{};
+    std::chrono::milliseconds min_seq_wait{2'000};
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -58,6 +67,8 @@ public:
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    [[nodiscard]] response answer_get(flows_query const& q, bool gzip_ok) const;
+    [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
     [[nodiscard]] bool serving() const noexcept {
         return options_.serving == nullptr || options_.serving->load(std::memory_order_acquire);

@@ -25,6 +25,8 @@ namespace flowd {
 struct ingest_outcome {
     std::optional<problem> error;
     std::size_t accepted = 0;
+    // Cluster mode: the stream sequence the batch was stored at (SPEC: `seq`, Flowd-Seq).
+    std::optional<std::uint64_t> seq;
 };
 
 // What a request adds to its batch beyond the records.

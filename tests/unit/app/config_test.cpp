@@ -278,8 +278,20 @@ TEST(ConfigTest, HostPortErrorNamesTheSetting) {
     }
 }
 
-TEST(ConfigTest, NotYetSupportedFeaturesAreRefused) {
-    EXPECT_THROW((void)parse({"--cluster", "nats://127.0.0.1:4222"}), config_error);
+TEST(ConfigTest, ClusterTakesNatsUrlsAndDefaultsNodeNameToTheHostName) {
+    config const c = parse({"--cluster", "nats://127.0.0.1:4222,nats://h2:4223"});
+
+    EXPECT_EQ(c.cluster, "nats://127.0.0.1:4222,nats://h2:4223");
+    EXPECT_FALSE(c.node_name.empty());
+    EXPECT_EQ(c.cluster_stream, "FLOWD");
+    EXPECT_EQ(c.cluster_replicas, 3U);
+    EXPECT_EQ(c.min_seq_wait, std::chrono::milliseconds(2'000));
+}
+
+TEST(ConfigTest, ClusterRefusesBadUrls) {
+    EXPECT_THROW((void)parse({"--cluster", "http://127.0.0.1:4222"}), config_error);
+    EXPECT_THROW((void)parse({"--cluster", "nats://127.0.0.1"}), config_error);
+    EXPECT_THROW((void)parse({"--cluster", "nats://127.0.0.1:4222,"}), config_error);
 }
 
 TEST(ConfigTest, DataDirMustBeADirectoryWhenItExists) {

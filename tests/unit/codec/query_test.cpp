@@ -27,6 +27,22 @@ TEST(QueryTest, ParsesHourOnly) {
     EXPECT_FALSE(q->vpc_id);
 }
 
+TEST(QueryTest, MinSeqIsKnownOnlyInClusterMode) {
+    auto const cluster = parse_flows_query("hour=1&min_seq=42", true);
+    auto const local = parse_flows_query("hour=1&min_seq=42");
+
+    ASSERT_TRUE(cluster);
+    EXPECT_EQ(cluster->min_seq, 42U);
+    EXPECT_FALSE(local);
+}
+
+TEST(QueryTest, MinSeqMustBeOneBaseTenInteger) {
+    EXPECT_FALSE(parse_flows_query("hour=1&min_seq=-1", true));
+    EXPECT_FALSE(parse_flows_query("hour=1&min_seq=1x", true));
+    EXPECT_FALSE(parse_flows_query("hour=1&min_seq=99999999999999999999", true));
+    EXPECT_FALSE(parse_flows_query("hour=1&min_seq=1&min_seq=2", true));
+}
+
 TEST(QueryTest, ParsesEveryFilterInAnyOrder) {
     auto const q = parse_flows_query("vpc_id=vpc-0&src_app=foo&hour=7&dest_app=bar");
 

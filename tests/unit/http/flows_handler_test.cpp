@@ -1,9 +1,12 @@
 #include "flowd/http/flows_handler.hpp"
 
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -434,6 +437,110 @@ TEST_F(FlowsHandlerTest, LargeHourIsStreamedGzippedWhenAccepted) {
     auto const inflated = gunzip(compressed, 1 << 24);
     ASSERT_TRUE(inflated);
     EXPECT_EQ(nlohmann::json::parse(*inflated).size(), 900U);
+}
+
+// Cluster mode as flows_handler sees it: an ingest that answers a stream sequence (or 503
+// cluster-unavailable) and a wait_applied that says whether min_seq was reached.
+class ClusterFlowsHandlerTest : public FlowsHandlerTest {
+protected:
+    struct stream_ingest : ingest {
+        void submit(flow_batch batch, ingest_request info, completion done) override {
+            keys.push_back(info.idempotency ? info.idempotency->key : std::string());
+            if (down) {
+                return done(ingest_outcome{
+                    problem{problem_type::cluster_unavailable, "down", {}, {}}, 0, std::nullopt});
+            }
+            done(ingest_outcome{std::nullopt, batch.record_count(), ++seq});
+        }
+        std::uint64_t seq = 0;
+        bool down = false;
+        std::vector<std::string> keys;
+    };
+
+    flows_options cluster_options() {
+        flows_options o;
+        o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds,
+                                std::function<void(bool)> done) {
+            asked.push_back(seq);
+            done(seq <= applied);
+        };
+        return o;
+    }
+
+    response cluster_post(std::string body, std::optional<std::string> key = std::nullopt) {
+        request req{http::verb::post, "/flows", 11};
+        req.set(http::field::content_type, "application/json");
+        if (key) {
+            req.set("Idempotency-Key", *key);
+        }
+        req.body() = std::move(body);
+        request_context ctx{req, "req-3", "/flows", "", false};
+        return finish(cluster_handler_.post(ctx));
+    }
+
+    response cluster_get(std::string_view query) {
+        request req{http::verb::get, "/flows?" + std::string(query), 11};
+        request_context ctx{req, "req-4", "/flows", query, false};
+        return finish(cluster_handler_.get(ctx));
+    }
+
+    std::uint64_t applied = 0;
+    std::vector<std::uint64_t> asked;
+    stream_ingest stream_;
+    flows_handler cluster_handler_{store_, stream_, metrics_, cluster_options()};
+};
+
+TEST_F(ClusterFlowsHandlerTest, PostAnswersTheStreamSequenceInBodyAndHeader) {
+    (void)cluster_post("[" + record("a", 1, 1) + "]");
+
+    auto const r = cluster_post("[" + record("a", 1, 1) + "," + record("b", 1, 1) + "]");
+
+    EXPECT_EQ(whole(r).result_int(), 200);
+    EXPECT_EQ(whole(r).body(), R"({"accepted":2,"seq":2})");
+    EXPECT_EQ(whole(r)["Flowd-Seq"], "2");
+}
+
+TEST_F(ClusterFlowsHandlerTest, IdempotencyKeyGoesToTheStreamNotTheLocalTable) {
+    (void)cluster_post("[" + record("a", 1, 1) + "]", "key-1");
+    (void)cluster_post("[" + record("a", 1, 1) + "]", "key-1");
+
+    EXPECT_EQ(stream_.keys, (std::vector<std::string>{"key-1", "key-1"}));
+}
+
+TEST_F(ClusterFlowsHandlerTest, StreamDownIs503WithRetryAfter) {
+    stream_.down = true;
+
+    auto const r = cluster_post("[" + record("a", 1, 1) + "]");
+
+    EXPECT_EQ(whole(r).result_int(), 503);
+    EXPECT_EQ(slug_of_response(r), "cluster-unavailable");
+    EXPECT_EQ(whole(r)["Retry-After"], "1");
+}
+
+TEST_F(ClusterFlowsHandlerTest, GetWithMinSeqAnswersOnceApplied) {
+    applied = 5;
+
+    auto const r = cluster_get("hour=1&min_seq=5");
+
+    EXPECT_EQ(whole(r).result_int(), 200);
+    EXPECT_EQ(asked, (std::vector<std::uint64_t>{5}));
+}
+
+TEST_F(ClusterFlowsHandlerTest, GetWithMinSeqNotReachedIs503) {
+    applied = 4;
+
+    auto const r = cluster_get("hour=1&min_seq=5");
+
+    EXPECT_EQ(whole(r).result_int(), 503);
+    EXPECT_EQ(slug_of_response(r), "cluster-unavailable");
+    EXPECT_EQ(whole(r)["Retry-After"], "1");
+}
+
+TEST_F(ClusterFlowsHandlerTest, GetWithoutMinSeqDoesNotWait) {
+    auto const r = cluster_get("hour=1");
+
+    EXPECT_EQ(whole(r).result_int(), 200);
+    EXPECT_TRUE(asked.empty());
 }
 
 TEST(AcceptsGzipTest, ReadsCodingsAndWeights) {

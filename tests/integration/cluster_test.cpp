@@ -1,0 +1,498 @@
+// Cluster mode against a real NATS JetStream cluster: three Debian nats-server processes on
+// loopback (distinct ports, temp store dirs, routes between them) and flowd nodes fed by one
+// 3-replica stream.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "server_fixture.hpp"
+
+namespace flowd::test {
+namespace {
+
+namespace net = boost::asio;
+
+constexpr char const* nats_server_binary = "/usr/sbin/nats-server";
+
+// A port nothing listens on right now (bound, then released for the server to take).
+std::uint16_t free_port() {
+    net::io_context ioc;
+    net::ip::tcp::acceptor a{ioc, {net::ip::make_address("127.0.0.1"), 0}};
+    return a.local_endpoint().port();
+}
+
+// One nats-server process with JetStream, a member of a cluster; killed on destruction.
+class nats_server {
+public:
+    nats_server(std::string name, std::string store_dir, std::uint16_t port,
+                std::uint16_t cluster_port, std::vector<std::uint16_t> const& peers)
+        : name_(std::move(name)),
+          store_dir_(std::move(store_dir)),
+          port_(port),
+          cluster_port_(cluster_port) {
+        std::string routes;
+        for (std::uint16_t p : peers) {
+            routes +=
+                (routes.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(p);
+        }
+        args_ = {nats_server_binary,
+                 "-js",
+                 "-n",
+                 name_,
+                 "-a",
+                 "127.0.0.1",
+                 "-p",
+                 std::to_string(port_),
+                 "-sd",
+                 store_dir_,
+                 "-cluster",
+                 "nats://127.0.0.1:" + std::to_string(cluster_port_),
+                 "--cluster_name",
+                 "flowdtest",
+                 "-routes",
+                 routes,
+                 "-l",
+                 store_dir_ + "/server.log"};
+        start();
+    }
+    ~nats_server() { kill(SIGKILL); }
+    nats_server(nats_server const&) = delete;
+    nats_server& operator=(nats_server const&) = delete;
+
+    void start() {
+        std::vector<char*> argv;
+        for (auto& a : args_) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        char* envp[] = {nullptr};
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+        int const rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp);
+        posix_spawn_file_actions_destroy(&actions);
+        if (rc != 0) {
+            throw std::runtime_error("cannot start nats-server");
+        }
+    }
+    void kill(int signo) {
+        if (pid_ > 0) {
+            ::kill(pid_, signo);
+            int status = 0;
+            (void)waitpid(pid_, &status, 0);
+            pid_ = -1;
+        }
+    }
+    [[nodiscard]] std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    std::string name_;
+    std::string store_dir_;
+    std::uint16_t port_;
+    std::uint16_t cluster_port_;
+    std::vector<std::string> args_;
+    pid_t pid_ = -1;
+};
+
+// Three routed JetStream servers in one temp directory.
+class nats_cluster {
+public:
+    nats_cluster() {
+        std::array<std::uint16_t, 3> ports{};
+        std::array<std::uint16_t, 3> cluster_ports{};
+        for (std::size_t i = 0; i < 3; ++i) {
+            ports[i] = free_port();
+            cluster_ports[i] = free_port();
+        }
+        for (std::size_t i = 0; i < 3; ++i) {
+            std::vector<std::uint16_t> peers;
+            for (std::size_t j = 0; j < 3; ++j) {
+                if (j != i) {
+                    peers.push_back(cluster_ports[j]);
+                }
+            }
+            std::string const store = dir_.path() + "/n" + std::to_string(i);
+            ::mkdir(store.c_str(), 0755);
+            servers_.push_back(std::make_unique<nats_server>("n" + std::to_string(i), store,
+                                                             ports[i], cluster_ports[i], peers));
+        }
+    }
+
+    [[nodiscard]] std::string urls() const {
+        std::string out;
+        for (auto const& s : servers_) {
+            out += (out.empty() ? "" : ",") + s->url();
+        }
+        return out;
+    }
+    nats_server& server(std::size_t i) { return *servers_[i]; }
+
+private:
+    temp_dir dir_;
+    std::vector<std::unique_ptr<nats_server>> servers_;
+};
+
+// A flowd node of the cluster, on the stream `stream`.
+std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string const& name,
+                                          std::string const& stream) {
+    return std::make_unique<flowd_process>(
+        std::vector<std::string>{"--cluster", nats.urls()},
+        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", name},
+                                           {"FLOWD_CLUSTER_STREAM", stream},
+                                           {"FLOWD_MIN_SEQ_WAIT", "5s"}});
+}
+
+// The same, with a data directory (checkpoints of the stream).
+std::unique_ptr<flowd_process> start_node_with_dir(nats_cluster const& nats,
+                                                   std::string const& name,
+                                                   std::string const& stream,
+                                                   std::string const& data_dir) {
+    return std::make_unique<flowd_process>(
+        std::vector<std::string>{"--cluster", nats.urls(), "--data-dir", data_dir},
+        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", name},
+                                           {"FLOWD_CLUSTER_STREAM", stream},
+                                           {"FLOWD_MIN_SEQ_WAIT", "5s"}});
+}
+
+// Waits until /readyz is 200: the stream exists (JetStream elected its leaders) and the node
+// applied what it held at start.
+bool wait_ready(flowd_process const& node) {
+    return eventually(
+        [&] {
+            http_client c{node.port()};
+            return c.get("/readyz").result_int() == 200;
+        },
+        std::chrono::seconds(45));
+}
+
+std::uint64_t seq_of(http_response const& r) {
+    return nlohmann::json::parse(r.body()).at("seq").get<std::uint64_t>();
+}
+
+class ClusterTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::access(nats_server_binary, X_OK) != 0) {
+            GTEST_SKIP() << "nats-server is not installed (scripts/install-deps.sh installs it)";
+        }
+    }
+};
+
+TEST_F(ClusterTest, TwoNodesAnswerIdenticalExactTotals) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "TOTALS");
+    auto b = start_node(nats, "b", "TOTALS");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+
+    std::uint64_t last_seq = 0;
+    std::set<std::uint64_t> seqs;
+    for (int i = 0; i < 20; ++i) {
+        http_client& c = i % 2 == 0 ? ca : cb;
+        auto const r = c.post(
+            "/flows", "[" + flow_json("web", "db", "vpc-" + std::to_string(i % 3), 10, 1, 7) + "," +
+                          flow_json("web", "cache", "vpc-0", 5, 2, 7) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        std::uint64_t const seq = seq_of(r);
+        EXPECT_EQ(r["Flowd-Seq"], std::to_string(seq));
+        EXPECT_EQ(nlohmann::json::parse(r.body()).at("accepted"), 2);
+        seqs.insert(seq);
+        last_seq = std::max(last_seq, seq);
+    }
+    EXPECT_EQ(seqs.size(), 20U) << "every batch has its own stream sequence";
+
+    std::string const target = "/flows?hour=7&min_seq=" + std::to_string(last_seq);
+    auto const ra = ca.get(target);
+    auto const rb = cb.get(target);
+
+    ASSERT_EQ(ra.result_int(), 200) << ra.body();
+    ASSERT_EQ(rb.result_int(), 200) << rb.body();
+    EXPECT_EQ(ra.body(), rb.body());
+    auto const rows = nlohmann::json::parse(ra.body());
+    ASSERT_EQ(rows.size(), 4U);
+    // (web, cache, vpc-0): 20 x (5, 2); (web, db, vpc-k): 7, 7, 6 batches of (10, 1).
+    EXPECT_EQ(rows[0].at("dest_app"), "cache");
+    EXPECT_EQ(rows[0].at("bytes_tx"), 100);
+    EXPECT_EQ(rows[0].at("bytes_rx"), 40);
+    EXPECT_EQ(rows[1].at("vpc_id"), "vpc-0");
+    EXPECT_EQ(rows[1].at("bytes_tx"), 70);
+    EXPECT_EQ(rows[2].at("bytes_tx"), 70);
+    EXPECT_EQ(rows[3].at("bytes_tx"), 60);
+    EXPECT_EQ(rows[3].at("bytes_rx"), 6);
+}
+
+TEST_F(ClusterTest, MinSeqIsUnknownOutsideClusterModeAndTimesOutPastTheStream) {
+    flowd_process local;
+    http_client cl{local.port()};
+    EXPECT_TRUE(is_problem(cl.get("/flows?hour=1&min_seq=1"), 400, "invalid-query"));
+
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "MINSEQ");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    auto const r = ca.get("/flows?hour=1&min_seq=1000000");
+    EXPECT_TRUE(is_problem(r, 503, "cluster-unavailable"));
+    EXPECT_EQ(r["Retry-After"], "1");
+}
+
+TEST_F(ClusterTest, IdempotencyKeyRetryAcrossTwoNodesIsAppliedOnce) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "IDEMPOTENT");
+    auto b = start_node(nats, "b", "IDEMPOTENT");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    std::string const body = "[" + flow_json("api", "db", "vpc-1", 100, 10, 3) + "]";
+
+    auto const first = ca.post("/flows", body, "application/json", {{"Idempotency-Key", "k-1"}});
+    auto const retry = cb.post("/flows", body, "application/json", {{"Idempotency-Key", "k-1"}});
+    auto const other = cb.post("/flows", body, "application/json", {{"Idempotency-Key", "k-2"}});
+
+    ASSERT_EQ(first.result_int(), 200) << first.body();
+    ASSERT_EQ(retry.result_int(), 200) << retry.body();
+    ASSERT_EQ(other.result_int(), 200) << other.body();
+    EXPECT_EQ(seq_of(retry), seq_of(first)) << "the retry answers the original sequence";
+    EXPECT_NE(seq_of(other), seq_of(first));
+    std::string const target = "/flows?hour=3&min_seq=" + std::to_string(seq_of(other));
+    for (http_client* c : {&ca, &cb}) {
+        auto const r = c->get(target);
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        auto const rows = nlohmann::json::parse(r.body());
+        ASSERT_EQ(rows.size(), 1U);
+        EXPECT_EQ(rows[0].at("bytes_tx"), 200) << "k-1 once plus k-2 once";
+    }
+}
+
+TEST_F(ClusterTest, OneNatsServerDownKeepsIngestingAndLosesNothingAcknowledged) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "QUORUM");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    std::uint64_t batches = 0;
+    std::uint64_t last_seq = 0;
+    std::uint64_t refused = 0;
+    // The client's side of the contract: a 503 is retried with the same Idempotency-Key
+    // (while flowd moves to another server, or the stream elects a new leader), so every
+    // batch is counted exactly once, whether or not the refused attempt was stored.
+    auto post_some = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            std::string const key = "q-" + std::to_string(batches++);
+            http_response r;
+            bool const ok = eventually(
+                [&] {
+                    r = ca.post("/flows", "[" + flow_json("q", "r", "s", 1, 1, 9) + "]",
+                                "application/json", {{"Idempotency-Key", key}});
+                    if (r.result_int() == 503) {
+                        ++refused;
+                    }
+                    return r.result_int() == 200;
+                },
+                std::chrono::seconds(30));
+            ASSERT_TRUE(ok) << r.body();
+            last_seq = std::max(last_seq, seq_of(r));
+        }
+    };
+    post_some(10);
+
+    nats.server(0).kill(SIGKILL);
+    post_some(30);
+    nats.server(0).start();
+    post_some(10);
+
+    auto const r = ca.get("/flows?hour=9&min_seq=" + std::to_string(last_seq));
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    auto const rows = nlohmann::json::parse(r.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), batches)
+        << refused << " attempts were refused and retried";
+}
+
+TEST_F(ClusterTest, NodeStartedLaterConvergesToTheSameTotals) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "LATE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    std::uint64_t last_seq = 0;
+    for (int i = 0; i < 50; ++i) {
+        auto const r = ca.post(
+            "/flows", "[" + flow_json("l", "m", "vpc-" + std::to_string(i % 5), 3, 4, 11) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last_seq = seq_of(r);
+    }
+
+    auto c = start_node(nats, "c", "LATE");
+    ASSERT_TRUE(wait_ready(*c)) << c->log();
+    http_client cc{c->port()};
+
+    std::string const target = "/flows?hour=11&min_seq=" + std::to_string(last_seq);
+    auto const ra = ca.get(target);
+    auto const rc = cc.get(target);
+    ASSERT_EQ(rc.result_int(), 200) << rc.body();
+    EXPECT_EQ(rc.body(), ra.body());
+    auto const rows = nlohmann::json::parse(rc.body());
+    ASSERT_EQ(rows.size(), 5U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 30);
+    auto const metrics = parse_metrics(cc.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 50.0);
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_apply_lag_records"), 0.0);
+}
+
+TEST_F(ClusterTest, NodeKilledUnderLoadRebuildsFromTheStreamExactly) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "KILL");
+    auto b = start_node(nats, "b", "KILL");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> acknowledged{0};
+    std::atomic<std::uint64_t> last_seq{0};
+    std::thread load([&] {
+        http_client ca{a->port()};
+        while (!stop.load()) {
+            auto const r = ca.post("/flows", "[" + flow_json("k", "l", "m", 1, 1, 13) + "]");
+            if (r.result_int() == 200) {
+                acknowledged.fetch_add(1);
+                last_seq.store(std::max(last_seq.load(), seq_of(r)));
+            }
+        }
+    });
+    ASSERT_TRUE(eventually([&] { return acknowledged.load() >= 20; }, std::chrono::seconds(20)));
+
+    b->signal(SIGKILL);
+    EXPECT_EQ(b->wait_exit(), 128 + SIGKILL);
+    ASSERT_TRUE(eventually([&] { return acknowledged.load() >= 60; }, std::chrono::seconds(20)));
+    b = start_node(nats, "b", "KILL");
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    ASSERT_TRUE(eventually([&] { return acknowledged.load() >= 100; }, std::chrono::seconds(20)));
+    stop.store(true);
+    load.join();
+
+    // No data directory in cluster mode yet: the restarted node replays the whole stream.
+    std::string const target = "/flows?hour=13&min_seq=" + std::to_string(last_seq.load());
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    auto const ra = ca.get(target);
+    auto const rb = cb.get(target);
+    ASSERT_EQ(ra.result_int(), 200) << ra.body();
+    ASSERT_EQ(rb.result_int(), 200) << rb.body();
+    EXPECT_EQ(ra.body(), rb.body());
+    auto const rows = nlohmann::json::parse(rb.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), acknowledged.load());
+}
+
+TEST_F(ClusterTest, RestartedNodeResumesFromItsCheckpoint) {
+    nats_cluster nats;
+    temp_dir data;
+    auto a = start_node(nats, "a", "RESUME");
+    auto b = start_node_with_dir(nats, "b", "RESUME", data.path());
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    auto post = [&](int n) {
+        std::uint64_t seq = 0;
+        for (int i = 0; i < n; ++i) {
+            auto const r = ca.post("/flows", "[" + flow_json("c", "d", "e", 2, 1, 17) + "]");
+            EXPECT_EQ(r.result_int(), 200) << r.body();
+            seq = seq_of(r);
+        }
+        return seq;
+    };
+    std::uint64_t const first = post(30);
+    {
+        http_client cb{b->port()};
+        ASSERT_EQ(cb.get("/flows?hour=17&min_seq=" + std::to_string(first)).result_int(), 200);
+    }
+
+    b->signal(SIGTERM);
+    ASSERT_EQ(b->wait_exit(), 0) << b->log();
+    EXPECT_NE(b->log().find("covers stream sequence " + std::to_string(first)), std::string::npos)
+        << b->log();
+    std::uint64_t const last = post(20);
+    b = start_node_with_dir(nats, "b", "RESUME", data.path());
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client cb{b->port()};
+
+    auto const r = cb.get("/flows?hour=17&min_seq=" + std::to_string(last));
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    EXPECT_EQ(r.body(), ca.get("/flows?hour=17&min_seq=" + std::to_string(last)).body());
+    auto const rows = nlohmann::json::parse(r.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 100);
+    EXPECT_NE(b->log().find("applying the stream from " + std::to_string(first + 1)),
+              std::string::npos)
+        << b->log();
+    auto const metrics = parse_metrics(cb.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 20.0)
+        << "only the records after the checkpoint";
+}
+
+TEST_F(ClusterTest, DataDirectoryOfALocalLogIsRefusedInClusterMode) {
+    temp_dir data;
+    {
+        flowd_process local({"--data-dir", data.path()});
+        local.signal(SIGTERM);
+        ASSERT_EQ(local.wait_exit(), 0);
+    }
+    nats_cluster nats;
+
+    EXPECT_THROW(start_node_with_dir(nats, "a", "OTHER", data.path()), std::runtime_error);
+}
+
+TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "OUTAGE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    auto const ok = ca.post("/flows", "[" + flow_json("x", "y", "z", 1, 2, 5) + "]");
+    ASSERT_EQ(ok.result_int(), 200) << ok.body();
+    ASSERT_EQ(ca.get("/flows?hour=5&min_seq=" + std::to_string(seq_of(ok))).result_int(), 200);
+
+    for (std::size_t i = 0; i < 3; ++i) {
+        nats.server(i).kill(SIGKILL);
+    }
+
+    http_response refused;
+    ASSERT_TRUE(eventually(
+        [&] {
+            refused = ca.post("/flows", "[" + flow_json("x", "y", "z", 1, 2, 5) + "]");
+            return refused.result_int() == 503;
+        },
+        std::chrono::seconds(20)))
+        << refused.body();
+    EXPECT_TRUE(is_problem(refused, 503, "cluster-unavailable"));
+    EXPECT_EQ(refused["Retry-After"], "1");
+    auto const served = ca.get("/flows?hour=5");
+    ASSERT_EQ(served.result_int(), 200);
+    auto const rows = nlohmann::json::parse(served.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 1) << "only the acknowledged batch";
+    EXPECT_TRUE(a->wait_log("disconnected from NATS"));
+}
+
+}  // namespace
+}  // namespace flowd::test
