@@ -18,6 +18,12 @@ using clock = std::chrono::steady_clock;
 // min_seq timeouts and of the publish-ack sweep.
 constexpr std::int64_t poll_ms = 50;
 
+// An ordered consumer whose server died can go silent without an error reaching a
+// synchronous subscriber (the library reports missed heartbeats to an error callback only).
+// After this long without a message while the stream holds more, the consumer is recreated
+// from the next sequence to apply.
+constexpr std::chrono::seconds stall_after{2};
+
 problem cluster_unavailable(std::string detail) {
     return problem{problem_type::cluster_unavailable, std::move(detail), {}, {}};
 }
@@ -276,6 +282,9 @@ void cluster_ingest::complete_publish(void const* key, std::uint64_t seq, bool d
     if (duplicate) {
         log_->debug("cluster: duplicate message id, answering stream sequence {}", seq);
     }
+    std::uint64_t prev = highest_acked_.load(std::memory_order_relaxed);
+    while (seq > prev && !highest_acked_.compare_exchange_weak(prev, seq)) {
+    }
     ingest_outcome o;
     o.accepted = p.records;
     o.seq = seq;
@@ -420,7 +429,40 @@ bool cluster_ingest::set_up_stream_and_consumer() {
         return false;
     }
     last_setup_error_.clear();
+    last_message_at_ = clock::now();
+    next_stall_check_ = last_message_at_ + stall_after;
     return true;
+}
+
+void cluster_ingest::check_for_stall() {
+    auto const now = clock::now();
+    if (sub_ == nullptr || now - last_message_at_ < stall_after || now < next_stall_check_) {
+        return;
+    }
+    next_stall_check_ = now + stall_after;
+    std::uint64_t const applied = applied_seq();
+    std::uint64_t known = highest_acked_.load(std::memory_order_relaxed);
+    if (known <= applied) {
+        // Sequences published through other nodes: ask the stream (one small request per
+        // stall period while idle).
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 1'000;
+        jsStreamInfo* si = nullptr;
+        if (js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, nullptr) == NATS_OK &&
+            si != nullptr) {
+            known = si->State.LastSeq;
+        }
+        jsStreamInfo_Destroy(si);
+    }
+    if (known > applied) {
+        log_->warn(
+            "cluster: consumer of {} delivered nothing for {} s while the stream holds sequence "
+            "{}; resubscribing from {}",
+            subject_, stall_after.count(), known, applied + 1);
+        natsSubscription_Destroy(sub_);
+        sub_ = nullptr;
+    }
 }
 
 void cluster_ingest::apply_message(void* raw) {
@@ -515,6 +557,7 @@ void cluster_ingest::apply_loop() {
                 natsMsg* msg = nullptr;
                 natsStatus const s = natsSubscription_NextMsg(&msg, sub_, i == 0 ? poll_ms : 0);
                 if (s == NATS_OK) {
+                    last_message_at_ = clock::now();
                     apply_message(msg);
                     natsMsg_Destroy(msg);
                     continue;
@@ -528,6 +571,7 @@ void cluster_ingest::apply_loop() {
                 }
                 break;
             }
+            check_for_stall();
             if (sub_ != nullptr && applied_seq() >= catch_up_target_ &&
                 !caught_up_.exchange(true, std::memory_order_acq_rel)) {
                 log_->info("cluster: caught up with stream {} at sequence {}", options_.stream,

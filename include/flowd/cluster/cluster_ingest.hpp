@@ -127,6 +127,7 @@ private:
     void release_waiters(bool stopping);
     void expire_publishes();
     void checkpoint();
+    void check_for_stall();
 
     flow_store& store_;
     cluster_metrics& metrics_;
@@ -146,6 +147,12 @@ private:
     bool have_target_ = false;            // owned by the apply thread
     std::string last_setup_error_;        // owned by the apply thread
     std::uint64_t checkpointed_seq_ = 0;  // owned by the apply thread
+    // The stall watchdog's view (apply thread only): when a message last arrived, when the
+    // stream was last asked for its last sequence.
+    std::chrono::steady_clock::time_point last_message_at_{};
+    std::chrono::steady_clock::time_point next_stall_check_{};
+    // The highest stream sequence a publish of this node was acknowledged at.
+    std::atomic<std::uint64_t> highest_acked_{0};
 
     std::mutex pending_mutex_;
     std::unordered_map<void const*, pending> pending_;  // guarded by pending_mutex_
