@@ -192,15 +192,16 @@ server::server(config const& cfg, loggers logs)
                          logs_.app)),
       cluster_metrics_(cfg.cluster.empty() ? nullptr
                                            : std::make_unique<cluster_metrics>(*registry_)),
-      cluster_(cfg.cluster.empty()
-                   ? nullptr
-                   : std::make_unique<cluster_ingest>(
-                         store_, *cluster_metrics_,
-                         cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
-                                         cfg.cluster_replicas, cfg.idempotency_window,
-                                         cfg.cluster_publish_timeout, cfg.data_dir,
-                                         cfg.checkpoint_interval},
-                         logs_.app)),
+      cluster_(
+          cfg.cluster.empty()
+              ? nullptr
+              : std::make_unique<cluster_ingest>(
+                    store_, *cluster_metrics_,
+                    cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
+                                    cfg.cluster_replicas, cfg.idempotency_window,
+                                    cfg.cluster_publish_timeout, cfg.data_dir,
+                                    cfg.checkpoint_interval, cfg.retention_hours, &idempotency_},
+                    logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
@@ -451,6 +452,16 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/readyz", route_id::readyz,
         [this](request_context& ctx) -> handler_result {
+            if (drain_.ready() && cluster_) {
+                if (std::string why = cluster_->halted_because(); !why.empty()) {
+                    return response{
+                        problem_response(problem{problem_type::cluster_unavailable,
+                                                 "this node stopped applying the stream: " + why,
+                                                 {},
+                                                 {}},
+                                         ctx.request_id)};
+                }
+            }
             if (drain_.ready() && cluster_ && !cluster_->caught_up()) {
                 string_response r =
                     problem_response(problem{problem_type::cluster_unavailable,

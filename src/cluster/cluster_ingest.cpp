@@ -7,6 +7,7 @@
 
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
+#include "flowd/http/flows_handler.hpp"
 
 namespace flowd {
 
@@ -26,6 +27,26 @@ constexpr std::chrono::seconds stall_after{2};
 
 problem cluster_unavailable(std::string detail) {
     return problem{problem_type::cluster_unavailable, std::move(detail), {}, {}};
+}
+
+ingest_outcome refused(problem p) {
+    return ingest_outcome{std::move(p), 0, std::nullopt};
+}
+
+problem key_in_flight() {
+    return problem{problem_type::idempotency_key_in_flight,
+                   "a request with this Idempotency-Key is still being processed on this node; "
+                   "retry once it has been answered",
+                   {},
+                   {}};
+}
+
+problem key_reused() {
+    return problem{problem_type::idempotency_key_reused,
+                   "this Idempotency-Key was used for a different body within the idempotency "
+                   "window; use a new key for a new batch",
+                   {},
+                   {}};
 }
 
 std::string status_text(natsStatus s) {
@@ -120,7 +141,26 @@ cluster_metrics::cluster_metrics(prometheus::Registry& registry)
                     .Name("flowd_cluster_connected")
                     .Help("1 while the NATS connection is up, else 0")
                     .Register(registry)
-                    .Add({})) {}
+                    .Add({})),
+      skipped_outside_retention(
+          prometheus::BuildCounter()
+              .Name("flowd_cluster_apply_skipped_keys_total")
+              .Help("Keys of stream records not applied because their hour is outside the "
+                    "retention window")
+              .Register(registry)
+              .Add({})),
+      saturated_at_apply(prometheus::BuildCounter()
+                             .Name("flowd_cluster_apply_saturated_total")
+                             .Help("Sums that reached 2^63-1 when a stream record was applied "
+                                   "and were held there")
+                             .Register(registry)
+                             .Add({})),
+      halted(prometheus::BuildGauge()
+                 .Name("flowd_cluster_apply_halted")
+                 .Help("1 when this node stopped applying because the stream no longer matches "
+                       "what it applied (see its log), else 0")
+                 .Register(registry)
+                 .Add({})) {}
 
 cluster_ingest::cluster_ingest(flow_store& store, cluster_metrics& metrics, cluster_options options,
                                std::shared_ptr<spdlog::logger> log)
@@ -208,6 +248,9 @@ void cluster_ingest::start() {
     jo.Wait = options_.publish_timeout.count();
     check(natsConnection_JetStream(&js_, conn_, &jo), "JetStream context");
     started_ = true;
+    if (!options_.data_dir.empty()) {
+        checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+    }
     apply_thread_ = std::thread([this] { apply_loop(); });
 }
 
@@ -218,6 +261,34 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
             cluster_unavailable("no NATS server of the cluster is reachable from this node; "
                                 "nothing of this batch was stored: retry later"),
             0, std::nullopt});
+    }
+    {
+        std::scoped_lock lock{pending_mutex_};
+        if (pending_.size() >= options_.max_pending_publishes) {
+            return done(refused(
+                problem{problem_type::overloaded,
+                        std::to_string(pending_.size()) +
+                            " batches of this node are waiting for the stream's acknowledgement; "
+                            "nothing of this batch was stored: retry later",
+                        {},
+                        {}}));
+        }
+    }
+    bool owns_claim = false;
+    if (info.idempotency && options_.idempotency != nullptr) {
+        auto const begun = options_.idempotency->begin(*info.idempotency, info.accepted_unix_ms);
+        using kind = idempotency_table::begin_result::kind;
+        switch (begun.what) {
+            case kind::in_flight:
+                return done(refused(key_in_flight()));
+            case kind::reused:
+                return done(refused(key_reused()));
+            case kind::duplicate:
+                break;  // published again: the stream answers the first one's sequence
+            case kind::fresh:
+                owns_claim = true;
+                break;
+        }
     }
     // The record is exactly the local log's, so a stream message and a log frame carry one
     // format (and checkpoints, later, one shape of position).
@@ -234,6 +305,9 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
     if (s != NATS_OK) {
         natsMsg_Destroy(msg);
         metrics_.publish_failures.Increment();
+        if (owns_claim) {
+            options_.idempotency->abort(*info.idempotency);
+        }
         return done(ingest_outcome{cluster_unavailable("cannot build the stream message: " +
                                                        std::string(natsStatus_GetText(s))),
                                    0, std::nullopt});
@@ -242,9 +316,10 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
     {
         // Registered before publishing: the ack may arrive before js_PublishMsgAsync returns.
         std::scoped_lock lock{pending_mutex_};
-        pending_.emplace(
-            key, pending{std::move(done), batch.record_count(),
-                         clock::now() + options_.publish_timeout + std::chrono::seconds(2)});
+        pending_.emplace(key,
+                         pending{std::move(done), batch.record_count(),
+                                 clock::now() + options_.publish_timeout + std::chrono::seconds(2),
+                                 info.idempotency, owns_claim});
     }
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -271,6 +346,9 @@ void cluster_ingest::complete_publish(void const* key, std::uint64_t seq, bool d
         pending_.erase(it);
     }
     if (!error.empty()) {
+        if (p.owns_claim) {
+            options_.idempotency->abort(*p.claim);
+        }
         metrics_.publish_failures.Increment();
         log_->warn("cluster: publish not acknowledged: {}", error);
         return p.done(ingest_outcome{
@@ -281,6 +359,12 @@ void cluster_ingest::complete_publish(void const* key, std::uint64_t seq, bool d
     }
     if (duplicate) {
         log_->debug("cluster: duplicate message id, answering stream sequence {}", seq);
+        if (p.claim && options_.idempotency != nullptr) {
+            idempotency_claim claim = *p.claim;  // before p is moved: arguments are unordered
+            return finish_duplicate(std::move(claim), seq, std::move(p));
+        }
+    } else if (p.owns_claim) {
+        options_.idempotency->complete(*p.claim, p.records, wall_clock_ms());
     }
     std::uint64_t prev = highest_acked_.load(std::memory_order_relaxed);
     while (seq > prev && !highest_acked_.compare_exchange_weak(prev, seq)) {
@@ -289,6 +373,33 @@ void cluster_ingest::complete_publish(void const* key, std::uint64_t seq, bool d
     o.accepted = p.records;
     o.seq = seq;
     p.done(std::move(o));
+}
+
+void cluster_ingest::finish_duplicate(idempotency_claim claim, std::uint64_t seq, pending p) {
+    // The stream holds a message under this key already, maybe from another node and with
+    // another body: which body it was is known once this node applied that sequence.
+    if (p.owns_claim) {
+        options_.idempotency->abort(claim);
+    }
+    auto shared = std::make_shared<pending>(std::move(p));
+    wait_applied(seq, options_.publish_timeout,
+                 [this, claim = std::move(claim), seq, shared](bool applied) {
+                     if (!applied) {
+                         return shared->done(refused(cluster_unavailable(
+                             "the stream holds a batch under this Idempotency-Key (sequence " +
+                             std::to_string(seq) +
+                             ") that this node has not applied yet; retry with the same key")));
+                     }
+                     std::optional<std::uint64_t> const first =
+                         options_.idempotency->fingerprint_of(claim, wall_clock_ms());
+                     if (first && *first != claim.fingerprint) {
+                         return shared->done(refused(key_reused()));
+                     }
+                     ingest_outcome o;
+                     o.accepted = shared->records;
+                     o.seq = seq;
+                     shared->done(std::move(o));
+                 });
 }
 
 void cluster_ingest::expire_publishes() {
@@ -402,6 +513,23 @@ bool cluster_ingest::set_up_stream_and_consumer() {
             options_.stream, si->Config->Replicas, si->Config->Duplicates / 1'000'000,
             options_.replicas, options_.duplicate_window.count());
     }
+    std::uint64_t const applied = applied_seq();
+    if (si->State.LastSeq < applied) {
+        std::string const why = "stream " + options_.stream + " ends at sequence " +
+                                std::to_string(si->State.LastSeq) + ", before sequence " +
+                                std::to_string(applied) + " which this node applied";
+        jsStreamInfo_Destroy(si);
+        halt(why);
+        return false;
+    }
+    if (si->State.Msgs > 0 && si->State.FirstSeq > applied + 1) {
+        std::string const why = "stream " + options_.stream + " starts at sequence " +
+                                std::to_string(si->State.FirstSeq) + " but this node applied " +
+                                "only up to " + std::to_string(applied);
+        jsStreamInfo_Destroy(si);
+        halt(why);
+        return false;
+    }
     if (!have_target_) {
         catch_up_target_ = si->State.LastSeq;
         have_target_ = true;
@@ -436,7 +564,8 @@ bool cluster_ingest::set_up_stream_and_consumer() {
 
 void cluster_ingest::check_for_stall() {
     auto const now = clock::now();
-    if (sub_ == nullptr || now - last_message_at_ < stall_after || now < next_stall_check_) {
+    if (sub_ == nullptr || halted_.load(std::memory_order_acquire) ||
+        now - last_message_at_ < stall_after || now < next_stall_check_) {
         return;
     }
     next_stall_check_ = now + stall_after;
@@ -449,11 +578,22 @@ void cluster_ingest::check_for_stall() {
         jsOptions_Init(&jo);
         jo.Wait = 1'000;
         jsStreamInfo* si = nullptr;
-        if (js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, nullptr) == NATS_OK &&
-            si != nullptr) {
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus const s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, &jerr);
+        if (s == NATS_OK && si != nullptr) {
             known = si->State.LastSeq;
         }
         jsStreamInfo_Destroy(si);
+        if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+            halt("stream " + options_.stream + " was deleted");
+            return;
+        }
+        if (si != nullptr && known < applied) {
+            halt("stream " + options_.stream + " now ends at sequence " + std::to_string(known) +
+                 ", before sequence " + std::to_string(applied) +
+                 " which this node applied: it was deleted and recreated");
+            return;
+        }
     }
     if (known > applied) {
         log_->warn(
@@ -475,14 +615,22 @@ void cluster_ingest::apply_message(void* raw) {
     std::uint64_t const left = meta->NumPending;
     std::int64_t const stamp_ns = meta->Timestamp;
     jsMsgMetaData_Destroy(meta);
-    if (seq <= applied_seq()) {
+    std::uint64_t const applied = applied_seq();
+    if (seq <= applied) {
         return;  // redelivered after a consumer reset
+    }
+    if (seq != applied + 1) {
+        // flowd never deletes stream messages: limits or a purge did, before this node
+        // applied them.
+        halt("stream " + options_.stream + " delivered sequence " + std::to_string(seq) +
+             " after " + std::to_string(applied) + ": sequences " + std::to_string(applied + 1) +
+             ".." + std::to_string(seq - 1) + " are gone from it");
+        return;
     }
     std::string_view const data(natsMsg_GetData(msg),
                                 static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
     if (auto record = wal::decode_payload(data)) {
-        store_.replay(record->batch);
-        metrics_.flows_applied_stream.Increment(static_cast<double>(record->batch.record_count()));
+        apply_record(*record);
     } else {
         // Every node skips the same message, so they still agree with one another.
         log_->error("cluster: stream message {} is not a flowd batch record; skipped", seq);
@@ -504,25 +652,124 @@ void cluster_ingest::apply_message(void* raw) {
     }
 }
 
+void cluster_ingest::apply_record(wal::log_record const& record) {
+    std::uint64_t const now_ms = wall_clock_ms();
+    flow_batch const* batch = &record.batch;
+    flow_batch kept;
+    if (options_.retention_hours != 0) {
+        std::uint32_t const first = retention_window_at(now_ms, options_.retention_hours).first;
+        auto const& entries = record.batch.entries();
+        std::size_t const outside = static_cast<std::size_t>(std::count_if(
+            entries.begin(), entries.end(), [&](auto& e) { return e.record.hour < first; }));
+        if (outside != 0) {
+            metrics_.skipped_outside_retention.Increment(static_cast<double>(outside));
+            kept.reserve(entries.size() - outside);
+            for (batch_entry const& e : entries) {
+                if (e.record.hour >= first) {
+                    (void)kept.add(e.record.src_app, e.record.dest_app, e.record.vpc_id,
+                                   e.record.hour, e.record.counters, e.first_record);
+                }
+            }
+            kept.set_record_count(record.batch.record_count());
+            batch = &kept;
+        }
+    }
+    std::uint64_t const saturated_before = store_.saturated_adds();
+    store_.replay(*batch);
+    if (std::uint64_t const saturated = store_.saturated_adds() - saturated_before;
+        saturated != 0) {
+        metrics_.saturated_at_apply.Increment(static_cast<double>(saturated));
+        log_->error(
+            "cluster: {} sums reached 2^63-1 when applying a stream record and are held "
+            "there",
+            saturated);
+    }
+    metrics_.flows_applied_stream.Increment(static_cast<double>(record.batch.record_count()));
+    if (record.idempotency && options_.idempotency != nullptr) {
+        options_.idempotency->restore(
+            idempotency_table::entry{*record.idempotency, record.batch.record_count(),
+                                     record.accepted_unix_ms},
+            now_ms);
+    }
+}
+
+void cluster_ingest::halt(std::string why) {
+    if (halted_.exchange(true, std::memory_order_acq_rel)) {
+        return;
+    }
+    log_->critical(
+        "cluster: stopped applying: {}. This node's totals would silently differ from its "
+        "peers', so it is not ready (/readyz 503) from now on; GET still serves what it "
+        "applied. Restart it with a data directory whose checkpoint covers the missing "
+        "sequences, or recreate every node's data from a stream that holds its whole history",
+        why);
+    metrics_.halted.Set(1.0);
+    std::scoped_lock lock{halt_mutex_};
+    halted_because_ = std::move(why);
+}
+
+std::string cluster_ingest::halted_because() const {
+    std::scoped_lock lock{halt_mutex_};
+    return halted_because_;
+}
+
 void cluster_ingest::checkpoint() {
     std::uint64_t const seq = applied_seq();
     if (options_.data_dir.empty() || seq == checkpointed_seq_) {
         return;
     }
-    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq.
-    // TODO(issue6): write on a checkpoint thread as durable_ingest does; applying waits for
-    // the write today (about 0.5 s per million keys, BENCHMARKS.md Recovery).
+    {
+        std::scoped_lock lock{checkpoint_mutex_};
+        if (checkpoint_busy_ || checkpoint_job_) {
+            return;  // the previous one is still being written: next period
+        }
+    }
+    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq
+    // (about 32 bytes a key); the checkpoint thread writes it while applying goes on.
+    checkpoint_job job{seq, store_.export_all(),
+                       options_.idempotency == nullptr
+                           ? std::vector<idempotency_table::entry>{}
+                           : options_.idempotency->completed(wall_clock_ms())};
+    {
+        std::scoped_lock lock{checkpoint_mutex_};
+        checkpoint_job_ = std::move(job);
+    }
+    checkpoint_wake_.notify_one();
+    checkpointed_seq_ = seq;
+}
+
+void cluster_ingest::checkpoint_loop() {
+    while (true) {
+        checkpoint_job job;
+        {
+            std::unique_lock lock{checkpoint_mutex_};
+            checkpoint_wake_.wait(
+                lock, [this] { return checkpoint_stop_ || checkpoint_job_.has_value(); });
+            if (!checkpoint_job_) {
+                return;  // stopping, nothing left to write
+            }
+            job = std::move(*checkpoint_job_);
+            checkpoint_job_.reset();
+            checkpoint_busy_ = true;
+        }
+        write_checkpoint(job.seq, job.keys, job.idempotency);
+        std::scoped_lock lock{checkpoint_mutex_};
+        checkpoint_busy_ = false;
+    }
+}
+
+void cluster_ingest::write_checkpoint(std::uint64_t seq,
+                                      std::vector<flow_store::exported_key> const& keys,
+                                      std::vector<idempotency_table::entry> const& idempotency) {
     auto const started = clock::now();
     try {
-        auto const keys = store_.export_all();
         wal::snapshot_info const info =
-            wal::write_snapshot(options_.data_dir, seq, keys, store_, {}, wall_clock_ms());
+            wal::write_snapshot(options_.data_dir, seq, keys, store_, idempotency, wall_clock_ms());
         std::size_t const removed = wal::remove_covered_files(options_.data_dir, *log_);
-        checkpointed_seq_ = seq;
         log_->info(
-            "cluster: checkpoint {} covers stream sequence {}: {} keys, {} bytes, {:.3f} s; "
-            "{} old files removed",
-            wal::snapshot_name(seq), seq, info.keys, info.bytes,
+            "cluster: checkpoint {} covers stream sequence {}: {} keys, {} idempotency keys, {} "
+            "bytes, {:.3f} s; {} old files removed",
+            wal::snapshot_name(seq), seq, info.keys, idempotency.size(), info.bytes,
             std::chrono::duration<double>(clock::now() - started).count(), removed);
     } catch (std::exception const& e) {
         log_->error("cluster: checkpoint failed (the stream still holds everything): {}", e.what());
@@ -545,6 +792,13 @@ void cluster_ingest::apply_loop() {
                     break;
                 }
             }
+        }
+        if (halted_.load(std::memory_order_acquire)) {
+            if (sub_ != nullptr) {
+                natsSubscription_Destroy(sub_);
+                sub_ = nullptr;
+            }
+            next_setup = clock::time_point::max();  // applies nothing more; serves GET only
         }
         if (sub_ == nullptr && clock::now() >= next_setup) {
             if (!connected() || !set_up_stream_and_consumer()) {
@@ -586,7 +840,23 @@ void cluster_ingest::apply_loop() {
         }
     }
     // A clean stop: the next start applies from here rather than from the stream's start.
-    checkpoint();
+    // The checkpoint thread finishes what it holds first; the last copy is written here.
+    if (checkpoint_thread_.joinable()) {
+        {
+            std::scoped_lock lock{checkpoint_mutex_};
+            checkpoint_stop_ = true;
+        }
+        checkpoint_wake_.notify_one();
+        checkpoint_thread_.join();
+    }
+    if (!options_.data_dir.empty() && applied_seq() != checkpointed_seq_) {
+        std::uint64_t const seq = applied_seq();
+        write_checkpoint(seq, store_.export_all(),
+                         options_.idempotency == nullptr
+                             ? std::vector<idempotency_table::entry>{}
+                             : options_.idempotency->completed(wall_clock_ms()));
+        checkpointed_seq_ = seq;
+    }
     if (sub_ != nullptr) {
         natsSubscription_Destroy(sub_);
         sub_ = nullptr;

@@ -281,7 +281,8 @@ handler_result flows_handler::post(request_context& ctx) {
                     }
                     metrics_.batches_rejected.Increment();
                     string_response r = problem_response(*o.error, request_id);
-                    if (o.error->type == problem_type::cluster_unavailable) {
+                    if (o.error->type == problem_type::cluster_unavailable ||
+                        o.error->type == problem_type::overloaded) {
                         r.set(http::field::retry_after, "1");
                     }
                     respond(std::move(r));

@@ -66,6 +66,16 @@ void idempotency_table::abort(idempotency_claim const& claim) {
     }
 }
 
+std::optional<std::uint64_t> idempotency_table::fingerprint_of(idempotency_claim const& claim,
+                                                               std::uint64_t now_unix_ms) const {
+    std::scoped_lock lock{mutex_};
+    auto it = keys_.find(map_key(claim));
+    if (it == keys_.end() || !it->second.done || expired(it->second, now_unix_ms)) {
+        return std::nullopt;
+    }
+    return it->second.fingerprint;
+}
+
 void idempotency_table::restore(entry const& e, std::uint64_t now_unix_ms) {
     state const s{e.claim.fingerprint, e.accepted, e.accepted_unix_ms, true};
     if (expired(s, now_unix_ms)) {

@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 #include <nlohmann/json.hpp>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -105,6 +106,28 @@ public:
         }
     }
     [[nodiscard]] std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+    // Up and taking clients. False once the process exited (a port another test took
+    // between free_port() and the server's bind, for one).
+    [[nodiscard]] bool accepting() {
+        int status = 0;
+        if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return false;
+        }
+        net::io_context ioc;
+        net::ip::tcp::socket sock{ioc};
+        boost::system::error_code ec;
+        sock.connect({net::ip::make_address("127.0.0.1"), port_}, ec);
+        return !ec;
+    }
+    [[nodiscard]] bool exited() {
+        int status = 0;
+        if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return true;
+        }
+        return false;
+    }
 
 private:
     std::string name_;
@@ -119,6 +142,38 @@ private:
 class nats_cluster {
 public:
     nats_cluster() {
+        // Ports are picked free and then bound by the servers: another test may take one in
+        // between, and that server exits. Start again on new ports then.
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            servers_.clear();
+            start_all();
+            bool const up = eventually(
+                [&] {
+                    return std::all_of(servers_.begin(), servers_.end(),
+                                       [](auto& srv) { return srv->accepting(); }) ||
+                           std::any_of(servers_.begin(), servers_.end(),
+                                       [](auto& srv) { return srv->exited(); });
+                },
+                std::chrono::seconds(15));
+            if (up && std::none_of(servers_.begin(), servers_.end(),
+                                   [](auto& srv) { return srv->exited(); })) {
+                return;
+            }
+        }
+        throw std::runtime_error("three nats-servers did not start on loopback");
+    }
+
+    [[nodiscard]] std::string urls() const {
+        std::string out;
+        for (auto const& s : servers_) {
+            out += (out.empty() ? "" : ",") + s->url();
+        }
+        return out;
+    }
+    nats_server& server(std::size_t i) { return *servers_[i]; }
+
+private:
+    void start_all() {
         std::array<std::uint16_t, 3> ports{};
         std::array<std::uint16_t, 3> cluster_ports{};
         for (std::size_t i = 0; i < 3; ++i) {
@@ -132,35 +187,63 @@ public:
                     peers.push_back(cluster_ports[j]);
                 }
             }
-            std::string const store = dir_.path() + "/n" + std::to_string(i);
+            std::string const store =
+                dir_.path() + "/n" + std::to_string(i) + "-" + std::to_string(ports[i]);
             ::mkdir(store.c_str(), 0755);
             servers_.push_back(std::make_unique<nats_server>("n" + std::to_string(i), store,
                                                              ports[i], cluster_ports[i], peers));
         }
     }
 
-    [[nodiscard]] std::string urls() const {
-        std::string out;
-        for (auto const& s : servers_) {
-            out += (out.empty() ? "" : ",") + s->url();
-        }
-        return out;
-    }
-    nats_server& server(std::size_t i) { return *servers_[i]; }
-
-private:
     temp_dir dir_;
     std::vector<std::unique_ptr<nats_server>> servers_;
 };
 
-// A flowd node of the cluster, on the stream `stream`.
+// A flowd node of the cluster, on the stream `stream`, with extra FLOWD_* settings.
 std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string const& name,
-                                          std::string const& stream) {
-    return std::make_unique<flowd_process>(
-        std::vector<std::string>{"--cluster", nats.urls()},
-        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", name},
-                                           {"FLOWD_CLUSTER_STREAM", stream},
-                                           {"FLOWD_MIN_SEQ_WAIT", "5s"}});
+                                          std::string const& stream,
+                                          std::map<std::string, std::string> extra = {}) {
+    std::map<std::string, std::string> env{
+        {"FLOWD_NODE_NAME", name}, {"FLOWD_CLUSTER_STREAM", stream}, {"FLOWD_MIN_SEQ_WAIT", "5s"}};
+    env.insert(extra.begin(), extra.end());
+    return std::make_unique<flowd_process>(std::vector<std::string>{"--cluster", nats.urls()},
+                                           std::move(env));
+}
+
+// What an operator's `nats stream purge|rm` does: a JetStream API request (subject
+// $JS.API.STREAM.PURGE.<name>, ...DELETE.<name>) from a plain client. Returns the API's JSON
+// answer, or the client's error.
+std::string stream_api(nats_cluster const& nats, std::string const& subject) {
+    natsConnection* nc = nullptr;
+    natsOptions* opts = nullptr;
+    std::string const all = nats.urls();
+    std::string const url = all.substr(0, all.find(','));
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK) {
+        s = natsOptions_SetURL(opts, url.c_str());
+    }
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&nc, opts);
+    }
+    natsMsg* reply = nullptr;
+    if (s == NATS_OK) {
+        s = natsConnection_RequestString(&reply, nc, subject.c_str(), "{}", 5'000);
+    }
+    std::string answer = std::string("status: ") + natsStatus_GetText(s);
+    if (s == NATS_OK) {
+        answer.assign(natsMsg_GetData(reply),
+                      static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
+        natsMsg_Destroy(reply);
+    }
+    natsConnection_Destroy(nc);
+    natsOptions_Destroy(opts);
+    return answer;
+}
+
+std::uint32_t unix_hour_now() {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::hours>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
 }
 
 // The same, with a data directory (checkpoints of the stream).
@@ -285,6 +368,130 @@ TEST_F(ClusterTest, IdempotencyKeyRetryAcrossTwoNodesIsAppliedOnce) {
         ASSERT_EQ(rows.size(), 1U);
         EXPECT_EQ(rows[0].at("bytes_tx"), 200) << "k-1 once plus k-2 once";
     }
+}
+
+TEST_F(ClusterTest, IdempotencyKeyReusedWithAnotherBodyIs422OnEveryNode) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "REUSE");
+    auto b = start_node(nats, "b", "REUSE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    std::string const first = "[" + flow_json("api", "db", "vpc-1", 100, 10, 4) + "]";
+    std::string const other = "[" + flow_json("api", "db", "vpc-1", 999, 99, 4) + "]";
+
+    auto const r1 = ca.post("/flows", first, "application/json", {{"Idempotency-Key", "r-1"}});
+    ASSERT_EQ(r1.result_int(), 200) << r1.body();
+    // Node B may not have applied A's message yet: the stream's dedup tells it the key is
+    // taken, and B compares bodies once it applied that sequence.
+    EXPECT_TRUE(
+        is_problem(cb.post("/flows", other, "application/json", {{"Idempotency-Key", "r-1"}}), 422,
+                   "idempotency-key-reused"));
+    EXPECT_TRUE(
+        is_problem(ca.post("/flows", other, "application/json", {{"Idempotency-Key", "r-1"}}), 422,
+                   "idempotency-key-reused"));
+    auto const retry = cb.post("/flows", first, "application/json", {{"Idempotency-Key", "r-1"}});
+    ASSERT_EQ(retry.result_int(), 200) << retry.body();
+    EXPECT_EQ(seq_of(retry), seq_of(r1));
+
+    std::string const target = "/flows?hour=4&min_seq=" + std::to_string(seq_of(r1));
+    for (http_client* c : {&ca, &cb}) {
+        auto const r = c->get(target);
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        auto const rows = nlohmann::json::parse(r.body());
+        ASSERT_EQ(rows.size(), 1U);
+        EXPECT_EQ(rows[0].at("bytes_tx"), 100) << "only the first body counts";
+    }
+}
+
+TEST_F(ClusterTest, ApplySkipsHoursOutsideTheNodesRetentionWindow) {
+    nats_cluster nats;
+    // Node A keeps everything and so accepts an old hour; node B keeps 24 hours.
+    auto a = start_node(nats, "a", "RETAIN");
+    auto b = start_node(nats, "b", "RETAIN", {{"FLOWD_RETENTION_HOURS", "24"}});
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    std::uint32_t const now = unix_hour_now();
+    auto const r = ca.post("/flows", "[" + flow_json("x", "y", "v", 5, 6, 7) + "," +
+                                         flow_json("x", "y", "v", 1, 2, now) + "]");
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    std::string const wait = "&min_seq=" + std::to_string(seq_of(r));
+
+    auto const old_on_a = ca.get("/flows?hour=7" + wait);
+    ASSERT_EQ(old_on_a.result_int(), 200) << old_on_a.body();
+    EXPECT_EQ(nlohmann::json::parse(old_on_a.body()).size(), 1U);
+    auto const now_on_b = cb.get("/flows?hour=" + std::to_string(now) + wait);
+    ASSERT_EQ(now_on_b.result_int(), 200) << now_on_b.body();
+    auto const rows = nlohmann::json::parse(now_on_b.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 1);
+    auto const metrics = parse_metrics(cb.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_apply_skipped_keys_total"), 1.0)
+        << "the key of hour 7 is outside B's window";
+    EXPECT_EQ(metric_value(metrics, "flowd_store_keys"), 1.0);
+}
+
+TEST_F(ClusterTest, NodeThatCannotGetTheWholeStreamIsNeverReady) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "PURGED");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    for (int i = 0; i < 5; ++i) {
+        ASSERT_EQ(ca.post("/flows", "[" + flow_json("p", "q", "r", 1, 1, 12) + "]").result_int(),
+                  200);
+    }
+    std::string const purged = stream_api(nats, "$JS.API.STREAM.PURGE.PURGED");
+    ASSERT_NE(purged.find("\"success\":true"), std::string::npos) << purged;
+    auto const after = ca.post("/flows", "[" + flow_json("p", "q", "r", 1, 1, 12) + "]");
+    ASSERT_EQ(after.result_int(), 200) << after.body();
+    EXPECT_EQ(seq_of(after), 6U);
+
+    // A new node would rebuild from a stream that lost sequences 1..5: it must say so and
+    // never become ready, rather than serve totals that silently differ from node A's.
+    auto c = start_node(nats, "c", "PURGED");
+    http_response ready;
+    ASSERT_TRUE(eventually(
+        [&] {
+            http_client cc{c->port()};
+            ready = cc.get("/readyz");
+            return ready.body().find("stopped applying") != std::string::npos;
+        },
+        std::chrono::seconds(45)))
+        << ready.body() << c->log();
+    EXPECT_EQ(ready.result_int(), 503);
+    http_client cc{c->port()};
+    auto const metrics = parse_metrics(cc.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_apply_halted"), 1.0);
+    EXPECT_NE(c->log().find("stopped applying"), std::string::npos) << c->log();
+    // Node A applied everything before the purge and stays ready.
+    EXPECT_EQ(ca.get("/readyz").result_int(), 200) << a->log();
+}
+
+TEST_F(ClusterTest, StreamDeletedUnderARunningNodeStopsItBeingReady) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "DELETED");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    ASSERT_EQ(ca.post("/flows", "[" + flow_json("d", "e", "f", 1, 1, 13) + "]").result_int(), 200);
+    std::string const deleted = stream_api(nats, "$JS.API.STREAM.DELETE.DELETED");
+    ASSERT_NE(deleted.find("\"success\":true"), std::string::npos) << deleted;
+
+    http_response ready;
+    ASSERT_TRUE(eventually(
+        [&] {
+            ready = ca.get("/readyz");
+            return ready.result_int() == 503;
+        },
+        std::chrono::seconds(30)))
+        << ready.body() << a->log();
+    EXPECT_NE(ready.body().find("was deleted"), std::string::npos) << ready.body();
+    // What it applied is still served.
+    auto const r = ca.get("/flows?hour=13");
+    ASSERT_EQ(r.result_int(), 200);
+    EXPECT_EQ(nlohmann::json::parse(r.body()).size(), 1U);
 }
 
 TEST_F(ClusterTest, OneNatsServerDownKeepsIngestingAndLosesNothingAcknowledged) {
@@ -458,6 +665,64 @@ TEST_F(ClusterTest, RestartedNodeResumesFromItsCheckpoint) {
     auto const metrics = parse_metrics(cb.get("/metrics").body());
     EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 20.0)
         << "only the records after the checkpoint";
+}
+
+TEST_F(ClusterTest, NodeKilledWithADataDirectoryResumesFromItsLastPeriodicCheckpoint) {
+    nats_cluster nats;
+    temp_dir data;
+    auto const start_b = [&] {
+        return std::make_unique<flowd_process>(
+            std::vector<std::string>{"--cluster", nats.urls(), "--data-dir", data.path()},
+            std::map<std::string, std::string>{{"FLOWD_NODE_NAME", "b"},
+                                               {"FLOWD_CLUSTER_STREAM", "PERIODIC"},
+                                               {"FLOWD_MIN_SEQ_WAIT", "5s"},
+                                               {"FLOWD_CHECKPOINT_INTERVAL", "1s"}});
+    };
+    auto a = start_node(nats, "a", "PERIODIC");
+    auto b = start_b();
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    std::uint64_t expected = 0;
+    std::uint64_t last = 0;
+    auto post = [&](int n, std::string const& prefix) {
+        for (int i = 0; i < n; ++i) {
+            auto const r =
+                ca.post("/flows", "[" + flow_json("k", "l", "m", 3, 1, 18) + "]",
+                        "application/json", {{"Idempotency-Key", prefix + std::to_string(i)}});
+            ASSERT_EQ(r.result_int(), 200) << r.body();
+            expected += 3;
+            last = seq_of(r);
+        }
+    };
+    post(40, "before-");
+    ASSERT_TRUE(eventually(
+        [&] {
+            return b->log().find("covers stream sequence " + std::to_string(last)) !=
+                   std::string::npos;
+        },
+        std::chrono::seconds(30)))
+        << b->log();
+
+    b->signal(SIGKILL);
+    (void)b->wait_exit();
+    post(25, "after-");
+    b = start_b();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client cb{b->port()};
+    auto const r = cb.get("/flows?hour=18&min_seq=" + std::to_string(last));
+    ASSERT_EQ(r.result_int(), 200) << r.body();
+    auto const rows = nlohmann::json::parse(r.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), expected);
+    auto const metrics = parse_metrics(cb.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_flows_applied_total", {{"source", "stream"}}), 25.0)
+        << "only what came after the last periodic checkpoint";
+    // The Idempotency-Keys came back with the checkpoint: without them the stream's dedup
+    // would name a sequence this node never applied itself and the reuse would pass as 200.
+    EXPECT_TRUE(is_problem(cb.post("/flows", "[" + flow_json("k", "l", "m", 9, 9, 18) + "]",
+                                   "application/json", {{"Idempotency-Key", "before-3"}}),
+                           422, "idempotency-key-reused"));
 }
 
 TEST_F(ClusterTest, DataDirectoryOfALocalLogIsRefusedInClusterMode) {

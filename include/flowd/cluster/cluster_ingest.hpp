@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 
 #include "flowd/http/ingest.hpp"
 #include "flowd/store/flow_store.hpp"
+#include "flowd/store/idempotency_table.hpp"
 
 // Opaque nats.c types: only cluster_ingest.cpp includes <nats/nats.h>.
 struct __natsConnection;
@@ -27,6 +29,10 @@ struct __natsSubscription;
 struct __jsCtx;
 
 namespace flowd {
+
+namespace wal {
+struct log_record;
+}
 
 struct cluster_options {
     std::vector<std::string> urls;  // nats://HOST:PORT each
@@ -43,6 +49,18 @@ struct cluster_options {
     // snapshot format with the stream sequence as its covered seq.
     std::filesystem::path data_dir;
     std::chrono::milliseconds checkpoint_interval{300'000};
+    // SPEC retention_hours (0: off). Apply skips, and counts, the keys of a record whose hour
+    // is before the window of this node's clock, so catching up from an old stream does not
+    // build hours that retention would drop at once.
+    std::uint32_t retention_hours = 0;
+    // This node's Idempotency-Key memory (SPEC "Idempotent retries"). Apply fills it from the
+    // claims the stream records carry, on every node, so a key reused with another body is
+    // 422 whichever node took the first one, and a key in flight on this node is 409.
+    // nullptr: the stream's duplicate window alone.
+    idempotency_table* idempotency = nullptr;
+    // Publishes awaiting their acknowledgement past which POST answers 503 overloaded at
+    // once rather than queueing inside the NATS client.
+    std::size_t max_pending_publishes = 16'384;
 };
 
 // The subject every batch is published on, for a stream name.
@@ -59,6 +77,9 @@ struct cluster_metrics {
     prometheus::Gauge& apply_lag_seconds;
     prometheus::Gauge& applied_seq;
     prometheus::Gauge& connected;
+    prometheus::Counter& skipped_outside_retention;
+    prometheus::Counter& saturated_at_apply;
+    prometheus::Gauge& halted;
 };
 
 // The ingest of a flowd in cluster mode: submit() encodes the batch as a write-ahead log
@@ -100,6 +121,11 @@ public:
         return caught_up_.load(std::memory_order_acquire);
     }
     [[nodiscard]] bool connected() const noexcept;
+    // Empty while the node applies the stream; else why it stopped: the stream no longer
+    // holds sequences the node never applied (limits or a purge removed them), or its
+    // sequences went back (deleted and recreated). The node is then not ready: its totals
+    // would silently differ from its peers'.
+    [[nodiscard]] std::string halted_because() const;
     // Fails what waits for an ack, stops the apply thread and closes the connection.
     void stop();
 
@@ -113,6 +139,14 @@ private:
         completion done;
         std::size_t records = 0;
         std::chrono::steady_clock::time_point deadline;
+        // The Idempotency-Key this publish carries, and whether this node claimed it.
+        std::optional<idempotency_claim> claim;
+        bool owns_claim = false;
+    };
+    struct checkpoint_job {
+        std::uint64_t seq = 0;
+        std::vector<flow_store::exported_key> keys;
+        std::vector<idempotency_table::entry> idempotency;
     };
     struct waiter {
         std::uint64_t seq = 0;
@@ -127,7 +161,13 @@ private:
     void release_waiters(bool stopping);
     void expire_publishes();
     void checkpoint();
+    void checkpoint_loop();
+    void write_checkpoint(std::uint64_t seq, std::vector<flow_store::exported_key> const& keys,
+                          std::vector<idempotency_table::entry> const& idempotency);
     void check_for_stall();
+    void apply_record(wal::log_record const& record);
+    void halt(std::string why);
+    void finish_duplicate(idempotency_claim claim, std::uint64_t seq, pending p);
 
     flow_store& store_;
     cluster_metrics& metrics_;
@@ -146,7 +186,7 @@ private:
     std::uint64_t catch_up_target_ = 0;   // owned by the apply thread
     bool have_target_ = false;            // owned by the apply thread
     std::string last_setup_error_;        // owned by the apply thread
-    std::uint64_t checkpointed_seq_ = 0;  // owned by the apply thread
+    std::uint64_t checkpointed_seq_ = 0;  // owned by the apply thread: handed to a write
     // The stall watchdog's view (apply thread only): when a message last arrived, when the
     // stream was last asked for its last sequence.
     std::chrono::steady_clock::time_point last_message_at_{};
@@ -161,6 +201,20 @@ private:
     std::condition_variable wake_;
     std::vector<waiter> waiters_;  // guarded by wait_mutex_
     bool stopping_ = false;        // guarded by wait_mutex_
+
+    mutable std::mutex halt_mutex_;
+    std::string halted_because_;  // guarded by halt_mutex_
+    std::atomic<bool> halted_{false};
+
+    // Checkpoints: the apply thread copies the store (so the copy is exactly the stream up
+    // to a sequence) and hands it to the checkpoint thread, which writes it; applying goes
+    // on meanwhile. One write at a time: a copy made while one is in progress waits.
+    std::mutex checkpoint_mutex_;
+    std::condition_variable checkpoint_wake_;
+    std::optional<checkpoint_job> checkpoint_job_;  // guarded by checkpoint_mutex_
+    bool checkpoint_busy_ = false;                  // guarded by checkpoint_mutex_
+    bool checkpoint_stop_ = false;                  // guarded by checkpoint_mutex_
+    std::thread checkpoint_thread_;
 
     std::thread apply_thread_;
     bool started_ = false;

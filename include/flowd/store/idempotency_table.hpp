@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -47,6 +48,9 @@ public:
     void complete(idempotency_claim const& claim, std::uint64_t accepted,
                   std::uint64_t accepted_unix_ms);
     void abort(idempotency_claim const& claim);
+    // The body fingerprint of a completed key still inside the window, if any.
+    [[nodiscard]] std::optional<std::uint64_t> fingerprint_of(idempotency_claim const& claim,
+                                                              std::uint64_t now_unix_ms) const;
 
     // A completed key read back from the log or a snapshot; ignored once outside the window.
     void restore(entry const& e, std::uint64_t now_unix_ms);

@@ -21,6 +21,20 @@ TEST(IdempotencyTableTest, RetryDuplicateReuseAndInFlight) {
     EXPECT_EQ(t.begin(idempotency_claim{"other", "k", 2}, 2000).what, kind::fresh);
 }
 
+TEST(IdempotencyTableTest, FingerprintOfACompletedKeyInsideTheWindow) {
+    idempotency_table t{std::chrono::seconds(60), 100};
+    idempotency_claim const a{"", "k", 7};
+    EXPECT_FALSE(t.fingerprint_of(a, 0).has_value()) << "unknown";
+    ASSERT_EQ(t.begin(a, 0).what, kind::fresh);
+    EXPECT_FALSE(t.fingerprint_of(a, 0).has_value()) << "in flight is not completed";
+    // Restored from another node's record with another body: that one is what counts.
+    t.restore(idempotency_table::entry{idempotency_claim{"", "k", 9}, 1, 1000}, 1000);
+    EXPECT_EQ(t.fingerprint_of(a, 1000), std::optional<std::uint64_t>{9});
+    EXPECT_FALSE(t.fingerprint_of(idempotency_claim{"s", "k", 9}, 1000).has_value())
+        << "another scope";
+    EXPECT_FALSE(t.fingerprint_of(a, 61'000).has_value()) << "expired";
+}
+
 TEST(IdempotencyTableTest, RejectedBatchesAreForgotten) {
     idempotency_table t{std::chrono::minutes(10), 100};
     idempotency_claim const a{"", "k", 1};
