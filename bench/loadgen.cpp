@@ -124,6 +124,9 @@ struct shared_state {
     std::size_t issued = 0;
     std::size_t completed = 0;
     std::size_t io_errors = 0;
+    // Cluster mode: the highest stream sequence a POST was answered with; the verification
+    // reads with min_seq at it (read-your-writes), so it does not race the apply lag.
+    std::uint64_t max_seq = 0;
     clock_type::time_point start;
     clock_type::time_point stop_at;
     bool stopping = false;
@@ -219,6 +222,11 @@ private:
         ++s_.completed;
         if (status == 200 && !s_.opt.get_hour) {
             ++s_.sent_ok[body_];
+            std::string const& body = res_->get().body();
+            if (std::size_t const at = body.find("\"seq\":"); at != std::string::npos) {
+                s_.max_seq = std::max<std::uint64_t>(
+                    s_.max_seq, std::strtoull(body.c_str() + at + 6, nullptr, 10));
+            }
         }
         if (!res_->get().keep_alive()) {
             return fail();
@@ -247,15 +255,18 @@ private:
 using totals_map = std::map<flowd::bench::key_tuple, flowd::bench::sums>;
 
 // The server's totals for the hours the workload uses.
-totals_map fetch_totals(options const& o) {
+totals_map fetch_totals(options const& o, std::uint64_t min_seq = 0) {
     totals_map out;
     net::io_context ioc;
     beast::tcp_stream stream(ioc);
     stream.connect(net::ip::tcp::endpoint(net::ip::make_address(o.host), o.port));
     beast::flat_buffer buffer;
     for (std::uint32_t h = o.work.first_hour; h < o.work.first_hour + o.work.hours; ++h) {
-        http::request<http::string_body> req{http::verb::get, "/flows?hour=" + std::to_string(h),
-                                             11};
+        std::string target = "/flows?hour=" + std::to_string(h);
+        if (min_seq != 0) {
+            target += "&min_seq=" + std::to_string(min_seq);
+        }
+        http::request<http::string_body> req{http::verb::get, target, 11};
         req.set(http::field::host, o.host);
         http::write(stream, req);
         http::response_parser<http::string_body> res;
@@ -288,7 +299,7 @@ double percentile(std::vector<std::uint32_t> const& sorted, double p) {
 int main(int argc, char** argv) {
     options const opt = parse(argc, argv);
     auto const bodies = flowd::bench::make_bodies(opt.work, opt.verify && !opt.get_hour);
-    shared_state s{opt, bodies, {}, {},   std::vector<std::size_t>(bodies.size(), 0), {}, 0, 0,
+    shared_state s{opt, bodies, {}, {},   std::vector<std::size_t>(bodies.size(), 0), {}, 0, 0, 0,
                    0,   {},     {}, false};
     std::size_t body_bytes = 0;
     for (auto const& b : bodies) {
@@ -349,7 +360,7 @@ int main(int argc, char** argv) {
                 e.rx += add.rx * s.sent_ok[i];
             }
         }
-        totals_map const after = fetch_totals(opt);
+        totals_map const after = fetch_totals(opt, s.max_seq);
         std::size_t mismatches = 0;
         for (auto const& [key, e] : expected) {
             auto it = after.find(key);

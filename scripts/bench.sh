@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: release build, flowd pinned to core 0 and flowd-loadgen to core 1, every
-# figure beside a baseline measured in the same run; writes BENCHMARKS.md.
+# figure beside a baseline measured in the same run; writes BENCHMARKS.md. The cluster-mode
+# section comes from scripts/bench-cluster.sh, run last.
 #   BENCH_SECONDS (default 8) sets the length of each throughput run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -255,5 +256,7 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo "$micro"
     echo '```'
 } >"$out"
+echo "== cluster mode (scripts/bench-cluster.sh)"
+scripts/bench-cluster.sh "$bin" >>"$out"
 echo "== wrote $out"
 cat "$out"

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Cluster-mode figures of `make bench` (docs/SCALING.md): scripts/bench.sh runs this after its
+# own scenarios and appends what it prints (a BENCHMARKS.md section) to BENCHMARKS.md.
+# Alone: scripts/bench-cluster.sh [BUILD_DIR]   (default build/release, built by bench.sh).
+#
+# Three Debian nats-servers with JetStream routed into one cluster on loopback (a 3-replica
+# stream), not pinned; flowd (--threads 1) pinned to core 0 and flowd-loadgen to core 1 as in
+# bench.sh. For each batch size the same load goes to a local-log flowd (--data-dir, fsync
+# interval) and to a cluster-mode flowd, in this run; the apply lag is sampled from the
+# cluster node's /metrics every 100 ms during its load; then a second node started on the
+# same stream from nothing catches up, and its records/s are timed.
+#   BENCH_SECONDS (default 8) sets the length of each throughput run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${BENCH_SECONDS:-8}
+bin=${1:-build/release}
+work=$(mktemp -d /tmp/flowd-cbench-XXXXXX)
+server_cpu=0
+client_cpu=1
+if [ "$(nproc)" -lt 2 ]; then client_cpu=0; fi
+for tool in nats-server taskset curl; do
+    command -v "$tool" >/dev/null || { echo "bench-cluster: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+field() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p; s/^RESULT $1=\([^ ]*\).*/\1/p" | head -n1; }
+loadgen() { taskset -c "$client_cpu" "$bin/bench/flowd-loadgen" "$@"; }
+metric() { # PORT NAME [LABELS]: the value of one sample of flowd's /metrics
+    curl -s "127.0.0.1:$1/metrics" | awk -v m="$2${3:-}" '$1 == m { print $2 }'
+}
+free_port() {
+    local p
+    for _ in $(seq 50); do
+        p=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    echo "bench-cluster: no free port" >&2
+    exit 1
+}
+
+# --- the JetStream cluster
+ports=() cports=()
+for i in 0 1 2; do ports+=("$(free_port)"); cports+=("$(free_port)"); done
+urls=""
+for i in 0 1 2; do
+    routes=""
+    for j in 0 1 2; do
+        [ "$j" = "$i" ] || routes="${routes:+$routes,}nats://127.0.0.1:${cports[$j]}"
+    done
+    mkdir -p "$work/n$i"
+    nats-server -js -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" -sd "$work/n$i" \
+        -cluster "nats://127.0.0.1:${cports[$i]}" --cluster_name flowdbench -routes "$routes" \
+        -l "$work/n$i/server.log" &
+    pids+=($!)
+    urls="${urls:+$urls,}nats://127.0.0.1:${ports[$i]}"
+done
+
+start_flowd() { # [ENV=VALUE ...] -- ARGS...: sets flowd_pid, flowd_port, flowd_log
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    flowd_log=$work/flowd-$RANDOM.log
+    env "${envs[@]}" taskset -c "$server_cpu" "$bin/flowd" --listen 127.0.0.1:0 \
+        --metrics-listen 127.0.0.1:0 --threads 1 "$@" 2>"$flowd_log" &
+    pids+=($!)
+    flowd_pid=$!
+    flowd_port=""
+    for _ in $(seq 1800); do
+        flowd_port=$(sed -n 's/.*http listening on [^ ]*:\([0-9]*\).*/\1/p' "$flowd_log" | head -n1)
+        if [ -n "$flowd_port" ] &&
+            [ "$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$flowd_port/readyz")" = 200 ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "bench-cluster: flowd did not become ready: $(tail -n 20 "$flowd_log")" >&2
+    exit 1
+}
+stop_flowd() { kill "$flowd_pid"; wait "$flowd_pid" 2>/dev/null || true; }
+
+p99() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
+
+rows=()
+for b in 100 1000; do
+    echo "== B=$b: local log (--data-dir, fsync interval)" >&2
+    start_flowd FLOWD_FSYNC=interval -- --data-dir "$work/data-$b"
+    l=$(loadgen --port "$flowd_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
+    echo "$l" | tail -n 3 >&2
+    stop_flowd
+
+    echo "== B=$b: cluster mode (3-replica stream)" >&2
+    start_flowd FLOWD_NODE_NAME=bench FLOWD_CLUSTER_STREAM="BENCH$b" FLOWD_MIN_SEQ_WAIT=60s -- --cluster "$urls"
+    node_port=$flowd_port
+    node_pid=$flowd_pid
+    : >"$work/lag"
+    (
+        while kill -0 "$node_pid" 2>/dev/null && [ ! -e "$work/lag.stop" ]; do
+            curl -s "127.0.0.1:$node_port/metrics" |
+                awk '$1 == "flowd_cluster_apply_lag_seconds" { s = $2 } $1 == "flowd_cluster_apply_lag_records" { r = $2 } END { print s, r }' >>"$work/lag"
+            sleep 0.1
+        done
+    ) &
+    sampler=$!
+    c=$(loadgen --port "$flowd_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
+    touch "$work/lag.stop"
+    wait "$sampler" 2>/dev/null || true
+    rm -f "$work/lag.stop"
+    echo "$c" | tail -n 3 >&2
+    lag_s=$(awk '{ print $1 }' "$work/lag" | p99)
+    lag_r=$(awk '{ print $2 }' "$work/lag" | p99)
+    samples=$(wc -l <"$work/lag")
+    lf=$(echo "$l" | field flows_per_s)
+    cf=$(echo "$c" | field flows_per_s)
+    rows+=("| POST B=$b, K=1000 | $cf | $(echo "$c" | field p99_ms) | $(echo "$c" | field verify) | $lf | $(echo "$l" | field p99_ms) | $(echo "$l" | field verify) | $(awk -v a="$cf" -v b="$lf" 'BEGIN{printf "%.2f", a/b}') | $lag_s / $lag_r ($samples samples) |")
+    messages=$(metric "$node_port" flowd_cluster_applied_seq)
+    records=$(metric "$node_port" flowd_flows_applied_total '{source="stream"}')
+    stop_flowd
+done
+
+echo "== catch-up: a new node applies stream BENCH1000 from its start" >&2
+t0=$(date +%s.%N)
+start_flowd FLOWD_NODE_NAME=late FLOWD_CLUSTER_STREAM=BENCH1000 -- --cluster "$urls"
+t1=$(date +%s.%N)
+late_records=$(metric "$flowd_port" flowd_flows_applied_total '{source="stream"}')
+catch_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')
+catch_rate=$(awk -v r="$late_records" -v s="$catch_s" 'BEGIN{printf "%.0f", r / s}')
+stop_flowd
+
+cat <<EOF
+## Cluster mode (NATS JetStream)
+
+\`scripts/bench-cluster.sh\`, run by \`make bench\` after the scenarios above, in the same run:
+three Debian \`nats-server\` processes with JetStream routed into one cluster on loopback
+(not pinned: they share both cores with flowd and the generator), a 3-replica stream, one
+cluster-mode flowd (--threads 1, core 0) and flowd-loadgen (32 connections, core 1, ${secs} s).
+The baseline is a local-log flowd (\`--data-dir\`, fsync interval) under the same load. A
+cluster POST is answered after the stream's acknowledgement (a quorum of 2 of 3 replicas
+stored it); "verify" reads with \`min_seq\` at the highest acknowledged sequence. The apply
+lag is \`flowd_cluster_apply_lag_seconds\` / \`_records\` sampled every 100 ms during the load.
+
+| scenario | cluster flows/s | cluster p99 ms | verify | local-log flows/s | local-log p99 ms | verify | cluster / local log | apply lag p99 s / records |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+$(printf '%s\n' "${rows[@]}")
+
+Catch-up: a node started from nothing on the B=1000 stream ($messages messages, $records
+records) was ready (applied all of it) after $catch_s s: **$catch_rate records/s** (from
+process start, connecting included). On these 2 shared cores the three nats-servers compete
+with flowd for CPU, so these ratios are a floor for a deployment with the servers on their
+own machines.
+EOF
