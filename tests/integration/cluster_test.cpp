@@ -547,6 +547,62 @@ TEST_F(ClusterTest, OneNatsServerDownKeepsIngestingAndLosesNothingAcknowledged) 
         << refused << " attempts were refused and retried";
 }
 
+TEST_F(ClusterTest, StreamLeaderKilledRefusesHonestlyAndLosesNothingAcknowledged) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "LEADER");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    std::uint64_t batches = 0;
+    std::uint64_t last_seq = 0;
+    std::vector<http_response> refusals;
+    auto post_some = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            std::string const key = "l-" + std::to_string(batches++);
+            http_response r;
+            ASSERT_TRUE(eventually(
+                [&] {
+                    r = ca.post("/flows", "[" + flow_json("u", "v", "w", 1, 1, 14) + "]",
+                                "application/json", {{"Idempotency-Key", key}});
+                    if (r.result_int() != 200) {
+                        refusals.push_back(r);
+                    }
+                    return r.result_int() == 200;
+                },
+                std::chrono::seconds(30)))
+                << r.body();
+            last_seq = std::max(last_seq, seq_of(r));
+        }
+    };
+    post_some(5);
+    std::string const info = stream_api(nats, "$JS.API.STREAM.INFO.LEADER");
+    nlohmann::json const parsed = nlohmann::json::parse(info, nullptr, false);
+    ASSERT_TRUE(parsed.contains("cluster")) << info;
+    std::string const leader = parsed["cluster"].value("leader", "");
+    ASSERT_TRUE(leader == "n0" || leader == "n1" || leader == "n2") << info;
+
+    nats.server(static_cast<std::size_t>(leader[1] - '0')).kill(SIGKILL);
+    post_some(30);
+
+    // Every refusal in the election window is an honest 503 a client can act on.
+    for (auto const& r : refusals) {
+        EXPECT_TRUE(is_problem(r, 503, "cluster-unavailable")) << r.body();
+        EXPECT_EQ(r["Retry-After"], "1");
+    }
+    http_response got;
+    ASSERT_TRUE(eventually(
+        [&] {
+            got = ca.get("/flows?hour=14&min_seq=" + std::to_string(last_seq));
+            return got.result_int() != 503;
+        },
+        std::chrono::seconds(30)))
+        << got.body();
+    ASSERT_EQ(got.result_int(), 200) << got.body();
+    auto const rows = nlohmann::json::parse(got.body());
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].at("bytes_tx").get<std::uint64_t>(), batches)
+        << refusals.size() << " attempts were refused and retried with their key";
+}
+
 TEST_F(ClusterTest, NodeStartedLaterConvergesToTheSameTotals) {
     nats_cluster nats;
     auto a = start_node(nats, "a", "LATE");
