@@ -192,16 +192,17 @@ server::server(config const& cfg, loggers logs)
                          logs_.app)),
       cluster_metrics_(cfg.cluster.empty() ? nullptr
                                            : std::make_unique<cluster_metrics>(*registry_)),
-      cluster_(
-          cfg.cluster.empty()
-              ? nullptr
-              : std::make_unique<cluster_ingest>(
-                    store_, *cluster_metrics_,
-                    cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
-                                    cfg.cluster_replicas, cfg.idempotency_window,
-                                    cfg.cluster_publish_timeout, cfg.data_dir,
-                                    cfg.checkpoint_interval, cfg.retention_hours, &idempotency_},
-                    logs_.app)),
+      cluster_(cfg.cluster.empty()
+                   ? nullptr
+                   : std::make_unique<cluster_ingest>(
+                         store_, *cluster_metrics_,
+                         cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
+                                         cfg.cluster_replicas, cfg.idempotency_window,
+                                         cfg.cluster_publish_timeout, cfg.data_dir,
+                                         cfg.checkpoint_interval, cfg.retention_hours,
+                                         &idempotency_, 16'384, cfg.cluster_max_bytes,
+                                         std::chrono::hours(cfg.cluster_max_age_hours)},
+                         logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),

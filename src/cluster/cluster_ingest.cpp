@@ -486,12 +486,18 @@ bool cluster_ingest::set_up_stream_and_consumer() {
         cfg.Replicas = options_.replicas;
         cfg.Duplicates =
             std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
+        if (options_.max_bytes != 0) {
+            cfg.MaxBytes = static_cast<std::int64_t>(options_.max_bytes);
+        }
+        cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.max_age).count();
         jerr = static_cast<jsErrCode>(0);
         s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
         if (s == NATS_OK) {
             log_->info(
-                "cluster: created stream {} (subject {}, {} replicas, duplicate window {} ms)",
-                options_.stream, subject_, options_.replicas, options_.duplicate_window.count());
+                "cluster: created stream {} (subject {}, {} replicas, duplicate window {} ms, "
+                "max bytes {}, max age {} h; 0: none)",
+                options_.stream, subject_, options_.replicas, options_.duplicate_window.count(),
+                options_.max_bytes, options_.max_age.count());
         } else if (jerr == JSStreamNameExistErr) {
             // Another node created it first.
             s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &jerr);

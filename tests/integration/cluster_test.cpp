@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
@@ -468,6 +469,73 @@ TEST_F(ClusterTest, NodeThatCannotGetTheWholeStreamIsNeverReady) {
     EXPECT_NE(c->log().find("stopped applying"), std::string::npos) << c->log();
     // Node A applied everything before the purge and stays ready.
     EXPECT_EQ(ca.get("/readyz").result_int(), 200) << a->log();
+}
+
+TEST_F(ClusterTest, StreamLimitsDropHistoryANewNodeHaltsUnlessSeededWithACheckpoint) {
+    nats_cluster nats;
+    // The trade-off of cluster_max_bytes: the stream forgets, the nodes that applied it do not.
+    temp_dir a_dir;
+    auto a = std::make_unique<flowd_process>(
+        std::vector<std::string>{"--cluster", nats.urls(), "--data-dir", a_dir.path()},
+        std::map<std::string, std::string>{{"FLOWD_NODE_NAME", "a"},
+                                           {"FLOWD_CLUSTER_STREAM", "LIMITED"},
+                                           {"FLOWD_MIN_SEQ_WAIT", "5s"},
+                                           {"FLOWD_CLUSTER_MAX_BYTES", "1048576"}});
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    EXPECT_NE(a->log().find("max bytes 1048576"), std::string::npos) << a->log();
+    http_client ca{a->port()};
+    std::string body = "[";
+    for (int i = 0; i < 400; ++i) {
+        body +=
+            (i == 0 ? "" : ",") + flow_json("limit-" + std::to_string(i), "dest", "vpc", 1, 2, 15);
+    }
+    body += "]";
+    std::uint64_t last = 0;
+    for (int i = 0; i < 100; ++i) {  // about 1.6 MB of stream records (16 KB each)
+        auto const r = ca.post("/flows", body);
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last = seq_of(r);
+    }
+    std::string const info = stream_api(nats, "$JS.API.STREAM.INFO.LIMITED");
+    nlohmann::json const parsed = nlohmann::json::parse(info, nullptr, false);
+    ASSERT_TRUE(parsed.contains("state")) << info;
+    EXPECT_EQ(parsed["config"].value("max_bytes", 0), 1048576) << info;
+    EXPECT_GT(parsed["state"].value("first_seq", 0U), 1U) << "the stream dropped its oldest";
+
+    auto const all = ca.get("/flows?hour=15&min_seq=" + std::to_string(last));
+    ASSERT_EQ(all.result_int(), 200);
+    auto const rows = nlohmann::json::parse(all.body());
+    ASSERT_EQ(rows.size(), 400U);
+    EXPECT_EQ(rows[0].at("bytes_tx"), 100) << "node A applied everything";
+
+    auto c = start_node(nats, "c", "LIMITED");
+    http_response ready;
+    ASSERT_TRUE(eventually(
+        [&] {
+            http_client cc{c->port()};
+            ready = cc.get("/readyz");
+            return ready.body().find("stopped applying") != std::string::npos;
+        },
+        std::chrono::seconds(45)))
+        << ready.body() << c->log();
+    EXPECT_EQ(ready.result_int(), 503);
+
+    // README's way to add a node then: seed its data directory with a peer's checkpoint.
+    a->signal(SIGTERM);
+    ASSERT_EQ(a->wait_exit(), 0) << a->log();
+    temp_dir d_dir;
+    for (auto const& e : std::filesystem::directory_iterator(a_dir.path())) {
+        std::string const name = e.path().filename().string();
+        if (name == "cluster-stream" || name.rfind("snapshot-", 0) == 0) {
+            std::filesystem::copy_file(e.path(), std::filesystem::path(d_dir.path()) / name);
+        }
+    }
+    auto d = start_node_with_dir(nats, "d", "LIMITED", d_dir.path());
+    ASSERT_TRUE(wait_ready(*d)) << d->log();
+    http_client cd{d->port()};
+    auto const seeded = cd.get("/flows?hour=15&min_seq=" + std::to_string(last));
+    ASSERT_EQ(seeded.result_int(), 200) << seeded.body();
+    EXPECT_EQ(seeded.body(), all.body());
 }
 
 TEST_F(ClusterTest, StreamDeletedUnderARunningNodeStopsItBeingReady) {

@@ -60,6 +60,11 @@ struct config {
     std::uint32_t cluster_replicas = 3;
     std::chrono::milliseconds min_seq_wait{2'000};
     std::chrono::milliseconds cluster_publish_timeout{5'000};
+    // Limits of a stream flowd creates (0: none). A limit means a node started later, or one
+    // whose checkpoint is older than what the stream still holds, cannot rebuild from the
+    // stream: it halts and is never ready.
+    std::uint64_t cluster_max_bytes = 0;
+    std::uint32_t cluster_max_age_hours = 0;
     std::string config_file;  // empty: none given
 };
 

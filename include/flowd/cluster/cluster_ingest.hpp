@@ -61,6 +61,10 @@ struct cluster_options {
     // Publishes awaiting their acknowledgement past which POST answers 503 overloaded at
     // once rather than queueing inside the NATS client.
     std::size_t max_pending_publishes = 16'384;
+    // Limits of the stream when this node creates it (0: none; SPEC-style keys
+    // cluster_max_bytes, cluster_max_age_hours). An existing stream keeps its own.
+    std::uint64_t max_bytes = 0;
+    std::chrono::hours max_age{0};
 };
 
 // The subject every batch is published on, for a stream name.

@@ -288,6 +288,19 @@ TEST(ConfigTest, ClusterTakesNatsUrlsAndDefaultsNodeNameToTheHostName) {
     EXPECT_EQ(c.min_seq_wait, std::chrono::milliseconds(2'000));
 }
 
+TEST(ConfigTest, StreamLimitsAreOffByDefaultAndBounded) {
+    config const off = parse({"--cluster", "nats://127.0.0.1:4222"});
+    EXPECT_EQ(off.cluster_max_bytes, 0U);
+    EXPECT_EQ(off.cluster_max_age_hours, 0U);
+    config const on =
+        parse({"--cluster", "nats://127.0.0.1:4222"},
+              {{"FLOWD_CLUSTER_MAX_BYTES", "1073741824"}, {"FLOWD_CLUSTER_MAX_AGE_HOURS", "720"}});
+    EXPECT_EQ(on.cluster_max_bytes, 1073741824U);
+    EXPECT_EQ(on.cluster_max_age_hours, 720U);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_CLUSTER_MAX_AGE_HOURS", "-1"}}), config_error);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_CLUSTER_MAX_BYTES", "lots"}}), config_error);
+}
+
 TEST(ConfigTest, ClusterRefusesBadUrls) {
     EXPECT_THROW((void)parse({"--cluster", "http://127.0.0.1:4222"}), config_error);
     EXPECT_THROW((void)parse({"--cluster", "nats://127.0.0.1"}), config_error);
