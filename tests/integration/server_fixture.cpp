@@ -69,6 +69,9 @@ pid_t spawn(std::vector<std::string> const& args, std::map<std::string, std::str
     if (char const* ubsan = std::getenv("UBSAN_OPTIONS")) {
         env_s.push_back(std::string("UBSAN_OPTIONS=") + ubsan);
     }
+    if (char const* tsan = std::getenv("TSAN_OPTIONS")) {
+        env_s.push_back(std::string("TSAN_OPTIONS=") + tsan);
+    }
     std::vector<char*> envp;
     for (auto& e : env_s) {
         envp.push_back(e.data());
