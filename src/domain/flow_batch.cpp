@@ -1,47 +1,21 @@
 #include "flowd/domain/flow_batch.hpp"
 
-#include <cstring>
 #include <random>
 
-namespace flowd {
-namespace {
+#include "flowd/domain/string_hash.hpp"
 
-// A per-process random seed: clients choose the names, so the index must not be
-// something a crafted batch can flood with collisions.
-std::uint64_t const hash_seed = [] {
+namespace flowd {
+
+std::uint64_t const string_hash_seed = [] {
     std::random_device rd;
     return (std::uint64_t{rd()} << 32) | rd();
 }();
 
-// g++ and clang's 128-bit integer; __extension__ keeps -Wpedantic quiet about it.
-__extension__ using uint128 = unsigned __int128;
-
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
-    // 64x64 -> 128 multiply folded (wyhash's mum).
-    uint128 const r = static_cast<uint128>(a) * b;
-    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
-}
-
-std::uint64_t hash_bytes(std::uint64_t h, std::string_view s) noexcept {
-    constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL;
-    constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
-    std::size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8) {
-        std::uint64_t w = 0;
-        std::memcpy(&w, s.data() + i, 8);
-        h = mix(h ^ w ^ k0, k1);
-    }
-    std::uint64_t tail = 0;
-    if (i < s.size()) {
-        std::memcpy(&tail, s.data() + i, s.size() - i);
-    }
-    // The length goes in too, so "ab"+"c" and "a"+"bc" differ.
-    return mix(h ^ tail ^ k1, k0 ^ s.size());
-}
+namespace {
 
 std::uint64_t key_hash(std::string_view src, std::string_view dest, std::string_view vpc,
                        std::uint32_t hour) noexcept {
-    std::uint64_t h = hash_bytes(hash_seed ^ hour, src);
+    std::uint64_t h = hash_bytes(string_hash_seed ^ hour, src);
     h = hash_bytes(h, dest);
     return hash_bytes(h, vpc);
 }
