@@ -7,8 +7,6 @@
 #include <unordered_set>
 #include <utility>
 
-#include "flowd/domain/string_hash.hpp"
-
 namespace flowd {
 
 prepared_batch::prepared_batch(prepared_batch&& other) noexcept
@@ -53,39 +51,16 @@ prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_
     items.reserve(n);
     std::vector<std::uint32_t> shard_of_item(n);
     std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
-    // Names repeat across a batch's keys: ask the shared interner (a mutex each time) once
-    // per distinct name, not three times per key. The batch-local table is open addressing
-    // with the seeded string hash: std::unordered_map's hash and node per name were ~30% of
-    // a store apply under perf.
-    struct local_name {
-        char const* data = nullptr;
-        std::uint32_t size = 0;
-        std::uint32_t id = 0;
-    };
-    std::size_t capacity = 64;
-    while (capacity < n * 3 * 2) {  // at most 3 names a key, load factor at most 1/2
-        capacity *= 2;
+    // The batch numbered its distinct names already: ask the shared interner (a mutex each
+    // time) once per distinct name, not three times per key, and hash no string here.
+    std::vector<std::uint32_t> ids;
+    ids.reserve(batch.names().size());
+    for (std::string_view const name : batch.names()) {
+        ids.push_back(names_.intern(name));
     }
-    std::vector<local_name> local_ids(capacity);
-    std::size_t const mask = capacity - 1;
-    auto id_of = [this, &local_ids, mask](std::string const& name) {
-        std::size_t j = hash_bytes(string_hash_seed, name) & mask;
-        for (;; j = (j + 1) & mask) {
-            local_name& slot = local_ids[j];
-            if (slot.data == nullptr) {
-                slot = local_name{name.data(), static_cast<std::uint32_t>(name.size()),
-                                  names_.intern(name)};
-                return slot.id;
-            }
-            if (std::string_view(slot.data, slot.size) == name) {
-                return slot.id;
-            }
-        }
-    };
     for (std::size_t i = 0; i < n; ++i) {
         batch_entry const& e = batch.entries()[i];
-        app_key const key{id_of(e.record.src_app), id_of(e.record.dest_app),
-                          id_of(e.record.vpc_id)};
+        app_key const key{ids[e.names[0]], ids[e.names[1]], ids[e.names[2]]};
         std::uint64_t const hash = hash_app_key(key);
         auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
         items.push_back({key, e.record.hour, hash, e.record.counters});
