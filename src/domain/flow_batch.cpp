@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "flowd/domain/string_hash.hpp"
 
@@ -35,6 +36,36 @@ std::size_t table_size(std::size_t n) noexcept {
 }
 
 }  // namespace
+
+flow_batch::flow_batch(flow_batch&& other) noexcept
+    : entries_(std::exchange(other.entries_, {})),
+      hashes_(std::exchange(other.hashes_, {})),
+      slots_(std::exchange(other.slots_, {})),
+      names_(std::exchange(other.names_, {})),
+      name_hashes_(std::exchange(other.name_hashes_, {})),
+      name_slots_(std::exchange(other.name_slots_, {})),
+      blocks_(std::exchange(other.blocks_, {})),
+      block_next_(std::exchange(other.block_next_, nullptr)),
+      block_left_(std::exchange(other.block_left_, 0)),
+      block_size_(std::exchange(other.block_size_, 0)),
+      records_(std::exchange(other.records_, 0)) {}
+
+flow_batch& flow_batch::operator=(flow_batch&& other) noexcept {
+    if (this != &other) {
+        entries_ = std::exchange(other.entries_, {});
+        hashes_ = std::exchange(other.hashes_, {});
+        slots_ = std::exchange(other.slots_, {});
+        names_ = std::exchange(other.names_, {});
+        name_hashes_ = std::exchange(other.name_hashes_, {});
+        name_slots_ = std::exchange(other.name_slots_, {});
+        blocks_ = std::exchange(other.blocks_, {});
+        block_next_ = std::exchange(other.block_next_, nullptr);
+        block_left_ = std::exchange(other.block_left_, 0);
+        block_size_ = std::exchange(other.block_size_, 0);
+        records_ = std::exchange(other.records_, 0);
+    }
+    return *this;
+}
 
 flow_batch::flow_batch(flow_batch const& other) {
     reserve(other.entries_.size());

@@ -55,8 +55,9 @@ public:
     enum class add_status { ok, overflow_tx, overflow_rx };
 
     flow_batch() = default;
-    flow_batch(flow_batch&&) noexcept = default;
-    flow_batch& operator=(flow_batch&&) noexcept = default;
+    // A moved-from batch is empty and usable (its storage pointers go with the move).
+    flow_batch(flow_batch&& other) noexcept;
+    flow_batch& operator=(flow_batch&& other) noexcept;
     // A copy owns its own names (the views of the original would dangle with it).
     flow_batch(flow_batch const& other);
     flow_batch& operator=(flow_batch const& other);
