@@ -146,7 +146,7 @@ std::uint32_t flow_batch::name_id(std::string_view name) {
     std::size_t j = h & mask;
     for (; name_slots_[j] != 0; j = (j + 1) & mask) {
         std::uint32_t const i = name_slots_[j] - 1;
-        if (name_hashes_[i] == h && names_[i] == name) {
+        if (name_hashes_[i] == h && same_bytes(names_[i], name)) {
             return i;
         }
     }

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "flowd/domain/string_hash.hpp"
+
 namespace flowd {
 namespace {
 
@@ -213,6 +215,20 @@ TEST(FlowBatchTest, CopyOwnsItsNames) {
     EXPECT_EQ(copy.entries()[0].record, (flow_record{"source", "dest", "vpc", 3, {2, 4}}));
     EXPECT_EQ(copy.entries()[1].record, (flow_record{"other", "dest", "vpc", 3, {5, 6}}));
     EXPECT_EQ(copy.entries()[1].first_record, 1U);
+}
+
+TEST(StringHashTest, SameBytesComparesEveryLength) {
+    std::string const base = "0123456789abcdefghijklmnopqrstuvwxyz";
+    for (std::size_t n = 0; n <= base.size(); ++n) {
+        std::string const a = base.substr(0, n);
+        EXPECT_TRUE(same_bytes(a, std::string(a))) << n;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::string b = a;
+            b[i] = '#';
+            EXPECT_FALSE(same_bytes(a, b)) << n << " " << i;
+        }
+        EXPECT_FALSE(same_bytes(a, a + "z")) << n;
+    }
 }
 
 TEST(FlowBatchTest, RecordViewConvertsToRecord) {
