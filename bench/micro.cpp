@@ -55,7 +55,7 @@ void bm_pre_aggregate(benchmark::State& state) {
     flowd::flow_batch const parsed = decode(b[0].text);
     std::vector<flowd::flow_record> records;
     for (auto const& e : parsed.entries()) {
-        records.push_back(e.record);
+        records.push_back(e.record.to_record());
     }
     while (records.size() < batch) {
         records.push_back(records[records.size() % parsed.entries().size()]);

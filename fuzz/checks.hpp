@@ -370,8 +370,8 @@ inline std::string check_batch(flow_batch const& b, std::string_view context) {
     std::uint64_t from_entries = 0;
     std::map<reference_batch::key, int> keys;
     for (auto const& e : b.entries()) {
-        flow_record const& r = e.record;
-        for (std::string const* s : {&r.src_app, &r.dest_app, &r.vpc_id}) {
+        flow_record_view const& r = e.record;
+        for (std::string_view const* s : {&r.src_app, &r.dest_app, &r.vpc_id}) {
             if (s->empty() || s->size() > 255) {
                 return where + "accepted a name of " + std::to_string(s->size()) + " bytes";
             }
@@ -387,7 +387,8 @@ inline std::string check_batch(flow_batch const& b, std::string_view context) {
             return where + "first_record " + std::to_string(e.first_record) +
                    " past the record count " + std::to_string(b.record_count());
         }
-        if (++keys[{r.src_app, r.dest_app, r.vpc_id, r.hour}] != 1) {
+        if (++keys[{std::string(r.src_app), std::string(r.dest_app), std::string(r.vpc_id),
+                    r.hour}] != 1) {
             return where + "a key appears twice in one batch";
         }
         ++from_entries;
@@ -411,8 +412,9 @@ inline std::string check_against(flow_batch const& b, reference_batch const& ref
                std::to_string(ref.sums.size());
     }
     for (auto const& e : b.entries()) {
-        flow_record const& r = e.record;
-        auto const it = ref.sums.find({r.src_app, r.dest_app, r.vpc_id, r.hour});
+        flow_record_view const& r = e.record;
+        auto const it = ref.sums.find(
+            {std::string(r.src_app), std::string(r.dest_app), std::string(r.vpc_id), r.hour});
         if (it == ref.sums.end()) {
             return where + "key " + escaped(r.src_app) + "/" + escaped(r.dest_app) + "/" +
                    escaped(r.vpc_id) + " is not in the body";

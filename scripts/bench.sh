@@ -3,10 +3,19 @@
 # figure beside a baseline measured in the same run; writes BENCHMARKS.md. The cluster-mode
 # section comes from scripts/bench-cluster.sh, run last.
 #   BENCH_SECONDS (default 8) sets the length of each throughput run.
+#   BENCH_ONLY (default: every section) runs only the sections named, comma-separated:
+#     post (POST B=1/100/1000 against nginx and the parse ceiling, and POST B=1000 with
+#     --threads 2 sharing both cores with the generator), wal, recovery, get, memory, micro,
+#     cluster (scripts/bench-cluster.sh).
+#     A partial run prints its tables and leaves BENCHMARKS.md alone, e.g.
+#     BENCH_ONLY=post scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
+only=${BENCH_ONLY:-post,wal,recovery,get,memory,micro,cluster}
 out=BENCHMARKS.md
+if [ -n "${BENCH_ONLY:-}" ]; then out=/dev/null; fi
+want() { [[ ",$only," == *",$1,"* ]]; }
 work=$(mktemp -d /tmp/flowd-bench-XXXXXX)
 server_cpu=0
 client_cpu=1
@@ -26,10 +35,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# flowd_threads and flowd_cpus (defaults: 1 thread on core $server_cpu) for one start.
 start_flowd() {
     local log=$work/flowd-$RANDOM.log
     flowd_log=$log
-    taskset -c "$server_cpu" "$bin/flowd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --threads 1 "$@" 2>"$log" &
+    : >"$log"  # exists before the first sed below, even if flowd is slow to start
+    taskset -c "${flowd_cpus:-$server_cpu}" "$bin/flowd" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+        --threads "${flowd_threads:-1}" "$@" 2>"$log" &
     pids+=($!)
     flowd_pid=$!
     # Up to 60 s: with a data directory, recovery comes before "ready".
@@ -84,6 +96,8 @@ metric() { curl -s "127.0.0.1:$flowd_port/metrics" | awk -v m="$1" '$1 == m { pr
 rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$flowd_pid/status"; }
 
 rows=()
+mc_rows=()
+if want post; then
 echo "== POST throughput: flowd vs nginx 'return 204' vs the parse-only ceiling (${secs}s each)"
 start_nginx
 for b in 1 100 1000; do
@@ -99,7 +113,23 @@ for b in 1 100 1000; do
     rows+=("| POST B=$b, K=1000 | $ff | $(echo "$f" | field p50_ms) / $(echo "$f" | field p99_ms) | $nf | $(awk -v a="$ff" -v b="$nf" 'BEGIN{printf "%.2f", a/b}') | $cf | $(awk -v a="$ff" -v b="$cf" 'BEGIN{printf "%.3f", a/b}') | $(echo "$f" | field verify) |")
 done
 kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+one_thread=$ff  # POST B=1000, flowd --threads 1 on core $server_cpu, the generator on the other
 
+echo "== POST B=1000 with flowd --threads 2 and the generator sharing both cores (${secs}s)"
+all_cpus=$server_cpu,$client_cpu
+[ "$server_cpu" = "$client_cpu" ] && all_cpus=$server_cpu
+flowd_threads=2 flowd_cpus=$all_cpus start_flowd
+f=$(taskset -c "$all_cpus" "$bin/bench/flowd-loadgen" --port "$flowd_port" --connections 32 \
+    --duration "$secs" --batch 1000 --keys 1000 --hours 24)
+echo "$f" | tail -n 3
+stop_flowd
+mf=$(echo "$f" | field flows_per_s)
+mc_rows+=("| POST B=1000, K=1000, --threads 1 on core $server_cpu, generator on core $client_cpu | $one_thread | 1.00 | (the POST row above) |")
+mc_rows+=("| POST B=1000, K=1000, --threads 2 and the generator on cores $all_cpus | $mf | $(awk -v a="$mf" -v b="$one_thread" 'BEGIN{printf "%.2f", a/b}') | $(echo "$f" | field verify) |")
+printf '%s\n' "${rows[@]}" "${mc_rows[@]}"
+fi
+
+if want wal; then
 echo "== POST with a write-ahead log (--data-dir) vs memory only, 32 connections (${secs}s each)"
 wal_rows=()
 for b in 100 1000; do
@@ -122,6 +152,10 @@ for b in 100 1000; do
     done
 done
 
+printf '%s\n' "${wal_rows[@]}"
+fi
+
+if want recovery; then
 echo "== recovery of 1,000,000 keys from a log of 10,000,000 records, then from a checkpoint"
 rm -rf "$work/data"
 # No checkpoint while loading: the whole history stays in the log.
@@ -142,7 +176,10 @@ rec_snap=$(recovery_seconds)
 rec_snap_keys=$(metric flowd_store_keys)
 stop_flowd
 rm -rf "$work/data"
+echo "recovery: log $rec_log s, checkpoint $rec_snap s, keys $rec_keys"
+fi
 
+if want get; then
 echo "== GET one hour of 1,000 keys as the store grows"
 get_rows=()
 start_flowd
@@ -159,7 +196,10 @@ for target in 10000 100000 1000000; do
 done
 stop_flowd
 ratio=$(awk -v a="${get_p50[1000000]}" -v b="${get_p50[10000]}" 'BEGIN{printf "%.2f", a/b}')
+printf '%s\n' "${get_rows[@]}"
+fi
 
+if want memory; then
 echo "== GET one hour of ~34,000 keys, and memory per key (K=100,000 over 24 hours)"
 start_flowd
 mem_rows=()
@@ -180,10 +220,24 @@ for target in 1000000 10000000; do
     fi
 done
 stop_flowd
+printf '%s\n' "${mem_rows[@]}"
+fi
 
+if want micro; then
 echo "== microbenchmarks of the hot path's stages"
 micro=$(taskset -c "$server_cpu" "$bin/bench/flowd-micro" --benchmark_min_time=0.3 2>/dev/null |
     grep -E '^(bm_|Benchmark|-)')
+echo "$micro"
+fi
+
+if [ "$out" = /dev/null ]; then
+    if want cluster; then
+        echo "== cluster mode (scripts/bench-cluster.sh)"
+        scripts/bench-cluster.sh "$bin"
+    fi
+    echo "== BENCH_ONLY=$only: BENCHMARKS.md left as it was"
+    exit 0
+fi
 
 commit=$(git rev-parse --short=12 HEAD)
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
@@ -203,6 +257,15 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo "| scenario | flowd flows/s | flowd p50 / p99 ms | nginx 'return 204' flows/s | flowd / nginx | parse-only ceiling records/s | flowd / ceiling | verify |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "## POST with two server threads on the generator's two cores"
+    echo
+    echo "flowd --threads 2 and flowd-loadgen (one thread, 32 connections) both on every core, beside"
+    echo "the one-thread figure of the POST table (flowd and the generator on a core each)."
+    echo
+    echo "| scenario | flows/s | ratio to --threads 1 | verify |"
+    echo "| --- | --- | --- | --- |"
+    printf '%s\n' "${mc_rows[@]}"
     echo
     echo "## POST with the write-ahead log"
     echo

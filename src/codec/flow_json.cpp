@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cstdint>
@@ -9,6 +10,10 @@
 #include <optional>
 
 #include <simdjson.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace flowd {
 namespace {
@@ -22,12 +27,64 @@ constexpr std::array<std::string_view, 6> field_names{"src_app",  "dest_app", "v
                                                       "bytes_tx", "bytes_rx", "hour"};
 
 std::optional<field_id> known_field(std::string_view key) noexcept {
-    for (unsigned i = 0; i < field_names.size(); ++i) {
-        if (key == field_names[i]) {
-            return static_cast<field_id>(i);
-        }
+    // By length first: one fixed-size compare instead of up to six string compares.
+    switch (key.size()) {
+        case 4:
+            return key == "hour" ? std::optional(field_id::hour) : std::nullopt;
+        case 6:
+            return key == "vpc_id" ? std::optional(field_id::vpc_id) : std::nullopt;
+        case 7:
+            return key == "src_app" ? std::optional(field_id::src_app) : std::nullopt;
+        case 8:
+            if (key == "dest_app") {
+                return field_id::dest_app;
+            }
+            if (key == "bytes_tx") {
+                return field_id::bytes_tx;
+            }
+            if (key == "bytes_rx") {
+                return field_id::bytes_rx;
+            }
+            return std::nullopt;
+        default:
+            return std::nullopt;
     }
-    return std::nullopt;
+}
+
+// The bytes of a string token up to its closing quote, when it has no escape: then they
+// are its value as is (stage 1 already checked the UTF-8 and that no control character is
+// unescaped). `raw` points just past the opening quote, inside the padded buffer, and the
+// string is closed (stage 1), so the scan stops. Empty optional when there is an escape.
+std::optional<std::string_view> unescaped_as_is(char const* raw) noexcept {
+#if defined(__SSE2__)
+    // Names are ~10 bytes: one 16-byte compare usually finds the closing quote. Reading 16
+    // bytes from inside the body stays inside its SIMDJSON_PADDING.
+    __m128i const chunk = _mm_loadu_si128(reinterpret_cast<__m128i const*>(raw));
+    auto const quotes =
+        static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
+    auto const escapes =
+        static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))));
+    if (quotes != 0) {
+        auto const n = static_cast<unsigned>(std::countr_zero(quotes));
+        if ((escapes & ((1U << n) - 1)) != 0) {
+            return std::nullopt;
+        }
+        return std::string_view(raw, n);
+    }
+    if (escapes != 0) {
+        return std::nullopt;
+    }
+    std::size_t n = 16;
+#else
+    std::size_t n = 0;
+#endif
+    while (raw[n] != '"' && raw[n] != '\\') {
+        ++n;
+    }
+    if (raw[n] == '\\') {
+        return std::nullopt;
+    }
+    return std::string_view(raw, n);
 }
 
 problem invalid_json(std::string detail) {
@@ -239,6 +296,20 @@ bool fail(problem& err, problem p) {
 // message or a std::optional<problem> built per field cost more than the parse itself.
 bool read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t max,
                   std::uint64_t& out, std::size_t depth_left, problem& err) {
+    // The common case first: simdjson's unsigned parser accepts exactly a base-10 integer
+    // (digits, no leading zero, at most 2^64-1) followed by a structural character or
+    // whitespace, and consumes it only then. Anything else takes the full path below, which
+    // words every error from the token.
+    std::string_view const raw_token = v.raw_json_token();  // before get_uint64() consumes
+    if (std::uint64_t n = 0; v.get_uint64().get(n) == simdjson::SUCCESS) {
+        if (n <= max) {
+            out = n;
+            return true;
+        }
+        return fail(err, bad_field(record, f,
+                                   "must be an integer 0.." + std::to_string(max) + ", got " +
+                                       quote_value(trim_right(raw_token))));
+    }
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return fail(err, syntax_error(e, record));
@@ -273,6 +344,19 @@ bool read_integer(od::value& v, std::size_t record, field_id f, std::uint64_t ma
 // As read_integer(): false with `err` set when the field is bad.
 bool read_name(od::value& v, std::size_t record, field_id f, std::string_view& out,
                std::size_t depth_left, problem& err) {
+    // The common case first: a string without escapes, 1..255 bytes, is its own value, read in
+    // place in the body (no copy into simdjson's string buffer). Anything else takes the full
+    // path below, which also words every error.
+    if (std::string_view const token = v.raw_json_token(); !token.empty() && token[0] == '"') {
+        if (auto const s = unescaped_as_is(token.data() + 1);
+            s && !s->empty() && s->size() <= max_name_bytes) {
+            od::raw_json_string consumed;
+            if (v.get_raw_json_string().get(consumed) == simdjson::SUCCESS) {
+                out = *s;
+                return true;
+            }
+        }
+    }
     od::json_type t{};
     if (auto e = v.type().get(t)) {
         return fail(err, syntax_error(e, record));
@@ -335,15 +419,19 @@ std::optional<problem> decode_record(od::value element, std::size_t record, flow
     }
     record_fields r;
     problem err;
-    for (auto field : obj) {
+    for (auto field_result : obj) {
+        if (auto e = field_result.error()) {
+            return syntax_error(e, record);
+        }
+        od::field& field = field_result.value_unsafe();  // no copy of the field's iterator
+        // Compare the raw key when it has no escape (unescaping copies it out first).
         std::string_view key;
-        if (auto e = field.unescaped_key().get(key)) {
+        if (auto const raw = unescaped_as_is(field.key().raw())) {
+            key = *raw;
+        } else if (auto e = field.unescaped_key().get(key)) {
             return syntax_error(e, record);
         }
-        od::value v;
-        if (auto e = field.value().get(v)) {
-            return syntax_error(e, record);
-        }
+        od::value& v = field.value();
         std::optional<field_id> const f = known_field(key);
         if (!f) {
             if (auto e = validate_value(v, depth_left - 1)) {

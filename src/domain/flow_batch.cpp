@@ -1,67 +1,98 @@
 #include "flowd/domain/flow_batch.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <random>
+#include <utility>
+
+#include "flowd/domain/string_hash.hpp"
 
 namespace flowd {
-namespace {
 
-// A per-process random seed: clients choose the names, so the index must not be
-// something a crafted batch can flood with collisions.
-std::uint64_t const hash_seed = [] {
+std::uint64_t const string_hash_seed = [] {
     std::random_device rd;
     return (std::uint64_t{rd()} << 32) | rd();
 }();
 
-// g++ and clang's 128-bit integer; __extension__ keeps -Wpedantic quiet about it.
-__extension__ using uint128 = unsigned __int128;
+namespace {
 
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
-    // 64x64 -> 128 multiply folded (wyhash's mum).
-    uint128 const r = static_cast<uint128>(a) * b;
-    return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
+constexpr std::size_t block_bytes = 4096;
+
+// A key is three batch-local name numbers and the hour: two multiplies, seeded.
+std::uint64_t key_hash(std::array<std::uint32_t, 3> const& names, std::uint32_t hour) noexcept {
+    std::uint64_t const a = (std::uint64_t{names[0]} << 32) | names[1];
+    std::uint64_t const b = (std::uint64_t{names[2]} << 32) | hour;
+    return hash_mix(a ^ string_hash_seed,
+                    hash_mix(b ^ 0xe7037ed1a0b428dbULL, 0xa0761d6478bd642fULL));
 }
 
-std::uint64_t hash_bytes(std::uint64_t h, std::string_view s) noexcept {
-    constexpr std::uint64_t k0 = 0xa0761d6478bd642fULL;
-    constexpr std::uint64_t k1 = 0xe7037ed1a0b428dbULL;
-    std::size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8) {
-        std::uint64_t w = 0;
-        std::memcpy(&w, s.data() + i, 8);
-        h = mix(h ^ w ^ k0, k1);
+std::size_t table_size(std::size_t n) noexcept {
+    std::size_t capacity = 16;
+    // Load factor at most 1/2: probes stay short.
+    while (capacity < n * 2) {
+        capacity *= 2;
     }
-    std::uint64_t tail = 0;
-    if (i < s.size()) {
-        std::memcpy(&tail, s.data() + i, s.size() - i);
-    }
-    // The length goes in too, so "ab"+"c" and "a"+"bc" differ.
-    return mix(h ^ tail ^ k1, k0 ^ s.size());
-}
-
-std::uint64_t key_hash(std::string_view src, std::string_view dest, std::string_view vpc,
-                       std::uint32_t hour) noexcept {
-    std::uint64_t h = hash_bytes(hash_seed ^ hour, src);
-    h = hash_bytes(h, dest);
-    return hash_bytes(h, vpc);
+    return capacity;
 }
 
 }  // namespace
 
+flow_batch::flow_batch(flow_batch&& other) noexcept
+    : entries_(std::exchange(other.entries_, {})),
+      hashes_(std::exchange(other.hashes_, {})),
+      slots_(std::exchange(other.slots_, {})),
+      names_(std::exchange(other.names_, {})),
+      name_hashes_(std::exchange(other.name_hashes_, {})),
+      name_slots_(std::exchange(other.name_slots_, {})),
+      blocks_(std::exchange(other.blocks_, {})),
+      block_next_(std::exchange(other.block_next_, nullptr)),
+      block_left_(std::exchange(other.block_left_, 0)),
+      block_size_(std::exchange(other.block_size_, 0)),
+      records_(std::exchange(other.records_, 0)) {}
+
+flow_batch& flow_batch::operator=(flow_batch&& other) noexcept {
+    if (this != &other) {
+        entries_ = std::exchange(other.entries_, {});
+        hashes_ = std::exchange(other.hashes_, {});
+        slots_ = std::exchange(other.slots_, {});
+        names_ = std::exchange(other.names_, {});
+        name_hashes_ = std::exchange(other.name_hashes_, {});
+        name_slots_ = std::exchange(other.name_slots_, {});
+        blocks_ = std::exchange(other.blocks_, {});
+        block_next_ = std::exchange(other.block_next_, nullptr);
+        block_left_ = std::exchange(other.block_left_, 0);
+        block_size_ = std::exchange(other.block_size_, 0);
+        records_ = std::exchange(other.records_, 0);
+    }
+    return *this;
+}
+
+flow_batch::flow_batch(flow_batch const& other) {
+    reserve(other.entries_.size());
+    for (batch_entry const& e : other.entries_) {
+        flow_record_view const& r = e.record;
+        add(r.src_app, r.dest_app, r.vpc_id, r.hour, r.counters, e.first_record);
+    }
+    records_ = other.records_;
+}
+
+flow_batch& flow_batch::operator=(flow_batch const& other) {
+    if (this != &other) {
+        flow_batch copy(other);
+        *this = std::move(copy);
+    }
+    return *this;
+}
+
 void flow_batch::reserve(std::size_t keys) {
     entries_.reserve(keys);
     hashes_.reserve(keys);
-    std::size_t capacity = 16;
-    // Load factor at most 1/2: probes stay short.
-    while (capacity < keys * 2) {
-        capacity *= 2;
-    }
-    if (capacity > slots_.size()) {
-        grow(capacity);
+    if (std::size_t const capacity = table_size(keys); capacity > slots_.size()) {
+        grow_keys(capacity);
     }
 }
 
-void flow_batch::grow(std::size_t capacity) {
+void flow_batch::grow_keys(std::size_t capacity) {
     slots_.assign(capacity, 0);
     std::size_t const mask = capacity - 1;
     for (std::size_t i = 0; i < entries_.size(); ++i) {
@@ -73,25 +104,78 @@ void flow_batch::grow(std::size_t capacity) {
     }
 }
 
+void flow_batch::grow_names(std::size_t capacity) {
+    names_.reserve(capacity / 2);
+    name_hashes_.reserve(capacity / 2);
+    name_slots_.assign(capacity, 0);
+    std::size_t const mask = capacity - 1;
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        std::size_t j = name_hashes_[i] & mask;
+        while (name_slots_[j] != 0) {
+            j = (j + 1) & mask;
+        }
+        name_slots_[j] = static_cast<std::uint32_t>(i + 1);
+    }
+}
+
+std::string_view flow_batch::store_name(std::string_view name) {
+    if (name.size() > block_left_) {
+        // Blocks double from 256 bytes to 4 KiB: a one-record batch stays cheap.
+        std::size_t const next = blocks_.empty() ? 256 : std::min(block_bytes, block_size_ * 2);
+        block_size_ = next;
+        std::size_t const size = std::max(next, name.size());
+        blocks_.push_back(std::make_unique<char[]>(size));
+        block_next_ = blocks_.back().get();
+        block_left_ = size;
+    }
+    if (!name.empty()) {
+        std::memcpy(block_next_, name.data(), name.size());
+    }
+    std::string_view const stored(block_next_, name.size());
+    block_next_ += name.size();
+    block_left_ -= name.size();
+    return stored;
+}
+
+std::uint32_t flow_batch::name_id(std::string_view name) {
+    if ((names_.size() + 1) * 2 > name_slots_.size()) {
+        grow_names(name_slots_.empty() ? 16 : name_slots_.size() * 2);
+    }
+    std::uint64_t const h = hash_bytes(string_hash_seed, name);
+    std::size_t const mask = name_slots_.size() - 1;
+    std::size_t j = h & mask;
+    for (; name_slots_[j] != 0; j = (j + 1) & mask) {
+        std::uint32_t const i = name_slots_[j] - 1;
+        if (name_hashes_[i] == h && same_bytes(names_[i], name)) {
+            return i;
+        }
+    }
+    auto const id = static_cast<std::uint32_t>(names_.size());
+    names_.push_back(store_name(name));
+    name_hashes_.push_back(h);
+    name_slots_[j] = id + 1;
+    return id;
+}
+
 flow_batch::add_status flow_batch::add(std::string_view src_app, std::string_view dest_app,
                                        std::string_view vpc_id, std::uint32_t hour,
                                        flow_counters counters, std::size_t record_index) {
     if ((entries_.size() + 1) * 2 > slots_.size()) {
-        grow(slots_.empty() ? 16 : slots_.size() * 2);
+        grow_keys(slots_.empty() ? 16 : slots_.size() * 2);
     }
-    std::uint64_t const h = key_hash(src_app, dest_app, vpc_id, hour);
+    // A key already in the batch has its names numbered already, so on overflow below
+    // nothing was added.
+    std::array<std::uint32_t, 3> const names{name_id(src_app), name_id(dest_app), name_id(vpc_id)};
+    std::uint64_t const h = key_hash(names, hour);
     std::size_t const mask = slots_.size() - 1;
     std::size_t j = h & mask;
     for (; slots_[j] != 0; j = (j + 1) & mask) {
         std::size_t const i = slots_[j] - 1;
-        if (hashes_[i] != h) {
+        batch_entry& e = entries_[i];
+        if (hashes_[i] != h || e.names != names || e.record.hour != hour) {
             continue;
         }
-        flow_record& r = entries_[i].record;
-        if (r.hour != hour || r.src_app != src_app || r.dest_app != dest_app ||
-            r.vpc_id != vpc_id) {
-            continue;
-        }
+        flow_record_view& r = e.record;
         if (counters.bytes_tx > max_counter - r.counters.bytes_tx) {
             return add_status::overflow_tx;
         }
@@ -102,9 +186,9 @@ flow_batch::add_status flow_batch::add(std::string_view src_app, std::string_vie
         ++records_;
         return add_status::ok;
     }
-    entries_.push_back(batch_entry{flow_record{std::string(src_app), std::string(dest_app),
-                                               std::string(vpc_id), hour, counters},
-                                   record_index});
+    entries_.push_back(batch_entry{
+        flow_record_view{names_[names[0]], names_[names[1]], names_[names[2]], hour, counters},
+        record_index, names});
     hashes_.push_back(h);
     slots_[j] = static_cast<std::uint32_t>(entries_.size());
     ++records_;

@@ -51,20 +51,16 @@ prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_
     items.reserve(n);
     std::vector<std::uint32_t> shard_of_item(n);
     std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
-    // Names repeat across a batch's keys: ask the shared interner (a mutex each time) once
-    // per distinct name, not three times per key.
-    std::unordered_map<std::string_view, std::uint32_t> local_ids;
-    auto id_of = [this, &local_ids](std::string const& name) {
-        auto [it, fresh] = local_ids.try_emplace(name, 0);
-        if (fresh) {
-            it->second = names_.intern(name);
-        }
-        return it->second;
-    };
+    // The batch numbered its distinct names already: ask the shared interner (a mutex each
+    // time) once per distinct name, not three times per key, and hash no string here.
+    std::vector<std::uint32_t> ids;
+    ids.reserve(batch.names().size());
+    for (std::string_view const name : batch.names()) {
+        ids.push_back(names_.intern(name));
+    }
     for (std::size_t i = 0; i < n; ++i) {
         batch_entry const& e = batch.entries()[i];
-        app_key const key{id_of(e.record.src_app), id_of(e.record.dest_app),
-                          id_of(e.record.vpc_id)};
+        app_key const key{ids[e.names[0]], ids[e.names[1]], ids[e.names[2]]};
         std::uint64_t const hash = hash_app_key(key);
         auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
         items.push_back({key, e.record.hour, hash, e.record.counters});

@@ -647,6 +647,111 @@ TEST(FlowJsonTest, SumExactlyAtMaxWithinBatchIsAccepted) {
     EXPECT_EQ(batch.entries()[0].record.counters.bytes_rx, max_counter);
 }
 
+TEST(FlowJsonTest, EscapedAndPlainSpellingsOfANameAreOneKey) {
+    std::string const body = "[" + record_with("src_app", R"("foo")") + "," +
+                             record_with("src_app", R"("f\u006fo")") + "," +
+                             record_with("src_app", R"("fo\u006f")") + "]";
+
+    flow_batch const batch = accepted(body);
+
+    ASSERT_EQ(batch.entries().size(), 1U);
+    EXPECT_EQ(batch.entries()[0].record, (flow_record{"foo", "bar", "vpc-0", 1, {300, 900}}));
+    EXPECT_EQ(batch.record_count(), 3U);
+}
+
+TEST(FlowJsonTest, NamesAroundSixteenBytesWithAndWithoutEscapes) {
+    // The closing quote is looked for 16 bytes at a time: names of 15, 16 and 17 bytes, and
+    // an escape before and after the 16th byte.
+    std::string const n15(15, 'a');
+    std::string const n16(16, 'b');
+    std::string const n17(17, 'c');
+    std::string const body = "[" + record_with("src_app", "\"" + n15 + "\"") + "," +
+                             record_with("src_app", "\"" + n16 + "\"") + "," +
+                             record_with("src_app", "\"" + n17 + "\"") + "," +
+                             record_with("src_app", R"("0123456789\"bcdefghij")") + "," +
+                             record_with("src_app", R"("0123456789abcdefghij\"k")") + "," +
+                             record_with("src_app", R"("\\")") + "]";
+
+    flow_batch const batch = accepted(body);
+
+    ASSERT_EQ(batch.entries().size(), 6U);
+    EXPECT_EQ(batch.entries()[0].record.src_app, n15);
+    EXPECT_EQ(batch.entries()[1].record.src_app, n16);
+    EXPECT_EQ(batch.entries()[2].record.src_app, n17);
+    EXPECT_EQ(batch.entries()[3].record.src_app, "0123456789\"bcdefghij");
+    EXPECT_EQ(batch.entries()[4].record.src_app, "0123456789abcdefghij\"k");
+    EXPECT_EQ(batch.entries()[5].record.src_app, "\\");
+}
+
+TEST(FlowJsonTest, NameOf255PlainBytesIsAcceptedAnd256Rejected) {
+    flow_batch const batch =
+        accepted("[" + record_with("vpc_id", "\"" + std::string(255, 'v') + "\"") + "]");
+    ASSERT_EQ(batch.entries().size(), 1U);
+    EXPECT_EQ(batch.entries()[0].record.vpc_id, std::string(255, 'v'));
+
+    problem const p =
+        rejection("[" + record_with("vpc_id", "\"" + std::string(256, 'v') + "\"") + "]");
+    EXPECT_EQ(p.type, problem_type::invalid_record);
+    EXPECT_EQ(p.field, "vpc_id");
+}
+
+TEST(FlowJsonTest, PlainKeysWithExtraFieldsAndWhitespace) {
+    flow_batch const batch = accepted(
+        R"([ { "hour" : 4 , "extra_field" : {"src_app": "x"}, "vpc_id" : "v" , "src_app" : "s" ,)"
+        R"( "bytes_rx" : 2 , "dest_app" : "d" , "bytes_tx" : 1 , "hour_" : 1 } ])");
+
+    ASSERT_EQ(batch.entries().size(), 1U);
+    EXPECT_EQ(batch.entries()[0].record, (flow_record{"s", "d", "v", 4, {1, 2}}));
+}
+
+TEST(FlowJsonTest, IntegersPastTheLimitNameTheField) {
+    for (std::string const value : {"9223372036854775808", "18446744073709551615",
+                                    "18446744073709551616", "99999999999999999999999"}) {
+        SCOPED_TRACE(value);
+        problem const p = rejection("[" + record_with("bytes_tx", value) + "]");
+
+        EXPECT_EQ(p.type, problem_type::invalid_record);
+        EXPECT_EQ(p.record, 0U);
+        EXPECT_EQ(p.field, "bytes_tx");
+        EXPECT_NE(p.detail.find(value), std::string::npos) << p.detail;
+    }
+    problem const h = rejection("[" + record_with("hour", "2147483648") + "]");
+    EXPECT_EQ(h.type, problem_type::invalid_record);
+    EXPECT_EQ(h.field, "hour");
+}
+
+TEST(FlowJsonTest, NumberFollowedByAColonIsInvalidJson) {
+    problem const p = rejection(
+        R"([{"src_app":"a":1,"dest_app":"b","vpc_id":"c","bytes_tx":1,"bytes_rx":1,"hour":1}])");
+    EXPECT_EQ(p.type, problem_type::invalid_json);
+
+    problem const q = rejection(
+        R"([{"src_app":"a","dest_app":"b","vpc_id":"c","bytes_tx":1:2,"bytes_rx":1,"hour":1}])");
+    EXPECT_EQ(q.type, problem_type::invalid_json);
+}
+
+TEST(FlowJsonTest, OverflowNearTheLimitNamesTheRecordWhereTheSumPasses) {
+    std::string const other = record_with("src_app", R"("other")");
+    std::string const body = "[" + record_with("bytes_tx", "9223372036854775806") + "," + other +
+                             "," + record_with("bytes_tx", "1") + "," + other + "," +
+                             record_with("bytes_tx", "1") + "]";
+
+    problem const p = rejection(body);
+
+    EXPECT_EQ(p.type, problem_type::counter_overflow);
+    EXPECT_EQ(p.record, 4U);
+    EXPECT_EQ(p.field, "bytes_tx");
+}
+
+TEST(FlowJsonTest, AKeyRepeatedAcrossBatchesDecodesTheSameEachTime) {
+    for (int i = 0; i < 3; ++i) {
+        flow_batch const batch = accepted("[" + seed_record() + "," + seed_record() + "]");
+
+        ASSERT_EQ(batch.entries().size(), 1U);
+        EXPECT_EQ(batch.entries()[0].record, (flow_record{"foo", "bar", "vpc-0", 1, {200, 600}}));
+    }
+}
+
 TEST(FlowJsonTest, ParserIsReusableAfterAnError) {
     (void)rejection("[" + record_with("hour", "x") + "]");
 

@@ -56,7 +56,8 @@ inline key_totals totals_of(flow_store const& store) {
 
 inline void add_to(key_totals& t, flow_batch const& b) {
     for (auto const& e : b.entries()) {
-        auto& c = t[{e.record.src_app, e.record.dest_app, e.record.vpc_id, e.record.hour}];
+        auto& c = t[{std::string(e.record.src_app), std::string(e.record.dest_app),
+                     std::string(e.record.vpc_id), e.record.hour}];
         c.add(e.record.counters);
     }
 }

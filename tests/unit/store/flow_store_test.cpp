@@ -304,6 +304,35 @@ TEST(FlowStoreTest, OverflowNamesFirstRecordOfTheAggregatedKey) {
     EXPECT_EQ(r.field, "bytes_tx");
 }
 
+TEST(FlowStoreTest, ANameInSeveralPositionsKeepsEachKeyApart) {
+    flow_store store;
+    apply(store, batch_of({{"x", "y", "x", 1, {1, 1}}, {"y", "x", "x", 1, {2, 2}}}));
+    apply(store, batch_of({{"x", "y", "x", 1, {10, 10}}}));
+
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"x", "y", "x", 1, {11, 11}}, {"y", "x", "x", 1, {2, 2}}}));
+}
+
+TEST(FlowStoreTest, AKeyRepeatedAcrossBatchesReachesTheLimitThenOverflows) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter - 2, 0}}}));
+    apply(store, batch_of({{"q", "r", "s", 1, {1, 1}}, {"a", "b", "c", 1, {2, 0}}}));
+
+    flow_batch batch;
+    batch.add("q", "r", "s", 1, {1, 1}, 0);
+    batch.add("q", "r", "s", 1, {1, 1}, 1);
+    batch.add("a", "b", "c", 1, {0, 1}, 2);
+    batch.add("a", "b", "c", 1, {1, 0}, 3);
+    auto const r = rejection_of(store, batch);
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 2U);
+    EXPECT_EQ(r.field, "bytes_tx");
+    EXPECT_EQ(rows(store.snapshot(1)),
+              (std::vector<flow_record>{{"a", "b", "c", 1, {max_counter, 0}},
+                                        {"q", "r", "s", 1, {1, 1}}}));
+}
+
 TEST(FlowStoreTest, RejectedPrepareAppliesNothing) {
     flow_store store;
     apply(store, batch_of({{"a", "b", "c", 1, {max_counter, 0}}}));
