@@ -320,6 +320,7 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo '```'
 } >"$out"
 echo "== cluster mode (scripts/bench-cluster.sh)"
+echo >>"$out"
 scripts/bench-cluster.sh "$bin" >>"$out"
 echo "== wrote $out"
 cat "$out"
