@@ -700,18 +700,22 @@ void cluster_ingest::apply_record(wal::log_record const& record) {
 }
 
 void cluster_ingest::halt(std::string why) {
-    if (halted_.exchange(true, std::memory_order_acq_rel)) {
-        return;
+    {
+        // The reason first, then the flag: /readyz reads the reason.
+        std::scoped_lock lock{halt_mutex_};
+        if (!halted_because_.empty()) {
+            return;
+        }
+        halted_because_ = why;
     }
+    halted_.store(true, std::memory_order_release);
+    metrics_.halted.Set(1.0);
     log_->critical(
         "cluster: stopped applying: {}. This node's totals would silently differ from its "
         "peers', so it is not ready (/readyz 503) from now on; GET still serves what it "
         "applied. Restart it with a data directory whose checkpoint covers the missing "
         "sequences, or recreate every node's data from a stream that holds its whole history",
         why);
-    metrics_.halted.Set(1.0);
-    std::scoped_lock lock{halt_mutex_};
-    halted_because_ = std::move(why);
 }
 
 std::string cluster_ingest::halted_because() const {
