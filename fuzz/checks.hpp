@@ -647,6 +647,12 @@ inline std::string check_decode(std::string_view input, body_format format,
     if (!detail::same(got, decode_flows(again, format, limits))) {
         return where + ": decoding the same body twice gave two answers";
     }
+    // The fast path (decode_common_shape) never changes an answer: the generic decoder alone
+    // gives the same batch or the same problem.
+    std::string generic = detail::padded(input);
+    if (!detail::same(got, decode_flows_generic(generic, format, limits))) {
+        return where + ": decode_flows and decode_flows_generic disagree";
+    }
     if (got) {
         if (std::string e = detail::check_batch(*got, where); !e.empty()) {
             return e;

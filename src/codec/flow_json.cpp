@@ -697,6 +697,15 @@ boost::system::result<flow_batch, problem> decode_ndjson(od::parser& parser, std
 
 boost::system::result<flow_batch, problem> decode_flows(std::string& body, body_format format,
                                                         decode_limits const& limits) {
+    if (flow_batch batch; decode_common_shape(body, format, limits, batch)) {
+        return batch;
+    }
+    return decode_flows_generic(body, format, limits);
+}
+
+boost::system::result<flow_batch, problem> decode_flows_generic(std::string& body,
+                                                                body_format format,
+                                                                decode_limits const& limits) {
     if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) {
         body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
     }

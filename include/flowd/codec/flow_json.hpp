@@ -28,6 +28,19 @@ struct decode_limits {
                                                                       body_format format,
                                                                       decode_limits const& limits);
 
+// The two halves of decode_flows(), apart for the tests and the fuzzer.
+//
+// decode_common_shape(): the fast path. True, with `batch` set, when the body is a JSON
+// array of records of the shape exporters send (objects of exactly the six known keys in
+// any order, names of printable ASCII without escapes, integers of digits) that are all
+// valid; false, `batch` untouched, for anything else, including every error: it answers no
+// problem. What it accepts, decode_flows_generic() accepts with the same batch.
+[[nodiscard]] bool decode_common_shape(std::string& body, body_format format,
+                                       decode_limits const& limits, flow_batch& batch);
+// decode_flows_generic(): every body, with simdjson On-Demand; words every error.
+[[nodiscard]] boost::system::result<flow_batch, problem> decode_flows_generic(
+    std::string& body, body_format format, decode_limits const& limits);
+
 // The simdjson kernel decode_flows() was compiled for (haswell, westmere, fallback, ...):
 // On-Demand picks it at compile time, not at run time.
 [[nodiscard]] std::string_view json_implementation() noexcept;

@@ -1,0 +1,329 @@
+// The fast path of decode_flows(): a JSON array of records of the common shape, read in
+// one pass over the body without simdjson. See decode_common_shape() in flow_json.hpp.
+//
+// Why: on POST B=1000 the generic On-Demand walk (stage 1's structural index, then a field
+// loop that asks every value its type, checks it and words any error) cost about a third of
+// flowd's CPU per record. Exporters send one shape: flat objects with the six known keys,
+// names of plain ASCII, integers of digits. For that shape one hand-written pass checks
+// everything SPEC asks and builds the batch. Anything else (an escape, a non-ASCII byte, an
+// unknown or repeated key, a fraction, a leading zero, a limit reached, an error of any
+// kind) makes it give up, and decode_flows() decodes the body again with the generic
+// decoder, which words every error. So this path never answers a problem, and what it
+// accepts, the generic decoder accepts with the same batch (checked by the unit tests and
+// by the flow_json fuzzer on every input).
+
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+#include "flowd/codec/flow_json.hpp"
+#include "flowd/domain/flow_counters.hpp"
+#include "flowd/domain/flow_record.hpp"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace flowd {
+namespace {
+
+// Bytes decode_flows() guarantees readable past the end of the body (its capacity), so a
+// 16-byte load that starts inside the body never leaves the allocation. Equal to
+// simdjson::SIMDJSON_PADDING, which flow_json.cpp reserves.
+constexpr std::size_t readable_past_end = 64;
+
+constexpr std::size_t max_name_bytes = 255;
+
+// The six known keys, as bits of `seen`.
+constexpr unsigned bit_src = 1U << 0;
+constexpr unsigned bit_dest = 1U << 1;
+constexpr unsigned bit_vpc = 1U << 2;
+constexpr unsigned bit_tx = 1U << 3;
+constexpr unsigned bit_rx = 1U << 4;
+constexpr unsigned bit_hour = 1U << 5;
+constexpr unsigned all_bits = (1U << 6) - 1;
+
+bool is_ws(char c) noexcept {
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+class scanner {
+public:
+    scanner(char const* begin, char const* end) noexcept : p_(begin), end_(end) {}
+
+    void skip_ws() noexcept {
+        while (p_ != end_ && is_ws(*p_)) {
+            ++p_;
+        }
+    }
+
+    // Consumes `c` after optional whitespace.
+    bool expect(char c) noexcept {
+        skip_ws();
+        if (p_ == end_ || *p_ != c) {
+            return false;
+        }
+        ++p_;
+        return true;
+    }
+
+    // After an opening quote: the string up to its closing quote when every byte of it is
+    // printable ASCII other than '\\' (so it is its own value and valid UTF-8), at most
+    // `max` bytes. Empty optional-like result (nullptr data) otherwise.
+    bool plain_string(std::size_t max, std::string_view& out) noexcept {
+        char const* const start = p_;
+#if defined(__SSE2__)
+        for (std::size_t n = 0;; n += 16) {
+            // A load starting before end_ stays inside the body's readable padding.
+            __m128i const chunk = _mm_loadu_si128(reinterpret_cast<__m128i const*>(start + n));
+            auto const quotes =
+                static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"'))));
+            // Signed compare: bytes >= 0x80 are negative, so one compare finds control
+            // characters and non-ASCII alike.
+            auto const bad = static_cast<unsigned>(
+                _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\')),
+                                               _mm_cmplt_epi8(chunk, _mm_set1_epi8(0x20)))));
+            if (quotes != 0) {
+                auto const k = static_cast<unsigned>(std::countr_zero(quotes));
+                std::size_t const len = n + k;
+                if ((bad & ((1U << k) - 1)) != 0 || len > max ||
+                    len >= static_cast<std::size_t>(end_ - start)) {
+                    return false;
+                }
+                out = std::string_view(start, len);
+                p_ = start + len + 1;
+                return true;
+            }
+            if (bad != 0 || n + 16 > max || n + 16 >= static_cast<std::size_t>(end_ - start)) {
+                return false;
+            }
+        }
+#else
+        for (std::size_t n = 0; n <= max && start + n != end_; ++n) {
+            auto const c = static_cast<unsigned char>(start[n]);
+            if (c == '"') {
+                out = std::string_view(start, n);
+                p_ = start + n + 1;
+                return true;
+            }
+            if (c < 0x20 || c >= 0x80 || c == '\\') {
+                return false;
+            }
+        }
+        return false;
+#endif
+    }
+
+    // An integer of digits only, no leading zero, at most `max`.
+    bool integer(std::uint64_t max, std::uint64_t& out) noexcept {
+        if (p_ == end_) {
+            return false;
+        }
+        auto d = static_cast<unsigned>(*p_ - '0');
+        if (d > 9) {
+            return false;
+        }
+        char const* const start = p_;
+        std::uint64_t v = d;
+        ++p_;
+        if (d != 0) {
+            // 19 digits always fit in 64 bits; max_counter has 19, so more is out of range.
+            while (p_ != end_ && (d = static_cast<unsigned>(*p_ - '0')) <= 9) {
+                if (p_ - start == 19) {
+                    return false;
+                }
+                v = v * 10 + d;
+                ++p_;
+            }
+        } else if (p_ != end_ && static_cast<unsigned>(*p_ - '0') <= 9) {
+            return false;  // a leading zero: invalid JSON, the generic decoder words it
+        }
+        if (v > max) {
+            return false;
+        }
+        out = v;
+        return true;
+    }
+
+    // One record object, its opening brace consumed; adds it to `batch`.
+    bool record(flow_batch& batch, std::size_t index) noexcept {
+        std::string_view names[3];
+        std::uint64_t tx = 0;
+        std::uint64_t rx = 0;
+        std::uint64_t hour = 0;
+        unsigned seen = 0;
+        for (unsigned k = 0;; ++k) {
+            unsigned const bit = key(k);
+            if (bit == 0 || (seen & bit) != 0) {
+                return false;  // not a known key, or one seen already
+            }
+            seen |= bit;
+            skip_ws();
+            bool ok = false;
+            switch (bit) {
+                case bit_src:
+                    ok = name(names[0]);
+                    break;
+                case bit_dest:
+                    ok = name(names[1]);
+                    break;
+                case bit_vpc:
+                    ok = name(names[2]);
+                    break;
+                case bit_tx:
+                    ok = integer(max_counter, tx);
+                    break;
+                case bit_rx:
+                    ok = integer(max_counter, rx);
+                    break;
+                default:
+                    ok = integer(max_hour, hour);
+                    break;
+            }
+            skip_ws();
+            if (!ok || p_ == end_) {
+                return false;
+            }
+            if (*p_++ != ',') {
+                break;
+            }
+        }
+        if (p_[-1] != '}' || seen != all_bits) {
+            return false;
+        }
+        return batch.add(names[0], names[1], names[2], static_cast<std::uint32_t>(hour),
+                         flow_counters{tx, rx}, index) == flow_batch::add_status::ok;
+    }
+
+    // The `"key":` of the k-th field of a record: its bit, or 0 when it is not a known key.
+    unsigned key(unsigned k) noexcept {
+        // The common case costs a fixed-size compare: compact JSON with the keys in SPEC
+        // order (what exporters and flowd itself write).
+        switch (k) {
+            case 0:
+                if (literal("\"src_app\":")) {
+                    return bit_src;
+                }
+                break;
+            case 1:
+                if (literal("\"dest_app\":")) {
+                    return bit_dest;
+                }
+                break;
+            case 2:
+                if (literal("\"vpc_id\":")) {
+                    return bit_vpc;
+                }
+                break;
+            case 3:
+                if (literal("\"bytes_tx\":")) {
+                    return bit_tx;
+                }
+                break;
+            case 4:
+                if (literal("\"bytes_rx\":")) {
+                    return bit_rx;
+                }
+                break;
+            case 5:
+                if (literal("\"hour\":")) {
+                    return bit_hour;
+                }
+                break;
+            default:
+                break;
+        }
+        std::string_view key;
+        if (!expect('"') || !plain_string(8, key) || !expect(':')) {
+            return 0;
+        }
+        switch (key.size()) {
+            case 4:
+                return key == "hour" ? bit_hour : 0;
+            case 6:
+                return key == "vpc_id" ? bit_vpc : 0;
+            case 7:
+                return key == "src_app" ? bit_src : 0;
+            case 8:
+                if (key == "dest_app") {
+                    return bit_dest;
+                }
+                if (key == "bytes_tx") {
+                    return bit_tx;
+                }
+                return key == "bytes_rx" ? bit_rx : 0;
+            default:
+                return 0;
+        }
+    }
+
+    // Consumes `text` when the body continues with exactly it.
+    template <std::size_t N>
+    bool literal(char const (&text)[N]) noexcept {
+        constexpr std::size_t n = N - 1;  // without the terminating NUL
+        if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, text, n) != 0) {
+            return false;
+        }
+        p_ += n;
+        return true;
+    }
+
+    bool name(std::string_view& out) noexcept {
+        if (p_ == end_ || *p_ != '"') {
+            return false;
+        }
+        ++p_;
+        return plain_string(max_name_bytes, out) && !out.empty();
+    }
+
+    bool at_end() noexcept {
+        skip_ws();
+        return p_ == end_;
+    }
+
+    [[nodiscard]] bool peek(char c) const noexcept {
+        return p_ != end_ && *p_ == c;
+    }
+
+private:
+    char const* p_;
+    char const* end_;
+};
+
+}  // namespace
+
+bool decode_common_shape(std::string& body, body_format format, decode_limits const& limits,
+                         flow_batch& batch) {
+    if (format != body_format::json_array || limits.max_depth < 2 || limits.max_records == 0) {
+        return false;
+    }
+    if (body.capacity() < body.size() + readable_past_end) {
+        body.reserve(body.size() + readable_past_end);
+    }
+    flow_batch out;
+    // A record takes at least ~80 bytes of JSON; guess low so small batches stay cheap.
+    out.reserve(std::min(body.size() / 128, limits.max_records));
+    scanner s(body.data(), body.data() + body.size());
+    if (!s.expect('[')) {
+        return false;
+    }
+    s.skip_ws();
+    if (s.peek(']')) {
+        return false;  // an empty batch: rare, the generic decoder answers it
+    }
+    std::size_t index = 0;
+    do {
+        if (index == limits.max_records || !s.expect('{') || !s.record(out, index)) {
+            return false;
+        }
+        ++index;
+    } while (s.expect(','));
+    if (!s.expect(']') || !s.at_end()) {
+        return false;
+    }
+    batch = std::move(out);
+    return true;
+}
+
+}  // namespace flowd
