@@ -1,6 +1,7 @@
 #include "flowd/domain/flow_batch.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -26,6 +27,43 @@ std::uint64_t key_hash(std::array<std::uint32_t, 3> const& names, std::uint32_t 
                     hash_mix(b ^ 0xe7037ed1a0b428dbULL, 0xa0761d6478bd642fULL));
 }
 
+static_assert(std::endian::native == std::endian::little,
+              "short_name_words() builds little-endian words");
+
+constexpr std::size_t short_name_bytes = 16;
+
+// `s` (at most 16 bytes) as two little-endian words, zero past its end. Overlapping
+// fixed-size loads inside `s` only, shifted into place.
+std::array<std::uint64_t, 2> short_name_words(std::string_view s) noexcept {
+    std::size_t const n = s.size();
+    char const* const p = s.data();
+    auto const load8 = [](char const* at) {
+        std::uint64_t w = 0;
+        std::memcpy(&w, at, 8);
+        return w;
+    };
+    if (n >= 8) {
+        // Bytes 8..n-1 are the last n-8 bytes of the word ending at the end of `s`.
+        return {load8(p), n == 8 ? 0 : load8(p + n - 8) >> (8 * (16 - n))};
+    }
+    if (n >= 4) {
+        std::uint32_t lo = 0;
+        std::uint32_t hi = 0;
+        std::memcpy(&lo, p, 4);
+        std::memcpy(&hi, p + n - 4, 4);
+        return {lo | ((std::uint64_t{hi} >> (8 * (8 - n))) << 32), 0};
+    }
+    std::uint64_t w = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        w |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+    }
+    return {w, 0};
+}
+
+std::uint64_t short_name_hash(std::array<std::uint64_t, 2> const& w, std::size_t n) noexcept {
+    return hash_mix(w[0] ^ string_hash_seed, w[1] ^ (0xe7037ed1a0b428dbULL + n));
+}
+
 std::size_t table_size(std::size_t n) noexcept {
     std::size_t capacity = 16;
     // Load factor at most 1/2: probes stay short.
@@ -43,6 +81,7 @@ flow_batch::flow_batch(flow_batch&& other) noexcept
       slots_(std::exchange(other.slots_, {})),
       names_(std::exchange(other.names_, {})),
       name_hashes_(std::exchange(other.name_hashes_, {})),
+      name_words_(std::exchange(other.name_words_, {})),
       name_slots_(std::exchange(other.name_slots_, {})),
       blocks_(std::exchange(other.blocks_, {})),
       block_next_(std::exchange(other.block_next_, nullptr)),
@@ -57,6 +96,7 @@ flow_batch& flow_batch::operator=(flow_batch&& other) noexcept {
         slots_ = std::exchange(other.slots_, {});
         names_ = std::exchange(other.names_, {});
         name_hashes_ = std::exchange(other.name_hashes_, {});
+        name_words_ = std::exchange(other.name_words_, {});
         name_slots_ = std::exchange(other.name_slots_, {});
         blocks_ = std::exchange(other.blocks_, {});
         block_next_ = std::exchange(other.block_next_, nullptr);
@@ -107,6 +147,7 @@ void flow_batch::grow_keys(std::size_t capacity) {
 void flow_batch::grow_names(std::size_t capacity) {
     names_.reserve(capacity / 2);
     name_hashes_.reserve(capacity / 2);
+    name_words_.reserve(capacity / 2);
     name_slots_.assign(capacity, 0);
     std::size_t const mask = capacity - 1;
     for (std::size_t i = 0; i < names_.size(); ++i) {
@@ -114,7 +155,7 @@ void flow_batch::grow_names(std::size_t capacity) {
         while (name_slots_[j] != 0) {
             j = (j + 1) & mask;
         }
-        name_slots_[j] = static_cast<std::uint32_t>(i + 1);
+        name_slots_[j] = (name_hashes_[i] >> 32 << 32) | (i + 1);
     }
 }
 
@@ -141,19 +182,29 @@ std::uint32_t flow_batch::name_id(std::string_view name) {
     if ((names_.size() + 1) * 2 > name_slots_.size()) {
         grow_names(name_slots_.empty() ? 16 : name_slots_.size() * 2);
     }
-    std::uint64_t const h = hash_bytes(string_hash_seed, name);
+    bool const is_short = name.size() <= short_name_bytes;
+    std::array<std::uint64_t, 2> const words =
+        is_short ? short_name_words(name) : std::array<std::uint64_t, 2>{};
+    std::uint64_t const h =
+        is_short ? short_name_hash(words, name.size()) : hash_bytes(string_hash_seed, name);
+    std::uint64_t const tag = h >> 32 << 32;
     std::size_t const mask = name_slots_.size() - 1;
     std::size_t j = h & mask;
-    for (; name_slots_[j] != 0; j = (j + 1) & mask) {
-        std::uint32_t const i = name_slots_[j] - 1;
-        if (name_hashes_[i] == h && same_bytes(names_[i], name)) {
+    for (std::uint64_t slot = 0; (slot = name_slots_[j]) != 0; j = (j + 1) & mask) {
+        if ((slot & ~std::uint64_t{0xffffffff}) != tag) {
+            continue;
+        }
+        auto const i = static_cast<std::uint32_t>(slot) - 1;
+        if (names_[i].size() == name.size() &&
+            (is_short ? name_words_[i] == words : same_bytes(names_[i], name))) {
             return i;
         }
     }
     auto const id = static_cast<std::uint32_t>(names_.size());
     names_.push_back(store_name(name));
     name_hashes_.push_back(h);
-    name_slots_[j] = id + 1;
+    name_words_.push_back(words);
+    name_slots_[j] = tag | (id + 1);
     return id;
 }
 

@@ -91,9 +91,15 @@ private:
     std::vector<std::uint64_t> hashes_;  // hashes_[i] is the hash of entries_[i]
     std::vector<std::uint32_t> slots_;   // 0: empty, else an index into entries_ plus one
 
-    std::vector<std::string_view> names_;          // views into blocks_
-    std::vector<std::uint64_t> name_hashes_;       // name_hashes_[i] is the hash of names_[i]
-    std::vector<std::uint32_t> name_slots_;        // 0: empty, else an index into names_ plus one
+    std::vector<std::string_view> names_;     // views into blocks_
+    std::vector<std::uint64_t> name_hashes_;  // name_hashes_[i] is the hash of names_[i]
+    // name_words_[i]: names_[i] as two little-endian words, zero past its end, when it has
+    // at most 16 bytes (names of exporters nearly always do): such names are hashed and
+    // compared as two integers, with no loop and no branch on the length.
+    std::vector<std::array<std::uint64_t, 2>> name_words_;
+    // 0: empty, else the high half of the name's hash << 32 | its index in names_ plus one:
+    // a probe rejects another name without reading names_ or name_hashes_.
+    std::vector<std::uint64_t> name_slots_;
     std::vector<std::unique_ptr<char[]>> blocks_;  // never move once allocated
     char* block_next_ = nullptr;
     std::size_t block_left_ = 0;

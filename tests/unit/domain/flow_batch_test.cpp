@@ -231,6 +231,38 @@ TEST(StringHashTest, SameBytesComparesEveryLength) {
     }
 }
 
+// Names of up to 16 bytes are hashed and compared as two words, longer ones byte by byte:
+// every length on both sides of 4, 8 and 16 bytes, each byte position changed, and names
+// that differ only by trailing NUL bytes are all told apart, and found again.
+TEST(FlowBatchTest, TellsNamesApartAtEveryLengthAndByte) {
+    std::vector<std::string> names;
+    for (std::size_t n = 0; n <= 40; ++n) {
+        std::string const base(n, 'x');
+        names.push_back(base);
+        for (std::size_t at = 0; at < n; ++at) {
+            std::string changed = base;
+            changed[at] = 'y';
+            names.push_back(changed);
+        }
+        names.push_back(base + std::string(1, '\0'));
+    }
+    flow_batch batch;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        ASSERT_EQ(batch.add(names[i], "d", "v", 0, {1, 0}, i), flow_batch::add_status::ok);
+    }
+    ASSERT_EQ(batch.entries().size(), names.size());
+    ASSERT_EQ(batch.names().size(), names.size() + 2);  // with "d" and "v"
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        ASSERT_EQ(batch.add(names[i], "d", "v", 0, {1, 0}, names.size() + i),
+                  flow_batch::add_status::ok);
+    }
+    ASSERT_EQ(batch.entries().size(), names.size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        EXPECT_EQ(batch.entries()[i].record.src_app, names[i]);
+        EXPECT_EQ(batch.entries()[i].record.counters.bytes_tx, 2U) << i;
+    }
+}
+
 TEST(FlowBatchTest, RecordViewConvertsToRecord) {
     flow_batch batch;
     batch.add("s", "d", "v", 9, {7, 8}, 0);
