@@ -277,10 +277,6 @@ private:
             body_too_large_ = true;
             return dispatch_request();
         }
-        if (length) {
-            // simdjson reads a little past the end: room for it now saves a copy later.
-            parser_->get().body().reserve(static_cast<std::size_t>(*length) + 64);
-        }
         auto const expect = parser_->get().find(http::field::expect);
         if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue") &&
             !parser_->is_done()) {
@@ -466,7 +462,7 @@ private:
     std::size_t max_connections_ = 0;
     std::string client_cn_;  // mTLS: the client certificate's subject CN
     std::string remote_ip_;  // the peer's address (rate-limit identity without a token)
-    std::optional<http::request_parser<http::string_body>> parser_;
+    std::optional<http::request_parser<request_body>> parser_;
     std::optional<response> pending_;  // the answer being written
     std::chrono::steady_clock::time_point arrived_{};
     bool waiting_idle_ = false;

@@ -13,12 +13,13 @@
 #include <boost/beast/http/verb.hpp>
 #include <spdlog/logger.h>
 
+#include "flowd/http/request_body.hpp"
 #include "flowd/http/responses.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 
 namespace flowd {
 
-using request = boost::beast::http::request<boost::beast::http::string_body>;
+using request = boost::beast::http::request<request_body>;
 
 // What a handler sees of one request. Handlers may move the body out.
 struct request_context {
