@@ -149,6 +149,16 @@ TEST(CliTest, WarnsThatDataLivesInMemoryOnly) {
     EXPECT_NE(flowd.log().find("memory only"), std::string::npos) << flowd.log();
 }
 
+// SECURITY.md: no tokens on a listener others can reach is said at start, and only then.
+TEST(CliTest, WarnsWhenListeningBeyondLoopbackWithoutTokens) {
+    flowd_process open_to_all({"--listen", "0.0.0.0:0", "--metrics-listen", "127.0.0.1:0"}, {},
+                              false);
+    EXPECT_TRUE(open_to_all.wait_log("is not on loopback")) << open_to_all.log();
+
+    flowd_process loopback;
+    EXPECT_EQ(loopback.log().find("is not on loopback"), std::string::npos) << loopback.log();
+}
+
 TEST(CliTest, LogsEachBoundAddress) {
     flowd_process flowd;
 

@@ -924,6 +924,32 @@ TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
     ASSERT_EQ(rows.size(), 1U);
     EXPECT_EQ(rows[0].at("bytes_tx"), 1) << "only the acknowledged batch";
     EXPECT_TRUE(a->wait_log("disconnected from NATS"));
+    auto metrics = parse_metrics(ca.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_connected"), 0.0);
+    EXPECT_GE(metric_value(metrics, "flowd_cluster_publish_failures_total"), 1.0);
+
+    // The servers come back (same ports, same stores): flowd reconnects by itself and POST
+    // is durable again; nothing refused was applied.
+    for (std::size_t i = 0; i < 3; ++i) {
+        nats.server(i).start();
+    }
+    http_response again;
+    ASSERT_TRUE(eventually(
+        [&] {
+            again = ca.post("/flows", "[" + flow_json("x", "y", "z", 10, 20, 5) + "]",
+                            "application/json", {{"Idempotency-Key", "after-the-outage"}});
+            return again.result_int() == 200;
+        },
+        std::chrono::seconds(60)))
+        << again.body();
+    EXPECT_TRUE(a->wait_log("reconnected to NATS"));
+    auto const after = ca.get("/flows?hour=5&min_seq=" + std::to_string(seq_of(again)));
+    ASSERT_EQ(after.result_int(), 200) << after.body();
+    auto const totals = nlohmann::json::parse(after.body());
+    ASSERT_EQ(totals.size(), 1U);
+    EXPECT_EQ(totals[0].at("bytes_tx"), 11) << "the first batch and the one after the outage";
+    metrics = parse_metrics(ca.get("/metrics").body());
+    EXPECT_EQ(metric_value(metrics, "flowd_cluster_connected"), 1.0);
 }
 
 }  // namespace
