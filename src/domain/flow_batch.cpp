@@ -77,11 +77,9 @@ std::size_t table_size(std::size_t n) noexcept {
 
 flow_batch::flow_batch(flow_batch&& other) noexcept
     : entries_(std::exchange(other.entries_, {})),
-      hashes_(std::exchange(other.hashes_, {})),
       slots_(std::exchange(other.slots_, {})),
       names_(std::exchange(other.names_, {})),
-      name_hashes_(std::exchange(other.name_hashes_, {})),
-      name_words_(std::exchange(other.name_words_, {})),
+      name_info_(std::exchange(other.name_info_, {})),
       name_slots_(std::exchange(other.name_slots_, {})),
       blocks_(std::exchange(other.blocks_, {})),
       block_next_(std::exchange(other.block_next_, nullptr)),
@@ -92,11 +90,9 @@ flow_batch::flow_batch(flow_batch&& other) noexcept
 flow_batch& flow_batch::operator=(flow_batch&& other) noexcept {
     if (this != &other) {
         entries_ = std::exchange(other.entries_, {});
-        hashes_ = std::exchange(other.hashes_, {});
         slots_ = std::exchange(other.slots_, {});
         names_ = std::exchange(other.names_, {});
-        name_hashes_ = std::exchange(other.name_hashes_, {});
-        name_words_ = std::exchange(other.name_words_, {});
+        name_info_ = std::exchange(other.name_info_, {});
         name_slots_ = std::exchange(other.name_slots_, {});
         blocks_ = std::exchange(other.blocks_, {});
         block_next_ = std::exchange(other.block_next_, nullptr);
@@ -126,7 +122,6 @@ flow_batch& flow_batch::operator=(flow_batch const& other) {
 
 void flow_batch::reserve(std::size_t keys) {
     entries_.reserve(keys);
-    hashes_.reserve(keys);
     if (std::size_t const capacity = table_size(keys); capacity > slots_.size()) {
         grow_keys(capacity);
     }
@@ -136,26 +131,27 @@ void flow_batch::grow_keys(std::size_t capacity) {
     slots_.assign(capacity, 0);
     std::size_t const mask = capacity - 1;
     for (std::size_t i = 0; i < entries_.size(); ++i) {
-        std::size_t j = hashes_[i] & mask;
+        std::uint64_t const h = key_hash(entries_[i].names, entries_[i].record.hour);
+        std::size_t j = h & mask;
         while (slots_[j] != 0) {
             j = (j + 1) & mask;
         }
-        slots_[j] = static_cast<std::uint32_t>(i + 1);
+        slots_[j] = (h >> 32 << 32) | (i + 1);
     }
 }
 
 void flow_batch::grow_names(std::size_t capacity) {
     names_.reserve(capacity / 2);
-    name_hashes_.reserve(capacity / 2);
-    name_words_.reserve(capacity / 2);
+    name_info_.reserve(capacity / 2);
     name_slots_.assign(capacity, 0);
     std::size_t const mask = capacity - 1;
     for (std::size_t i = 0; i < names_.size(); ++i) {
-        std::size_t j = name_hashes_[i] & mask;
+        std::uint64_t const h = name_info_[i].hash;
+        std::size_t j = h & mask;
         while (name_slots_[j] != 0) {
             j = (j + 1) & mask;
         }
-        name_slots_[j] = (name_hashes_[i] >> 32 << 32) | (i + 1);
+        name_slots_[j] = (h >> 32 << 32) | (i + 1);
     }
 }
 
@@ -196,14 +192,13 @@ std::uint32_t flow_batch::name_id(std::string_view name) {
         }
         auto const i = static_cast<std::uint32_t>(slot) - 1;
         if (names_[i].size() == name.size() &&
-            (is_short ? name_words_[i] == words : same_bytes(names_[i], name))) {
+            (is_short ? name_info_[i].words == words : same_bytes(names_[i], name))) {
             return i;
         }
     }
     auto const id = static_cast<std::uint32_t>(names_.size());
     names_.push_back(store_name(name));
-    name_hashes_.push_back(h);
-    name_words_.push_back(words);
+    name_info_.push_back({h, words});
     name_slots_[j] = tag | (id + 1);
     return id;
 }
@@ -220,10 +215,13 @@ flow_batch::add_status flow_batch::add(std::string_view src_app, std::string_vie
     std::uint64_t const h = key_hash(names, hour);
     std::size_t const mask = slots_.size() - 1;
     std::size_t j = h & mask;
-    for (; slots_[j] != 0; j = (j + 1) & mask) {
-        std::size_t const i = slots_[j] - 1;
-        batch_entry& e = entries_[i];
-        if (hashes_[i] != h || e.names != names || e.record.hour != hour) {
+    std::uint64_t const tag = h >> 32 << 32;
+    for (std::uint64_t slot = 0; (slot = slots_[j]) != 0; j = (j + 1) & mask) {
+        if ((slot & ~std::uint64_t{0xffffffff}) != tag) {
+            continue;
+        }
+        batch_entry& e = entries_[static_cast<std::uint32_t>(slot) - 1];
+        if (e.names != names || e.record.hour != hour) {
             continue;
         }
         flow_record_view& r = e.record;
@@ -240,8 +238,7 @@ flow_batch::add_status flow_batch::add(std::string_view src_app, std::string_vie
     entries_.push_back(batch_entry{
         flow_record_view{names_[names[0]], names_[names[1]], names_[names[2]], hour, counters},
         record_index, names});
-    hashes_.push_back(h);
-    slots_[j] = static_cast<std::uint32_t>(entries_.size());
+    slots_[j] = tag | entries_.size();
     ++records_;
     return add_status::ok;
 }

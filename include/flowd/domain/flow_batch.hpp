@@ -88,17 +88,22 @@ private:
     void grow_names(std::size_t capacity);
 
     std::vector<batch_entry> entries_;
-    std::vector<std::uint64_t> hashes_;  // hashes_[i] is the hash of entries_[i]
-    std::vector<std::uint32_t> slots_;   // 0: empty, else an index into entries_ plus one
+    // 0: empty, else the high half of the key's hash << 32 | its index in entries_ plus
+    // one (the low half is where probing starts; a rehash computes the hash again).
+    std::vector<std::uint64_t> slots_;
 
-    std::vector<std::string_view> names_;     // views into blocks_
-    std::vector<std::uint64_t> name_hashes_;  // name_hashes_[i] is the hash of names_[i]
-    // name_words_[i]: names_[i] as two little-endian words, zero past its end, when it has
-    // at most 16 bytes (names of exporters nearly always do): such names are hashed and
-    // compared as two integers, with no loop and no branch on the length.
-    std::vector<std::array<std::uint64_t, 2>> name_words_;
+    std::vector<std::string_view> names_;  // views into blocks_
+    // name_info_[i]: the hash of names_[i] and, when it has at most 16 bytes (exporters'
+    // names nearly always do), the name as two little-endian words, zero past its end:
+    // such names are hashed and compared as two integers, with no loop and no branch on
+    // the length. One vector, so a batch costs one allocation for both.
+    struct name_info {
+        std::uint64_t hash = 0;
+        std::array<std::uint64_t, 2> words{};
+    };
+    std::vector<name_info> name_info_;
     // 0: empty, else the high half of the name's hash << 32 | its index in names_ plus one:
-    // a probe rejects another name without reading names_ or name_hashes_.
+    // a probe rejects another name without reading names_ or name_info_.
     std::vector<std::uint64_t> name_slots_;
     std::vector<std::unique_ptr<char[]>> blocks_;  // never move once allocated
     char* block_next_ = nullptr;
