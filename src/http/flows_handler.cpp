@@ -271,12 +271,14 @@ handler_result flows_handler::post(request_context& ctx) {
     // Capture by value: the context dies when this function returns.
     return deferred{[this, batch = std::move(batch),
                      info = std::move(info)](respond_fn respond) mutable {
-        std::string const request_id = info.request_id;
+        // One copy of the request id, made straight into the completion (not a local copied
+        // again into the capture: each copy of an id is a heap allocation).
+        std::string request_id = info.request_id;
         std::optional<idempotency_claim> key = info.idempotency;
         std::uint64_t const accepted_ms = info.accepted_unix_ms;
         sink_.submit(
             std::move(batch), std::move(info),
-            [this, request_id, claim = std::move(key), accepted_ms,
+            [this, request_id = std::move(request_id), claim = std::move(key), accepted_ms,
              respond = std::move(respond)](ingest_outcome o) {
                 if (o.error) {
                     if (claim && options_.idempotency != nullptr) {
