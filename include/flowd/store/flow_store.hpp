@@ -53,12 +53,14 @@ private:
         std::uint32_t hour;
         std::uint64_t hash;
         flow_counters counters;
+        std::uint32_t entry;  // index in flow_batch::entries(), to name a record when refused
     };
     prepared_batch() = default;
 
     flow_store* store_ = nullptr;
     std::vector<item> items_;            // sorted by shard
     std::vector<std::uint32_t> bounds_;  // items_ of shard s: [bounds_[s], bounds_[s+1])
+    std::uint64_t largest_ = 0;          // the largest bytes_tx or bytes_rx of items_
     std::uint64_t reserved_keys_ = 0;
     std::size_t records_ = 0;
 };
@@ -132,6 +134,10 @@ public:
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
     [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
 
+    // Keys present plus keys reserved by prepared batches. While the store is at most half
+    // full, prepare() reserves one key per distinct key of the batch without looking which
+    // are new (commit() corrects it), so under load this runs ahead of the keys present by
+    // up to the batches in flight; it never passes max_keys.
     [[nodiscard]] std::uint64_t key_count() const noexcept {
         return keys_.load(std::memory_order_relaxed);
     }
@@ -148,11 +154,17 @@ private:
     struct alignas(64) shard {
         mutable std::mutex mutex;
         std::unordered_map<std::uint32_t, hour_table> hours;  // guarded by mutex
+        // At least every bytes_tx and bytes_rx in `hours`: raised by commit() under `mutex`,
+        // never lowered, read by prepare() without the lock to skip overflow probes.
+        std::atomic<std::uint64_t> peak{0};
     };
 
     // Interns the batch's names and groups its keys by shard; checks nothing.
-    [[nodiscard]] prepared_batch group(flow_batch const& batch, std::vector<std::size_t>* origin);
+    [[nodiscard]] prepared_batch group(flow_batch const& batch);
     [[nodiscard]] std::size_t shard_of(std::uint64_t hash, std::uint32_t hour) const noexcept;
+    // Reserves `n` keys, without knowing which are new, when that leaves the store at most
+    // half full; returns false (reserving nothing) otherwise.
+    [[nodiscard]] bool reserve_unchecked(std::uint64_t n) noexcept;
     void release_keys(std::uint64_t n) noexcept { keys_.fetch_sub(n, std::memory_order_relaxed); }
 
     store_options options_;
