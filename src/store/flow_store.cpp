@@ -172,6 +172,11 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
 void flow_store::commit(prepared_batch&& batch) {
     std::uint64_t inserted = 0;
     std::uint64_t saturated = 0;
+    // Look the tables of a run of items up first and prefetch their slots, then upsert:
+    // the lookups are independent, so their cache misses overlap rather than each waiting
+    // behind the previous item's upsert.
+    constexpr std::uint32_t run = 16;
+    std::array<hour_table*, run> tables{};
     {
         std::shared_lock gate{gate_};
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
@@ -183,11 +188,6 @@ void flow_store::commit(prepared_batch&& batch) {
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
             std::uint64_t peak = sh.peak.load(std::memory_order_relaxed);
-            // Look the tables of a run of items up first and prefetch their slots, then
-            // upsert: the lookups are independent, so their cache misses overlap rather
-            // than each waiting behind the previous item's upsert.
-            constexpr std::uint32_t run = 16;
-            std::array<hour_table*, run> tables{};
             for (std::uint32_t i = begin; i < end; ++i) {
                 prepared_batch::item const& it = batch.items_[i];
                 if ((i - begin) % run == 0) {
