@@ -106,6 +106,9 @@ public:
 
     // Checks a batch against the store: no sum may pass 2^63-1 and the new keys must fit
     // under max_keys (reserved now). Interns the batch's strings. Applies nothing.
+    // While the store stays at most half full it reserves a key per distinct key of the
+    // batch instead of looking for the new ones, and it looks keys up for overflow only in
+    // shards holding a sum near the limit. One batch at a time, the answers are the same.
     [[nodiscard]] std::variant<prepared_batch, store_rejection> prepare(flow_batch const& batch);
 
     // Applies a prepared batch atomically. Cannot fail. Should a concurrent batch have
