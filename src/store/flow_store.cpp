@@ -9,6 +9,32 @@
 #include <utility>
 
 namespace flowd {
+namespace {
+
+// Adds `delta` to `c`, each sum stopping at max_counter; true when one had to.
+bool add_saturating(flow_counters& c, flow_counters const& delta) noexcept {
+    if (c.can_add(delta)) {
+        c.add(delta);
+        return false;
+    }
+    c.bytes_tx = std::min(max_counter, c.bytes_tx + std::min(delta.bytes_tx, max_counter));
+    c.bytes_rx = std::min(max_counter, c.bytes_rx + std::min(delta.bytes_rx, max_counter));
+    return true;
+}
+
+// The refusal of adding `delta`, first carried by `record`, to `current`, if it overflows.
+std::optional<store_rejection> overflow_of(flow_counters const& current, flow_counters const& delta,
+                                           std::size_t record) {
+    if (delta.bytes_tx > max_counter - current.bytes_tx) {
+        return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_tx"};
+    }
+    if (delta.bytes_rx > max_counter - current.bytes_rx) {
+        return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_rx"};
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 prepared_batch::prepared_batch(prepared_batch&& other) noexcept
     : store_(std::exchange(other.store_, nullptr)),
@@ -108,19 +134,6 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
         prepared.store_ = this;
         prepared.reserved_keys_ = prepared.items_.size();
     }
-    // Refuses the item at `i` that would overflow `current`, if it does.
-    auto overflow = [&](std::uint32_t i,
-                        flow_counters const& current) -> std::optional<store_rejection> {
-        prepared_batch::item const& it = prepared.items_[i];
-        std::size_t const record = batch.entries()[it.entry].first_record;
-        if (it.counters.bytes_tx > max_counter - current.bytes_tx) {
-            return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_tx"};
-        }
-        if (it.counters.bytes_rx > max_counter - current.bytes_rx) {
-            return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_rx"};
-        }
-        return std::nullopt;
-    };
 
     // Check every shard under its own lock; nothing changes yet. A shard whose peak leaves
     // room for the batch's largest counter cannot overflow: skip it when the keys need no
@@ -147,7 +160,8 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
                 ++new_keys;
                 continue;
             }
-            if (auto rejection = overflow(i, *current)) {
+            if (auto rejection =
+                    overflow_of(*current, it.counters, batch.entries()[it.entry].first_record)) {
                 return *rejection;
             }
         }
@@ -188,29 +202,24 @@ void flow_store::commit(prepared_batch&& batch) {
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
             std::uint64_t peak = sh.peak.load(std::memory_order_relaxed);
-            for (std::uint32_t i = begin; i < end; ++i) {
-                prepared_batch::item const& it = batch.items_[i];
-                if ((i - begin) % run == 0) {
-                    for (std::uint32_t j = i; j < std::min(end, i + run); ++j) {
-                        hour_table& t = sh.hours[batch.items_[j].hour];
-                        t.prefetch(batch.items_[j].hash);
-                        tables[j - i] = &t;
+            for (std::uint32_t first = begin; first < end; first += run) {
+                std::uint32_t const last = std::min(end, first + run);
+                for (std::uint32_t i = first; i < last; ++i) {
+                    hour_table& table = sh.hours[batch.items_[i].hour];
+                    table.prefetch(batch.items_[i].hash);
+                    tables.at(i - first) = &table;
+                }
+                for (std::uint32_t i = first; i < last; ++i) {
+                    prepared_batch::item const& it = batch.items_[i];
+                    hour_table& table = *tables.at(i - first);
+                    std::size_t const size_before = table.size();
+                    flow_counters& c = table.upsert(it.key, it.hash);
+                    inserted += table.size() - size_before;
+                    if (add_saturating(c, it.counters)) {
+                        ++saturated;
                     }
+                    peak = std::max({peak, c.bytes_tx, c.bytes_rx});
                 }
-                hour_table& table = *tables[(i - begin) % run];
-                std::size_t const size_before = table.size();
-                flow_counters& c = table.upsert(it.key, it.hash);
-                inserted += table.size() - size_before;
-                if (!c.can_add(it.counters)) {
-                    ++saturated;
-                    c.bytes_tx = std::min(max_counter,
-                                          c.bytes_tx + std::min(it.counters.bytes_tx, max_counter));
-                    c.bytes_rx = std::min(max_counter,
-                                          c.bytes_rx + std::min(it.counters.bytes_rx, max_counter));
-                } else {
-                    c.add(it.counters);
-                }
-                peak = std::max({peak, c.bytes_tx, c.bytes_rx});
             }
             sh.peak.store(peak, std::memory_order_relaxed);
         }
