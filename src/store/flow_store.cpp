@@ -1,6 +1,7 @@
 #include "flowd/store/flow_store.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <shared_mutex>
 #include <stdexcept>
@@ -8,6 +9,32 @@
 #include <utility>
 
 namespace flowd {
+namespace {
+
+// Adds `delta` to `c`, each sum stopping at max_counter; true when one had to.
+bool add_saturating(flow_counters& c, flow_counters const& delta) noexcept {
+    if (c.can_add(delta)) {
+        c.add(delta);
+        return false;
+    }
+    c.bytes_tx = std::min(max_counter, c.bytes_tx + std::min(delta.bytes_tx, max_counter));
+    c.bytes_rx = std::min(max_counter, c.bytes_rx + std::min(delta.bytes_rx, max_counter));
+    return true;
+}
+
+// The refusal of adding `delta`, first carried by `record`, to `current`, if it overflows.
+std::optional<store_rejection> overflow_of(flow_counters const& current, flow_counters const& delta,
+                                           std::size_t record) {
+    if (delta.bytes_tx > max_counter - current.bytes_tx) {
+        return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_tx"};
+    }
+    if (delta.bytes_rx > max_counter - current.bytes_rx) {
+        return store_rejection{store_rejection::reason::counter_overflow, record, "bytes_rx"};
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 prepared_batch::prepared_batch(prepared_batch&& other) noexcept
     : store_(std::exchange(other.store_, nullptr)),
@@ -43,7 +70,7 @@ std::size_t flow_store::shard_of(std::uint64_t hash, std::uint32_t hour) const n
     return static_cast<std::size_t>(h >> shard_shift_);
 }
 
-prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_t>* origin) {
+prepared_batch flow_store::group(flow_batch const& batch) {
     prepared_batch prepared;
     prepared.records_ = batch.record_count();
     std::size_t const n = batch.entries().size();
@@ -58,12 +85,15 @@ prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_
     for (std::string_view const name : batch.names()) {
         ids.push_back(names_.intern(name));
     }
+    std::uint64_t largest = 0;
     for (std::size_t i = 0; i < n; ++i) {
         batch_entry const& e = batch.entries()[i];
         app_key const key{ids[e.names[0]], ids[e.names[1]], ids[e.names[2]]};
         std::uint64_t const hash = hash_app_key(key);
         auto const s = static_cast<std::uint32_t>(shard_of(hash, e.record.hour));
-        items.push_back({key, e.record.hour, hash, e.record.counters});
+        items.push_back(
+            {key, e.record.hour, hash, e.record.counters, static_cast<std::uint32_t>(i)});
+        largest = std::max({largest, e.record.counters.bytes_tx, e.record.counters.bytes_rx});
         shard_of_item[i] = s;
         ++counts[s + 1];
     }
@@ -73,33 +103,53 @@ prepared_batch flow_store::group(flow_batch const& batch, std::vector<std::size_
     }
     prepared.bounds_ = counts;
     prepared.items_.resize(n);
-    if (origin != nullptr) {
-        origin->resize(n);
-    }
     for (std::size_t i = 0; i < n; ++i) {
         std::uint32_t const pos = counts[shard_of_item[i]]++;
         prepared.items_[pos] = items[i];
-        if (origin != nullptr) {
-            (*origin)[pos] = batch.entries()[i].first_record;
-        }
     }
+    prepared.largest_ = largest;
     return prepared;
 }
 
-std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
-    std::vector<std::size_t> origin;
-    prepared_batch prepared = group(batch, &origin);
+bool flow_store::reserve_unchecked(std::uint64_t n) noexcept {
+    // Half of max_keys bounds what such reservations can hold back from batches that count
+    // their new keys exactly: a batch that keeps the store at most half full is never
+    // refused because another one reserved keys it did not insert.
+    std::uint64_t const limit = options_.max_keys / 2;
+    std::uint64_t current = keys_.load(std::memory_order_relaxed);
+    do {
+        if (n > limit || current > limit - n) {
+            return false;
+        }
+    } while (!keys_.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
+    return true;
+}
 
-    // Check every shard under its own lock; nothing changes yet.
+std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
+    prepared_batch prepared = group(batch);
+    // Far from max_keys, reserve a key per item rather than probe for the new ones; the
+    // probes below are then only for overflow. Dropping `prepared` on a refusal releases it.
+    bool const counted = !reserve_unchecked(prepared.items_.size());
+    if (!counted) {
+        prepared.store_ = this;
+        prepared.reserved_keys_ = prepared.items_.size();
+    }
+
+    // Check every shard under its own lock; nothing changes yet. A shard whose peak leaves
+    // room for the batch's largest counter cannot overflow: skip it when the keys need no
+    // counting either.
     std::uint64_t new_keys = 0;
-    std::optional<store_rejection> rejection;
-    for (std::size_t s = 0; s < options_.shard_count && !rejection; ++s) {
+    for (std::size_t s = 0; s < options_.shard_count; ++s) {
         std::uint32_t const begin = prepared.bounds_[s];
         std::uint32_t const end = prepared.bounds_[s + 1];
         if (begin == end) {
             continue;
         }
         shard& sh = shards_[s];
+        if (!counted && prepared.largest_ <= max_counter &&
+            sh.peak.load(std::memory_order_relaxed) <= max_counter - prepared.largest_) {
+            continue;
+        }
         std::scoped_lock lock{sh.mutex};
         for (std::uint32_t i = begin; i < end; ++i) {
             prepared_batch::item const& it = prepared.items_[i];
@@ -110,20 +160,14 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
                 ++new_keys;
                 continue;
             }
-            if (it.counters.bytes_tx > max_counter - current->bytes_tx) {
-                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i],
-                                            "bytes_tx"};
-                break;
-            }
-            if (it.counters.bytes_rx > max_counter - current->bytes_rx) {
-                rejection = store_rejection{store_rejection::reason::counter_overflow, origin[i],
-                                            "bytes_rx"};
-                break;
+            if (auto rejection =
+                    overflow_of(*current, it.counters, batch.entries()[it.entry].first_record)) {
+                return *rejection;
             }
         }
     }
-    if (rejection) {
-        return *rejection;
+    if (!counted) {
+        return prepared;
     }
 
     // Reserve only what fits, so key_count() (flowd_store_keys) never shows more than
@@ -142,6 +186,11 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
 void flow_store::commit(prepared_batch&& batch) {
     std::uint64_t inserted = 0;
     std::uint64_t saturated = 0;
+    // Look the tables of a run of items up first and prefetch their slots, then upsert:
+    // the lookups are independent, so their cache misses overlap rather than each waiting
+    // behind the previous item's upsert.
+    constexpr std::uint32_t run = 16;
+    std::array<hour_table*, run> tables{};
     {
         std::shared_lock gate{gate_};
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
@@ -152,22 +201,27 @@ void flow_store::commit(prepared_batch&& batch) {
             }
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
-            for (std::uint32_t i = begin; i < end; ++i) {
-                prepared_batch::item const& it = batch.items_[i];
-                hour_table& table = sh.hours[it.hour];
-                std::size_t const size_before = table.size();
-                flow_counters& c = table.upsert(it.key, it.hash);
-                inserted += table.size() - size_before;
-                if (!c.can_add(it.counters)) {
-                    ++saturated;
-                    c.bytes_tx = std::min(max_counter,
-                                          c.bytes_tx + std::min(it.counters.bytes_tx, max_counter));
-                    c.bytes_rx = std::min(max_counter,
-                                          c.bytes_rx + std::min(it.counters.bytes_rx, max_counter));
-                    continue;
+            std::uint64_t peak = sh.peak.load(std::memory_order_relaxed);
+            for (std::uint32_t first = begin; first < end; first += run) {
+                std::uint32_t const last = std::min(end, first + run);
+                for (std::uint32_t i = first; i < last; ++i) {
+                    hour_table& table = sh.hours[batch.items_[i].hour];
+                    table.prefetch(batch.items_[i].hash);
+                    tables.at(i - first) = &table;
                 }
-                c.add(it.counters);
+                for (std::uint32_t i = first; i < last; ++i) {
+                    prepared_batch::item const& it = batch.items_[i];
+                    hour_table& table = *tables.at(i - first);
+                    std::size_t const size_before = table.size();
+                    flow_counters& c = table.upsert(it.key, it.hash);
+                    inserted += table.size() - size_before;
+                    if (add_saturating(c, it.counters)) {
+                        ++saturated;
+                    }
+                    peak = std::max({peak, c.bytes_tx, c.bytes_rx});
+                }
             }
+            sh.peak.store(peak, std::memory_order_relaxed);
         }
     }
     // The reservation becomes the real count: give back what a concurrent batch inserted
@@ -185,7 +239,7 @@ void flow_store::commit(prepared_batch&& batch) {
 }
 
 void flow_store::replay(flow_batch const& batch) {
-    prepared_batch p = group(batch, nullptr);
+    prepared_batch p = group(batch);
     p.store_ = this;
     commit(std::move(p));
 }

@@ -53,12 +53,14 @@ private:
         std::uint32_t hour;
         std::uint64_t hash;
         flow_counters counters;
+        std::uint32_t entry;  // index in flow_batch::entries(), to name a record when refused
     };
     prepared_batch() = default;
 
     flow_store* store_ = nullptr;
     std::vector<item> items_;            // sorted by shard
     std::vector<std::uint32_t> bounds_;  // items_ of shard s: [bounds_[s], bounds_[s+1])
+    std::uint64_t largest_ = 0;          // the largest bytes_tx or bytes_rx of items_
     std::uint64_t reserved_keys_ = 0;
     std::size_t records_ = 0;
 };
@@ -104,6 +106,9 @@ public:
 
     // Checks a batch against the store: no sum may pass 2^63-1 and the new keys must fit
     // under max_keys (reserved now). Interns the batch's strings. Applies nothing.
+    // While the store stays at most half full it reserves a key per distinct key of the
+    // batch instead of looking for the new ones, and it looks keys up for overflow only in
+    // shards holding a sum near the limit. One batch at a time, the answers are the same.
     [[nodiscard]] std::variant<prepared_batch, store_rejection> prepare(flow_batch const& batch);
 
     // Applies a prepared batch atomically. Cannot fail. Should a concurrent batch have
@@ -132,6 +137,10 @@ public:
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
     [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
 
+    // Keys present plus keys reserved by prepared batches. While the store is at most half
+    // full, prepare() reserves one key per distinct key of the batch without looking which
+    // are new (commit() corrects it), so under load this runs ahead of the keys present by
+    // up to the batches in flight; it never passes max_keys.
     [[nodiscard]] std::uint64_t key_count() const noexcept {
         return keys_.load(std::memory_order_relaxed);
     }
@@ -148,11 +157,17 @@ private:
     struct alignas(64) shard {
         mutable std::mutex mutex;
         std::unordered_map<std::uint32_t, hour_table> hours;  // guarded by mutex
+        // At least every bytes_tx and bytes_rx in `hours`: raised by commit() under `mutex`,
+        // never lowered, read by prepare() without the lock to skip overflow probes.
+        std::atomic<std::uint64_t> peak{0};
     };
 
     // Interns the batch's names and groups its keys by shard; checks nothing.
-    [[nodiscard]] prepared_batch group(flow_batch const& batch, std::vector<std::size_t>* origin);
+    [[nodiscard]] prepared_batch group(flow_batch const& batch);
     [[nodiscard]] std::size_t shard_of(std::uint64_t hash, std::uint32_t hour) const noexcept;
+    // Reserves `n` keys, without knowing which are new, when that leaves the store at most
+    // half full; returns false (reserving nothing) otherwise.
+    [[nodiscard]] bool reserve_unchecked(std::uint64_t n) noexcept;
     void release_keys(std::uint64_t n) noexcept { keys_.fetch_sub(n, std::memory_order_relaxed); }
 
     store_options options_;

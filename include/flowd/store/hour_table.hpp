@@ -47,6 +47,14 @@ public:
     // Returns the counters of `key`, inserting zeroed counters when absent.
     flow_counters& upsert(app_key const& key, std::uint64_t hash);
 
+    // Starts loading the slot where a probe for `hash` begins, so that the cache misses of
+    // several upserts can overlap. Only a hint: changes nothing.
+    void prefetch(std::uint64_t hash) const noexcept {
+        if (capacity_ != 0) {
+            __builtin_prefetch(&slots_[hash & (capacity_ - 1)], 1);
+        }
+    }
+
     template <class F>
     void for_each(F&& f) const {
         for (std::size_t i = 0; i < capacity_; ++i) {

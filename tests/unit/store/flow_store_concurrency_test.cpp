@@ -170,5 +170,44 @@ TEST(FlowStoreConcurrencyTest, ConcurrentReservationsNeverPassMaxKeys) {
     EXPECT_EQ(store.snapshot(1).size(), max_keys);
 }
 
+TEST(FlowStoreConcurrencyTest, ReservationsOfOldKeysNeverPassMaxKeysNorHoldBackHalfOfIt) {
+    // Batches of old keys reserve keys they never insert while the store is under half
+    // full; batches of new keys race them up to max_keys.
+    constexpr std::uint64_t max_keys = 100;
+    flow_store store{store_options{16, max_keys}};
+    flow_batch old_keys;
+    for (std::size_t k = 0; k < 10; ++k) {
+        old_keys.add(key_name(k), "old", "vpc", 1, {1, 1}, k);
+    }
+    ASSERT_TRUE(apply(store, old_keys));
+    constexpr std::size_t attempts_per_thread = 60;
+    std::atomic<std::size_t> old_refused{0};
+
+    run_threads(thread_count, [&](std::size_t t) {
+        for (std::size_t a = 0; a < attempts_per_thread; ++a) {
+            flow_batch batch;
+            if (t % 2 == 0) {
+                batch = old_keys;
+            } else {
+                batch.add(key_name(t), key_name(a), "vpc", 1, {1, 1}, 0);
+            }
+            auto prepared = store.prepare(batch);
+            EXPECT_LE(store.key_count(), max_keys);
+            if (std::holds_alternative<prepared_batch>(prepared)) {
+                store.commit(std::get<prepared_batch>(std::move(prepared)));
+            } else if (t % 2 == 0) {
+                old_refused.fetch_add(1);
+            }
+        }
+    });
+
+    EXPECT_EQ(old_refused.load(), 0U);
+    std::size_t const present = store.snapshot(1).size();
+    EXPECT_EQ(store.key_count(), present);
+    EXPECT_GE(present, max_keys / 2);
+    EXPECT_LE(present, max_keys);
+    EXPECT_EQ(store.saturated_adds(), 0U);
+}
+
 }  // namespace
 }  // namespace flowd

@@ -539,5 +539,130 @@ TEST(FlowStoreTest, ReplayAppliesWithoutLimitsAndExportSeesEveryKey) {
     EXPECT_EQ(tx, 600U);
 }
 
+// Far from max_keys prepare() skips its probes; the tests below pin down that the
+// shortcut changes no answer.
+
+TEST(FlowStoreTest, ManyAddsNearTheLimitAreStillRefusedWithTheRecordAtFault) {
+    flow_store store;
+    std::uint64_t const step = std::uint64_t{1} << 61;
+    for (int i = 0; i < 3; ++i) {
+        apply(store, batch_of({{"q", "r", "s", 1, {1, 1}}, {"a", "b", "c", 1, {step, 1}}}));
+    }
+
+    // 4 * 2^61 = 2^63: one past the limit.
+    auto const r = rejection_of(store, batch_of({{"new", "key", "here", 1, {1, 1}},
+                                                 {"q", "r", "s", 1, {1, 1}},
+                                                 {"a", "b", "c", 1, {step, 1}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 2U);
+    EXPECT_EQ(r.field, "bytes_tx");
+    EXPECT_EQ(store.key_count(), 2U);
+}
+
+TEST(FlowStoreTest, AShardWithASumNearTheLimitIsStillProbed) {
+    flow_store store{store_options{1, 1000}};
+    apply(store, batch_of({{"a", "b", "c", 1, {max_counter - 1, 0}}}));
+
+    apply(store, batch_of({{"q", "r", "s", 1, {5, 5}}, {"a", "b", "c", 1, {1, 0}}}));
+    auto const r = rejection_of(store, batch_of({{"q", "r", "s", 1, {0, max_counter - 5}},
+                                                 {"a", "b", "c", 1, {0, 1}},
+                                                 {"a", "b", "c", 2, {1, 0}},
+                                                 {"a", "b", "c", 1, {1, 0}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.record, 1U);
+    EXPECT_EQ(r.field, "bytes_tx");
+}
+
+TEST(FlowStoreTest, OverflowAgainstReplayedSumsIsRefused) {
+    flow_store store;
+    store.replay(batch_of({{"a", "b", "c", 1, {0, max_counter}}}));
+
+    auto const r = rejection_of(store, batch_of({{"a", "b", "c", 1, {0, 1}}}));
+
+    EXPECT_EQ(r.why, store_rejection::reason::counter_overflow);
+    EXPECT_EQ(r.field, "bytes_rx");
+}
+
+TEST(FlowStoreTest, MaxKeysStaysExactAcrossHalfFull) {
+    flow_store store{store_options{4, 10}};
+    flow_batch five;
+    flow_batch six_more;
+    for (std::size_t k = 0; k < 11; ++k) {
+        auto& b = k < 5 ? five : six_more;
+        b.add("app-" + std::to_string(k), "d", "v", 1, {1, 1}, b.entries().size());
+    }
+    apply(store, five);  // 0 + 5 <= 10 / 2
+    EXPECT_EQ(store.key_count(), 5U);
+    apply(store, five);  // nothing new; counted exactly past half full
+    EXPECT_EQ(store.key_count(), 5U);
+
+    // Five old keys and six new: one too many.
+    flow_batch eleven = five;
+    for (auto const& e : six_more.entries()) {
+        eleven.add(e.record.src_app, "d", "v", 1, {1, 1}, eleven.entries().size());
+    }
+    EXPECT_EQ(rejection_of(store, eleven).why, store_rejection::reason::store_full);
+    EXPECT_EQ(store.key_count(), 5U);
+
+    // Five old keys and five new: exactly max_keys.
+    flow_batch ten = five;
+    for (std::size_t k = 5; k < 10; ++k) {
+        ten.add("app-" + std::to_string(k), "d", "v", 1, {1, 1}, ten.entries().size());
+    }
+    apply(store, ten);
+    EXPECT_EQ(store.key_count(), 10U);
+    EXPECT_EQ(store.snapshot(1).size(), 10U);
+    apply(store, ten);
+    EXPECT_EQ(rejection_of(store, batch_of({{"x", "y", "z", 1, {1, 1}}})).why,
+              store_rejection::reason::store_full);
+    EXPECT_EQ(store.key_count(), 10U);
+}
+
+TEST(FlowStoreTest, CommitGivesBackWhatAnUncountedReservationDidNotInsert) {
+    flow_store store{store_options{4, 100}};
+    flow_batch const three = batch_of(
+        {{"a", "b", "c", 1, {1, 1}}, {"d", "e", "f", 1, {1, 1}}, {"g", "h", "i", 1, {1, 1}}});
+    apply(store, three);
+
+    auto held = store.prepare(three);
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(held));
+    EXPECT_EQ(store.key_count(), 6U);
+    store.commit(std::get<prepared_batch>(std::move(held)));
+
+    EXPECT_EQ(store.key_count(), 3U);
+}
+
+TEST(FlowStoreTest, BatchesInFlightNeverRefuseABatchThatKeepsTheStoreHalfFull) {
+    flow_store store{store_options{4, 100}};
+    flow_batch old_keys;
+    for (std::size_t k = 0; k < 10; ++k) {
+        old_keys.add("old-" + std::to_string(k), "d", "v", 1, {1, 1}, k);
+    }
+    apply(store, old_keys);
+    // Each reserves ten keys it will not insert, until the reservations reach half full.
+    std::vector<prepared_batch> in_flight;
+    for (int i = 0; i < 6; ++i) {
+        auto p = store.prepare(old_keys);
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(p));
+        in_flight.push_back(std::get<prepared_batch>(std::move(p)));
+        EXPECT_LE(store.key_count(), 50U);
+    }
+
+    flow_batch new_keys;
+    for (std::size_t k = 0; k < 40; ++k) {
+        new_keys.add("new-" + std::to_string(k), "d", "v", 1, {1, 1}, k);
+    }
+    apply(store, new_keys);
+    EXPECT_LE(store.key_count(), 100U);
+    for (prepared_batch& p : in_flight) {
+        store.commit(std::move(p));
+    }
+
+    EXPECT_EQ(store.key_count(), 50U);
+    EXPECT_EQ(store.snapshot(1).size(), 50U);
+}
+
 }  // namespace
 }  // namespace flowd
