@@ -40,12 +40,14 @@ prepared_batch::prepared_batch(prepared_batch&& other) noexcept
     : store_(std::exchange(other.store_, nullptr)),
       items_(std::move(other.items_)),
       bounds_(std::move(other.bounds_)),
+      largest_(other.largest_),
       reserved_keys_(std::exchange(other.reserved_keys_, 0)),
+      unchecked_(std::exchange(other.unchecked_, false)),
       records_(other.records_) {}
 
 prepared_batch::~prepared_batch() {
     if (store_ != nullptr && reserved_keys_ != 0) {
-        store_->release_keys(reserved_keys_);
+        store_->release_keys(reserved_keys_, unchecked_);
     }
 }
 
@@ -122,6 +124,7 @@ bool flow_store::reserve_unchecked(std::uint64_t n) noexcept {
             return false;
         }
     } while (!keys_.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
+    unchecked_keys_.fetch_add(n, std::memory_order_release);
     return true;
 }
 
@@ -133,6 +136,7 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
     if (!counted) {
         prepared.store_ = this;
         prepared.reserved_keys_ = prepared.items_.size();
+        prepared.unchecked_ = true;
     }
 
     // Check every shard under its own lock; nothing changes yet. A shard whose peak leaves
@@ -225,7 +229,11 @@ void flow_store::commit(prepared_batch&& batch) {
         }
     }
     // The reservation becomes the real count: give back what a concurrent batch inserted
-    // first, take what appeared since prepare().
+    // first (or, unchecked, what was there already), take what appeared since prepare().
+    if (batch.unchecked_) {
+        unchecked_keys_.fetch_sub(batch.reserved_keys_, std::memory_order_release);
+        batch.unchecked_ = false;
+    }
     if (inserted < batch.reserved_keys_) {
         keys_.fetch_sub(batch.reserved_keys_ - inserted, std::memory_order_relaxed);
     } else if (inserted > batch.reserved_keys_) {

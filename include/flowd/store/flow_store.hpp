@@ -62,6 +62,9 @@ private:
     std::vector<std::uint32_t> bounds_;  // items_ of shard s: [bounds_[s], bounds_[s+1])
     std::uint64_t largest_ = 0;          // the largest bytes_tx or bytes_rx of items_
     std::uint64_t reserved_keys_ = 0;
+    // The reservation is one key per item, made without looking which are new (prepare()
+    // far from max_keys): key_count() leaves it out.
+    bool unchecked_ = false;
     std::size_t records_ = 0;
 };
 
@@ -137,12 +140,15 @@ public:
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
     [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
 
-    // Keys present plus keys reserved by prepared batches. While the store is at most half
-    // full, prepare() reserves one key per distinct key of the batch without looking which
-    // are new (commit() corrects it), so under load this runs ahead of the keys present by
-    // up to the batches in flight; it never passes max_keys.
+    // Keys present plus the new keys of prepared batches that counted them (near
+    // max_keys); never more than max_keys. The per-item reservations prepare() makes far
+    // from max_keys are left out, so that flowd_store_keys does not run ahead of the store
+    // by the batches in flight.
     [[nodiscard]] std::uint64_t key_count() const noexcept {
-        return keys_.load(std::memory_order_relaxed);
+        // unchecked_keys_ is added after keys_ and taken away before it; read it first.
+        std::uint64_t const unchecked = unchecked_keys_.load(std::memory_order_acquire);
+        std::uint64_t const keys = keys_.load(std::memory_order_acquire);
+        return keys > unchecked ? keys - unchecked : 0;
     }
     [[nodiscard]] std::uint64_t max_keys() const noexcept { return options_.max_keys; }
     [[nodiscard]] std::size_t hour_count() const;
@@ -168,7 +174,12 @@ private:
     // Reserves `n` keys, without knowing which are new, when that leaves the store at most
     // half full; returns false (reserving nothing) otherwise.
     [[nodiscard]] bool reserve_unchecked(std::uint64_t n) noexcept;
-    void release_keys(std::uint64_t n) noexcept { keys_.fetch_sub(n, std::memory_order_relaxed); }
+    void release_keys(std::uint64_t n, bool unchecked) noexcept {
+        if (unchecked) {
+            unchecked_keys_.fetch_sub(n, std::memory_order_release);
+        }
+        keys_.fetch_sub(n, std::memory_order_release);
+    }
 
     store_options options_;
     unsigned shard_shift_;
@@ -177,6 +188,9 @@ private:
     mutable batch_gate gate_;
     // Keys present plus keys reserved by prepared batches.
     std::atomic<std::uint64_t> keys_{0};
+    // The part of keys_ reserved by prepared batches without counting (prepared_batch::
+    // unchecked_); key_count() subtracts it.
+    std::atomic<std::uint64_t> unchecked_keys_{0};
     std::atomic<std::uint64_t> saturated_{0};
 };
 

@@ -432,7 +432,8 @@ TEST(FlowStoreTest, DroppingPreparedBatchReleasesItsReservation) {
 }
 
 TEST(FlowStoreTest, MovedFromPreparedBatchReleasesNothingTwice) {
-    flow_store store{store_options{4, 2}};
+    // max_keys 1: prepare() counts the new key (and key_count() shows the reservation).
+    flow_store store{store_options{4, 1}};
     {
         auto prepared = store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}}));
         ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
@@ -441,6 +442,41 @@ TEST(FlowStoreTest, MovedFromPreparedBatchReleasesNothingTwice) {
     }
 
     EXPECT_EQ(store.key_count(), 0U);
+}
+
+// Far from max_keys prepare() reserves a key per item without looking: flowd_store_keys
+// must not show those reservations (a batch of keys already present would double it).
+TEST(FlowStoreTest, KeyCountLeavesOutReservationsMadeWithoutCounting) {
+    flow_store store{store_options{4, 1000}};
+    store.commit(std::get<prepared_batch>(
+        store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}, {"a", "b", "d", 1, {1, 1}}}))));
+    ASSERT_EQ(store.key_count(), 2U);
+    {
+        auto again =
+            store.prepare(batch_of({{"a", "b", "c", 1, {1, 1}}, {"a", "b", "d", 1, {1, 1}}}));
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(again));
+        EXPECT_EQ(store.key_count(), 2U) << "while prepared";
+        auto fresh = store.prepare(batch_of({{"x", "y", "z", 1, {1, 1}}}));
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(fresh));
+        EXPECT_EQ(store.key_count(), 2U) << "while prepared";
+        store.commit(std::get<prepared_batch>(std::move(again)));
+        EXPECT_EQ(store.key_count(), 2U) << "the batch added no key";
+        store.commit(std::get<prepared_batch>(std::move(fresh)));
+    }
+    EXPECT_EQ(store.key_count(), 3U);
+    // A prepared batch dropped without a commit gives its reservation back.
+    {
+        auto dropped = store.prepare(batch_of({{"p", "q", "r", 1, {1, 1}}}));
+        ASSERT_TRUE(std::holds_alternative<prepared_batch>(dropped));
+    }
+    EXPECT_EQ(store.key_count(), 3U);
+    // Far from the limit still: a batch of 400 new keys fits, counted or not.
+    flow_batch many;
+    for (std::size_t i = 0; i < 400; ++i) {
+        ASSERT_EQ(many.add("m", "n", std::to_string(i), 2, {1, 1}, i), flow_batch::add_status::ok);
+    }
+    store.commit(std::get<prepared_batch>(store.prepare(many)));
+    EXPECT_EQ(store.key_count(), 403U);
 }
 
 TEST(FlowStoreTest, TwoPreparedBatchesWithSameNewKeyCountItOnceAfterCommit) {
@@ -628,10 +664,19 @@ TEST(FlowStoreTest, CommitGivesBackWhatAnUncountedReservationDidNotInsert) {
 
     auto held = store.prepare(three);
     ASSERT_TRUE(std::holds_alternative<prepared_batch>(held));
-    EXPECT_EQ(store.key_count(), 6U);
+    EXPECT_EQ(store.key_count(), 3U) << "an uncounted reservation is not shown";
     store.commit(std::get<prepared_batch>(std::move(held)));
 
     EXPECT_EQ(store.key_count(), 3U);
+    // ...and was given back: 97 new keys fit exactly under max_keys 100 (counted: past half).
+    flow_batch rest;
+    for (std::size_t k = 0; k < 97; ++k) {
+        ASSERT_EQ(rest.add("r", "s", std::to_string(k), 1, {1, 1}, k), flow_batch::add_status::ok);
+    }
+    auto fits = store.prepare(rest);
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(fits));
+    store.commit(std::get<prepared_batch>(std::move(fits)));
+    EXPECT_EQ(store.key_count(), 100U);
 }
 
 TEST(FlowStoreTest, BatchesInFlightNeverRefuseABatchThatKeepsTheStoreHalfFull) {
