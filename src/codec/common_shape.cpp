@@ -258,15 +258,36 @@ public:
         }
     }
 
-    // Consumes `text` when the body continues with exactly it.
+    // Consumes `text` (4 to 16 bytes) when the body continues with exactly it. Two
+    // overlapping fixed-size loads per side: g++ 12 left std::memcmp of these odd constant
+    // sizes as a call, 5 % of a POST B=1000 under perf.
     template <std::size_t N>
     bool literal(char const (&text)[N]) noexcept {
         constexpr std::size_t n = N - 1;  // without the terminating NUL
-        if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, text, n) != 0) {
+        static_assert(n >= 4 && n <= 16);
+        if (static_cast<std::size_t>(end_ - p_) < n) {
+            return false;
+        }
+        bool same = false;
+        if constexpr (n >= 8) {
+            same = (load<std::uint64_t>(p_) ^ load<std::uint64_t>(text)) == 0 &&
+                   (load<std::uint64_t>(p_ + n - 8) ^ load<std::uint64_t>(text + n - 8)) == 0;
+        } else {
+            same = (load<std::uint32_t>(p_) ^ load<std::uint32_t>(text)) == 0 &&
+                   (load<std::uint32_t>(p_ + n - 4) ^ load<std::uint32_t>(text + n - 4)) == 0;
+        }
+        if (!same) {
             return false;
         }
         p_ += n;
         return true;
+    }
+
+    template <class Word>
+    static Word load(char const* at) noexcept {
+        Word w{};
+        std::memcpy(&w, at, sizeof w);
+        return w;
     }
 
     bool name(std::string_view& out) noexcept {
