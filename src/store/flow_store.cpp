@@ -34,6 +34,60 @@ std::optional<store_rejection> overflow_of(flow_counters const& current, flow_co
     return std::nullopt;
 }
 
+// Sorts an hour's entries by (src_app, dest_app, vpc_id) bytes through integer ranks: the
+// few distinct names of the hour are sorted once, then each entry is one 64-bit key of
+// three ranks. Comparing names through the interner at every step of the sort (a memcmp
+// call each) was most of a GET's CPU. False, leaving `entries` alone, when the interner's
+// ids are too sparse for a rank table sized by them, or the ranks would not fit 21 bits:
+// then the caller sorts by names.
+bool sort_by_ranks(std::vector<hour_snapshot::entry>& entries, string_interner const& names) {
+    if (entries.size() < 2) {
+        return true;
+    }
+    std::uint32_t max_id = 0;
+    for (hour_snapshot::entry const& e : entries) {
+        max_id = std::max({max_id, e.key.src, e.key.dest, e.key.vpc});
+    }
+    constexpr std::uint32_t rank_bits = 21;
+    std::size_t const ids = std::size_t{max_id} + 1;
+    if (ids > entries.size() * 4 + 4096 || ids > (std::size_t{1} << rank_bits)) {
+        return false;
+    }
+    constexpr std::uint32_t absent = 0xffffffffU;
+    std::vector<std::uint32_t> rank(ids, absent);
+    std::vector<std::uint32_t> distinct;
+    for (hour_snapshot::entry const& e : entries) {
+        for (std::uint32_t const id : {e.key.src, e.key.dest, e.key.vpc}) {
+            if (rank[id] == absent) {
+                rank[id] = 0;
+                distinct.push_back(id);
+            }
+        }
+    }
+    std::sort(distinct.begin(), distinct.end(),
+              [&names](std::uint32_t a, std::uint32_t b) { return names.view(a) < names.view(b); });
+    for (std::size_t i = 0; i < distinct.size(); ++i) {
+        rank[distinct[i]] = static_cast<std::uint32_t>(i);
+    }
+    struct keyed {
+        std::uint64_t key;
+        hour_snapshot::entry entry;
+    };
+    std::vector<keyed> keyed_entries;
+    keyed_entries.reserve(entries.size());
+    for (hour_snapshot::entry const& e : entries) {
+        std::uint64_t const key = (std::uint64_t{rank[e.key.src]} << (2 * rank_bits)) |
+                                  (std::uint64_t{rank[e.key.dest]} << rank_bits) | rank[e.key.vpc];
+        keyed_entries.push_back({key, e});
+    }
+    std::sort(keyed_entries.begin(), keyed_entries.end(),
+              [](keyed const& a, keyed const& b) { return a.key < b.key; });
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        entries[i] = keyed_entries[i].entry;
+    }
+    return true;
+}
+
 }  // namespace
 
 prepared_batch::prepared_batch(prepared_batch&& other) noexcept
@@ -333,7 +387,11 @@ hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter
             });
         }
     }
-    // Sort outside every lock. Compare names through the interner; equal ids are equal names.
+    // Sort outside every lock.
+    if (sort_by_ranks(snap.entries_, names_)) {
+        return snap;
+    }
+    // Compare names through the interner; equal ids are equal names.
     auto cmp = [this](hour_snapshot::entry const& a, hour_snapshot::entry const& b) {
         if (a.key.src != b.key.src) {
             return names_.view(a.key.src) < names_.view(b.key.src);

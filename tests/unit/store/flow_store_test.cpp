@@ -1,5 +1,6 @@
 #include "flowd/store/flow_store.hpp"
 
+#include <algorithm>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -477,6 +478,51 @@ TEST(FlowStoreTest, KeyCountLeavesOutReservationsMadeWithoutCounting) {
     }
     store.commit(std::get<prepared_batch>(store.prepare(many)));
     EXPECT_EQ(store.key_count(), 403U);
+}
+
+// A snapshot is sorted by the names' bytes (unsigned), src then dest then vpc: through
+// integer ranks when the interner's ids are dense, by comparing names when they are
+// sparse (many names interned, few in the hour). Both give the same order.
+TEST(FlowStoreTest, SnapshotSortsByNameBytesWithDenseAndSparseIds) {
+    std::vector<std::string> const names = {"b", "a", "ab", "B", "\xc3\xa9", "a b", "~", "aa", "0"};
+    flow_store store{store_options{8, 1'000'000}};
+    std::vector<flow_record> expected;
+    flow_batch batch;
+    std::size_t index = 0;
+    auto add = [&](flow_batch& b, std::uint32_t hour) {
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            for (std::size_t j = 0; j < names.size(); j += 2) {
+                std::string const& vpc = names[(i + j) % names.size()];
+                ASSERT_EQ(b.add(names[i], names[j], vpc, hour, {i + 1, j + 1}, index++),
+                          flow_batch::add_status::ok);
+                if (hour == 1) {
+                    expected.push_back({names[i], names[j], vpc, 1, {i + 1, j + 1}});
+                }
+            }
+        }
+    };
+    auto by_names = [](flow_record const& a, flow_record const& b) {
+        return std::tie(a.src_app, a.dest_app, a.vpc_id) <
+               std::tie(b.src_app, b.dest_app, b.vpc_id);
+    };
+    add(batch, 1);
+    apply(store, batch);
+    std::sort(expected.begin(), expected.end(), by_names);
+    EXPECT_EQ(rows(store.snapshot(1)), expected) << "dense ids";
+
+    // 20,000 names interned in another hour make the ids of hour 1's new keys sparse.
+    flow_batch other;
+    for (std::size_t i = 0; i < 20'000; ++i) {
+        ASSERT_EQ(other.add("n" + std::to_string(i), "d", "v", 2, {1, 1}, i),
+                  flow_batch::add_status::ok);
+    }
+    apply(store, other);
+    flow_batch late = batch_of({{"zz-late", "a", "a", 1, {7, 7}}, {"\x01", "a", "a", 1, {8, 8}}});
+    apply(store, late);
+    expected.push_back({"zz-late", "a", "a", 1, {7, 7}});
+    expected.push_back({"\x01", "a", "a", 1, {8, 8}});
+    std::sort(expected.begin(), expected.end(), by_names);
+    EXPECT_EQ(rows(store.snapshot(1)), expected) << "sparse ids";
 }
 
 TEST(FlowStoreTest, TwoPreparedBatchesWithSameNewKeyCountItOnceAfterCommit) {
