@@ -1,6 +1,7 @@
 #include "flowd/durable/wal_format.hpp"
 
 #include <array>
+#include <bit>
 #include <cstdio>
 #include <cstring>
 
@@ -123,12 +124,19 @@ void put_entry(std::string& out, std::string_view src, std::string_view dest, st
                std::uint32_t hour, flow_counters counters) {
     // One append per entry, from a stack buffer: nine appends (each checking capacity) were
     // a visible share of a POST with the write-ahead log. Names are 255 bytes at most (the
-    // sizes go in one byte each).
-    std::array<char, 4 + 3 + 3 * 255 + 16> b;  // NOLINT(cppcoreguidelines-pro-type-member-init)
+    // sizes go in one byte each); + 8 because le() stores whole words.
+    constexpr std::size_t most = 4 + 3 + 3 * 255 + 16 + 8;
+    std::array<char, most> b;  // NOLINT(cppcoreguidelines-pro-type-member-init): written first
     char* p = b.data();
+    // Little-endian on disk: on a little-endian host one store per integer.
     auto le = [&p](std::uint64_t v, std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) {
-            *p++ = static_cast<char>(v >> (8 * i));
+        if constexpr (std::endian::native == std::endian::little) {
+            std::memcpy(p, &v, 8);  // the buffer has room for 8; only n count
+            p += n;
+        } else {
+            for (std::size_t i = 0; i < n; ++i) {
+                *p++ = static_cast<char>(v >> (8 * i));
+            }
         }
     };
     auto bytes = [&p](std::string_view s) {
