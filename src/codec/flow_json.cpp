@@ -751,9 +751,30 @@ char* put_uint(char* p, std::uint64_t v) noexcept {
     return std::to_chars(p, p + 20, v).ptr;
 }
 
+// True when one of the 8 bytes of `w` is below 0x20, '"' or '\\': bytes JSON escapes.
+// (The zero-byte test of "Bit Twiddling Hacks" is exact about whether any byte matches.)
+constexpr bool needs_escape(std::uint64_t w) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t highs = 0x8080808080808080ULL;
+    auto const has_zero = [](std::uint64_t x) { return ((x - ones) & ~x & highs) != 0; };
+    bool const below_space = ((w - ones * 0x20) & ~w & highs) != 0;
+    return below_space || has_zero(w ^ (ones * '"')) || has_zero(w ^ (ones * '\\'));
+}
+
 char* put_json_string(char* p, std::string_view s) noexcept {
     static constexpr char hex[] = "0123456789abcdef";
     *p++ = '"';
+    // Names are plain ASCII almost always: copy 8 bytes at a time while none needs escaping.
+    while (s.size() >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, s.data(), 8);
+        if (needs_escape(w)) {
+            break;
+        }
+        std::memcpy(p, &w, 8);
+        p += 8;
+        s.remove_prefix(8);
+    }
     for (char const ch : s) {
         auto const c = static_cast<unsigned char>(ch);
         if (c >= 0x20 && c != '"' && c != '\\') {

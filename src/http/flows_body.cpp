@@ -16,8 +16,9 @@ void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::
     }
 }
 
-flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip)
-    : snapshot_(&snapshot) {
+flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip,
+                                   std::string_view prefix, std::size_t next)
+    : snapshot_(&snapshot), prefix_(prefix), next_(prefix.empty() ? 0 : next) {
     if (gzip) {
         gzip_.emplace();
     }
@@ -28,7 +29,11 @@ bool flows_serializer::next(std::string& out) {
     out.clear();
     for (;;) {
         json_.clear();
-        if (!started_) {
+        if (!prefix_.empty()) {
+            json_.assign(prefix_);
+            prefix_ = {};
+            started_ = true;
+        } else if (!started_) {
             json_.push_back('[');
         }
         std::size_t const total = snapshot_->size();

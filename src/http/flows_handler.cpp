@@ -363,18 +363,16 @@ response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
     }
     hour_snapshot snap = store_.snapshot(q.hour, filter);
 
-    // Small answers go whole with a Content-Length; count bytes only up to the threshold.
-    std::size_t size = 2;
-    for (std::size_t i = 0; i < snap.size() && size <= stream_threshold; ++i) {
-        hour_snapshot::entry const& e = snap[i];
-        size += 1 + flow_json_size(snap.name(e.key.src), snap.name(e.key.dest),
-                                   snap.name(e.key.vpc), e.counters, snap.hour());
+    // Serialise up to the threshold: an answer that ends there goes whole with a
+    // Content-Length; a longer one is streamed, starting with what was written here.
+    std::string body;
+    body.reserve(std::min(stream_threshold, 2 + (snap.size() * 128)) + 1024);
+    body.push_back('[');
+    std::size_t next = 0;
+    for (; next < snap.size() && body.size() <= stream_threshold; ++next) {
+        append_snapshot_json(body, snap, next, next + 1, next == 0);
     }
-    if (size <= stream_threshold) {
-        std::string body;
-        body.reserve(size);
-        body.push_back('[');
-        append_snapshot_json(body, snap, 0, snap.size(), true);
+    if (next == snap.size() && body.size() < stream_threshold) {
         body.push_back(']');
         string_response r = json_response(200, gzip_ok ? gzip(body) : std::move(body));
         if (gzip_ok) {
@@ -389,6 +387,8 @@ response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
     if (gzip_ok) {
         r.set(http::field::content_encoding, "gzip");
     }
+    r.body().prefix = std::move(body);
+    r.body().next = next;
     r.body().snapshot = std::move(snap);
     r.body().gzip = gzip_ok;
     return response{std::move(r)};

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <boost/asio/buffer.hpp>
@@ -20,9 +21,12 @@ namespace flowd {
 // Optionally gzip-compresses as it goes. Owned by one response.
 class flows_serializer {
 public:
-    static constexpr std::size_t chunk_bytes = 32 * 1024;
+    static constexpr std::size_t chunk_bytes = 64 * 1024;
 
-    flows_serializer(hour_snapshot const& snapshot, bool gzip);
+    // `prefix`, when not empty, is the array's opening and records [0, next) already
+    // serialised; it must outlive the serialiser and is the body's first piece.
+    flows_serializer(hour_snapshot const& snapshot, bool gzip, std::string_view prefix = {},
+                     std::size_t next = 0);
 
     // The next piece of the body into `out` (replacing it); false once the body is complete
     // and `out` holds its last piece.
@@ -31,6 +35,7 @@ public:
 private:
     hour_snapshot const* snapshot_;
     std::optional<gzip_writer> gzip_;
+    std::string_view prefix_;
     std::size_t next_ = 0;
     bool started_ = false;
     std::string json_;
@@ -42,6 +47,8 @@ struct flows_body {
     struct value_type {
         hour_snapshot snapshot;
         bool gzip = false;
+        std::string prefix;  // see flows_serializer
+        std::size_t next = 0;
     };
 
     class writer {
@@ -50,7 +57,7 @@ struct flows_body {
 
         template <bool IsRequest, class Fields>
         writer(boost::beast::http::header<IsRequest, Fields> const&, value_type const& body)
-            : serializer_(body.snapshot, body.gzip) {}
+            : serializer_(body.snapshot, body.gzip, body.prefix, body.next) {}
 
         void init(boost::beast::error_code& ec) { ec = {}; }
 

@@ -930,6 +930,43 @@ TEST(FlowJsonEncodeTest, EscapesOnlyQuoteBackslashAndControlCharacters) {
     EXPECT_EQ(out, "\"a\\\"b\\\\c/d\\u0001\\u001f\x7f\\b\\f\\n\\r\\t\xc3\xa9\"");
 }
 
+// The encoder copies plain runs 8 bytes at a time; every byte value at every position of a
+// name longer than two words must come out as the byte-at-a-time rule says.
+TEST(FlowJsonEncodeTest, EveryByteAtEveryPositionIsEscapedAsByByte) {
+    auto reference = [](std::string_view s) {
+        std::string r = "\"";
+        for (char const ch : s) {
+            auto const c = static_cast<unsigned char>(ch);
+            if (c == '"' || c == '\\') {
+                r += '\\';
+                r += ch;
+            } else if (c < 0x20) {
+                static constexpr std::array<char const*, 32> names = {
+                    "u0000", "u0001", "u0002", "u0003", "u0004", "u0005", "u0006", "u0007",
+                    "b",     "t",     "n",     "u000b", "f",     "r",     "u000e", "u000f",
+                    "u0010", "u0011", "u0012", "u0013", "u0014", "u0015", "u0016", "u0017",
+                    "u0018", "u0019", "u001a", "u001b", "u001c", "u001d", "u001e", "u001f"};
+                r += '\\';
+                r += names.at(c);
+            } else {
+                r += ch;
+            }
+        }
+        return r + "\"";
+    };
+    for (int byte = 0; byte < 256; ++byte) {
+        for (std::size_t at = 0; at < 20; ++at) {
+            std::string name = "abcdefghijklmnopqrst";
+            name[at] = static_cast<char>(byte);
+            std::string out;
+
+            append_json_string(out, name);
+
+            ASSERT_EQ(out, reference(name)) << "byte " << byte << " at " << at;
+        }
+    }
+}
+
 TEST(FlowJsonEncodeTest, EscapesEmbeddedNul) {
     std::string out;
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -523,6 +524,43 @@ TEST(FlowStoreTest, SnapshotSortsByNameBytesWithDenseAndSparseIds) {
     expected.push_back({"\x01", "a", "a", 1, {8, 8}});
     std::sort(expected.begin(), expected.end(), by_names);
     EXPECT_EQ(rows(store.snapshot(1)), expected) << "sparse ids";
+}
+
+// Hours past a few thousand keys are sorted by a radix sort of the packed ranks, smaller
+// ones by std::sort: both give the names' byte order, whatever the insertion order.
+TEST(FlowStoreTest, LargeHourSortsByNameBytes) {
+    for (std::size_t const keys : {std::size_t{3000}, std::size_t{9000}}) {
+        flow_store store{store_options{16, 1'000'000}};
+        std::vector<flow_record> expected;
+        flow_batch batch;
+        std::uint64_t x = 12345;
+        auto next = [&x] {  // xorshift: a fixed scramble of names and order
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return x;
+        };
+        std::set<std::tuple<std::string, std::string, std::string>> seen;
+        while (expected.size() < keys) {
+            std::string const src =
+                "s" + std::to_string(next() % 211) + std::string(next() % 3, 'z');
+            std::string const dest = std::to_string(next() % 97) + "\xc3\xa9";
+            std::string const vpc = "vpc-" + std::to_string(next() % 53);
+            if (!seen.emplace(src, dest, vpc).second) {
+                continue;
+            }
+            std::uint64_t const n = expected.size();
+            ASSERT_EQ(batch.add(src, dest, vpc, 3, {n, n + 1}, n), flow_batch::add_status::ok);
+            expected.push_back({src, dest, vpc, 3, {n, n + 1}});
+        }
+        apply(store, batch);
+        std::sort(expected.begin(), expected.end(), [](flow_record const& a, flow_record const& b) {
+            return std::tie(a.src_app, a.dest_app, a.vpc_id) <
+                   std::tie(b.src_app, b.dest_app, b.vpc_id);
+        });
+
+        EXPECT_TRUE(rows(store.snapshot(3)) == expected) << keys << " keys";
+    }
 }
 
 TEST(FlowStoreTest, TwoPreparedBatchesWithSameNewKeyCountItOnceAfterCommit) {
