@@ -94,6 +94,35 @@ TEST(CommonShapeTest, TakesNamesOfOneAndOf255Bytes) {
     }
 }
 
+// Integers are read 8 bytes at a time up to 7 digits, by a loop past that: every length,
+// every digit in every place, the largest values, and what follows them.
+TEST(CommonShapeTest, TakesIntegersOfEveryLength) {
+    std::mt19937_64 rng(7);
+    for (std::size_t digits = 1; digits <= 19; ++digits) {
+        for (int round = 0; round < 20; ++round) {
+            // 19 digits starting with 1 to 8 stay under 2^63-1.
+            std::string n(1, static_cast<char>('1' + rng() % (digits == 19 ? 8 : 9)));
+            while (n.size() < digits) {
+                n += static_cast<char>('0' + rng() % 10);
+            }
+            std::string const hour = digits <= 9 ? n : "0";
+            EXPECT_TRUE(agrees(R"([{"src_app":"s","dest_app":"d","vpc_id":"v","bytes_tx":)" + n +
+                               R"(,"bytes_rx":)" + n + R"(,"hour":)" + hour + "}]"))
+                << n;
+            EXPECT_TRUE(agrees(R"([{"src_app":"s","dest_app":"d","vpc_id":"v","bytes_tx":)" + n +
+                               R"( ,"bytes_rx":)" + n + "\n,\"hour\":" + hour + "\t}]"))
+                << n;
+        }
+    }
+    for (std::string const n : {"0", "9", "10", "99999999", "100000000", "9223372036854775807"}) {
+        EXPECT_TRUE(agrees(R"([{"src_app":"s","dest_app":"d","vpc_id":"v","bytes_tx":)" + n +
+                           R"(,"bytes_rx":1,"hour":0}])"))
+            << n;
+    }
+    EXPECT_TRUE(agrees(R"([{"src_app":"s","dest_app":"d","vpc_id":"v","bytes_tx":1,"bytes_rx":1,)"
+                       R"("hour":2147483647}])"));
+}
+
 // Each of these is valid or invalid in a way only the generic decoder words or handles.
 TEST(CommonShapeTest, DeclinesEverythingElse) {
     auto const with = [](std::string_view field, std::string_view value) {
@@ -172,10 +201,12 @@ TEST(CommonShapeTest, LeavesTheBatchAloneWhenItDeclines) {
 TEST(CommonShapeTest, NeverTakesATruncatedBody) {
     // Every proper prefix of a batch is invalid JSON: the fast path must decline each one,
     // whatever the bytes after the end of the body (the padding) happen to hold.
-    for (std::size_t n = 0; n < compact.size(); ++n) {
-        std::string body = compact.substr(0, n) + std::string(64, '"');
-        body.resize(n);  // keeps the capacity, and in it the quotes past the new end
-        EXPECT_FALSE(agrees(body)) << n;
+    for (char const pad : {'"', '7', '}'}) {
+        for (std::size_t n = 0; n < compact.size(); ++n) {
+            std::string body = compact.substr(0, n) + std::string(64, pad);
+            body.resize(n);  // keeps the capacity, and in it the padding past the new end
+            EXPECT_FALSE(agrees(body)) << n << " " << pad;
+        }
     }
 }
 
