@@ -1,6 +1,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -8,6 +9,9 @@
 #include <vector>
 
 #include <pthread.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <spdlog/spdlog.h>
 
 #include "flowd/app/config.hpp"
@@ -30,9 +34,25 @@ std::map<std::string, std::string> environment() {
     return env;
 }
 
+// glibc gives a thread arena's free top back to the kernel (madvise) once it passes 128 KiB,
+// and a POST B=1000 frees about that much: under load the arena shrank and grew again every
+// few dozen batches, and the page faults that refilled it were ~3.5 % of flowd's CPU
+// (perf). Keep up to 32 MiB of free top per arena, and serve blocks under 1 MiB from the
+// arenas. An operator's own GLIBC_TUNABLES for malloc win.
+void tune_malloc() {
+#if defined(__GLIBC__)
+    if (char const* t = std::getenv("GLIBC_TUNABLES"); t != nullptr && std::strstr(t, "malloc")) {
+        return;
+    }
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    tune_malloc();
     // Hold SIGINT/SIGTERM until the shutdown coordinator can take them (server::run()), so
     // a signal during start-up is handled as a shutdown rather than killing the process.
     sigset_t stop_signals;
