@@ -383,8 +383,7 @@ bool decode_common_shape(std::string& body, body_format format, decode_limits co
         body.reserve(body.size() + readable_past_end);
     }
     flow_batch out;
-    // A record takes at least ~80 bytes of JSON; guess low so small batches stay cheap.
-    out.reserve(std::min(body.size() / 128, limits.max_records));
+    out.reserve(expected_records(body.size(), limits));
     scanner s(body.data(), body.data() + body.size());
     if (!s.expect('[')) {
         return false;

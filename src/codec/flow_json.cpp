@@ -504,11 +504,6 @@ bool has_trailing_content(od::document& doc) noexcept {
     return doc.current_location().get(location) == simdjson::SUCCESS;
 }
 
-// A record takes at least ~80 bytes of JSON; guess low so small batches stay cheap.
-std::size_t expected_records(std::size_t body_bytes, decode_limits const& limits) noexcept {
-    return std::min(body_bytes / 128, limits.max_records);
-}
-
 od::parser& thread_parser(std::size_t max_depth) {
     thread_local od::parser parser;
     thread_local std::size_t depth = 0;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -40,6 +41,15 @@ struct decode_limits {
 // decode_flows_generic(): every body, with simdjson On-Demand; words every error.
 [[nodiscard]] boost::system::result<flow_batch, problem> decode_flows_generic(
     std::string& body, body_format format, decode_limits const& limits);
+
+// How many keys a decoder reserves room for before decoding a body of `body_bytes`. A
+// record takes at least ~80 bytes of JSON and ~115 with exporters' ~10-byte names and
+// 6-digit counters: at 1 per 128 bytes a batch of 1,000 outgrew its reservation, and
+// growing rehashed and copied every key once.
+[[nodiscard]] inline std::size_t expected_records(std::size_t body_bytes,
+                                                  decode_limits const& limits) noexcept {
+    return std::min(body_bytes / 96, limits.max_records);
+}
 
 // The simdjson kernel decode_flows() was compiled for (haswell, westmere, fallback, ...):
 // On-Demand picks it at compile time, not at run time.
