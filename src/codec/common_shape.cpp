@@ -174,10 +174,17 @@ public:
         std::uint64_t tx = 0;
         std::uint64_t rx = 0;
         std::uint64_t hour = 0;
-        if (compact_record(names, tx, rx, hour)) {
-            return batch.add(names[0], names[1], names[2], static_cast<std::uint32_t>(hour),
-                             flow_counters{tx, rx}, index) == flow_batch::add_status::ok;
+        if (!compact_record(names, tx, rx, hour) && !any_order_record(names, tx, rx, hour)) {
+            return false;
         }
+        return batch.add(names[0], names[1], names[2], static_cast<std::uint32_t>(hour),
+                         flow_counters{tx, rx}, index) == flow_batch::add_status::ok;
+    }
+
+    // The record's fields in any order, with any whitespace, each known key exactly once;
+    // its closing brace consumed.
+    bool any_order_record(std::string_view (&names)[3], std::uint64_t& tx, std::uint64_t& rx,
+                          std::uint64_t& hour) noexcept {
         unsigned seen = 0;
         for (unsigned k = 0;; ++k) {
             unsigned const bit = key(k);
@@ -215,11 +222,7 @@ public:
                 break;
             }
         }
-        if (p_[-1] != '}' || seen != all_bits) {
-            return false;
-        }
-        return batch.add(names[0], names[1], names[2], static_cast<std::uint32_t>(hour),
-                         flow_counters{tx, rx}, index) == flow_batch::add_status::ok;
+        return p_[-1] == '}' && seen == all_bits;
     }
 
     // A record written the way exporters and flowd write them, compact with the keys in SPEC

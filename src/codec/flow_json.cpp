@@ -818,33 +818,6 @@ void append_json_string(std::string& out, std::string_view s) {
     out.resize(static_cast<std::size_t>(end - out.data()));
 }
 
-namespace {
-
-std::size_t json_string_size(std::string_view s) noexcept {
-    std::size_t n = 2 + s.size();
-    for (char ch : s) {
-        auto const c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
-            c == '\t') {
-            n += 1;
-        } else if (c < 0x20) {
-            n += 5;
-        }
-    }
-    return n;
-}
-
-std::size_t digits(std::uint64_t v) noexcept {
-    std::size_t n = 1;
-    while (v >= 10) {
-        v /= 10;
-        ++n;
-    }
-    return n;
-}
-
-}  // namespace
-
 void append_flow_json(std::string& out, std::string_view src_app, std::string_view dest_app,
                       std::string_view vpc_id, flow_counters const& counters, std::uint32_t hour) {
     // One append per row: the row is written into a stack buffer with raw pointers. A dozen
@@ -874,16 +847,6 @@ void append_flow_json(std::string& out, std::string_view src_app, std::string_vi
     p = put_uint(p, hour);
     *p++ = '}';
     out.append(begin, static_cast<std::size_t>(p - begin));
-}
-
-std::size_t flow_json_size(std::string_view src_app, std::string_view dest_app,
-                           std::string_view vpc_id, flow_counters const& counters,
-                           std::uint32_t hour) noexcept {
-    // {"src_app":,"dest_app":,"vpc_id":,"bytes_tx":,"bytes_rx":,"hour":}
-    constexpr std::size_t fixed = 66;
-    return fixed + json_string_size(src_app) + json_string_size(dest_app) +
-           json_string_size(vpc_id) + digits(counters.bytes_tx) + digits(counters.bytes_rx) +
-           digits(hour);
 }
 
 }  // namespace flowd

@@ -16,6 +16,15 @@ void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::
     }
 }
 
+std::size_t append_snapshot_json_upto(std::string& out, hour_snapshot const& snapshot,
+                                      std::size_t first, std::size_t bytes, bool first_in_array) {
+    std::size_t i = first;
+    for (; i < snapshot.size() && out.size() < bytes; ++i) {
+        append_snapshot_json(out, snapshot, i, i + 1, first_in_array && i == first);
+    }
+    return i;
+}
+
 flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip,
                                    std::string_view prefix, std::size_t next)
     : snapshot_(&snapshot), prefix_(prefix), next_(prefix.empty() ? 0 : next) {
@@ -36,17 +45,10 @@ bool flows_serializer::next(std::string& out) {
         } else if (!started_) {
             json_.push_back('[');
         }
-        std::size_t const total = snapshot_->size();
-        std::size_t i = next_;
         bool const first_in_array = !started_;
         started_ = true;
-        // One record at most adds a few hundred bytes past the mark.
-        while (i < total && json_.size() < chunk_bytes) {
-            append_snapshot_json(json_, *snapshot_, i, i + 1, first_in_array && i == next_);
-            ++i;
-        }
-        next_ = i;
-        bool const last = next_ == total;
+        next_ = append_snapshot_json_upto(json_, *snapshot_, next_, chunk_bytes, first_in_array);
+        bool const last = next_ == snapshot_->size();
         if (last) {
             json_.push_back(']');
         }

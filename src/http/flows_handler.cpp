@@ -368,10 +368,7 @@ response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
     std::string body;
     body.reserve(std::min(stream_threshold, 2 + (snap.size() * 128)) + 1024);
     body.push_back('[');
-    std::size_t next = 0;
-    for (; next < snap.size() && body.size() <= stream_threshold; ++next) {
-        append_snapshot_json(body, snap, next, next + 1, next == 0);
-    }
+    std::size_t const next = append_snapshot_json_upto(body, snap, 0, stream_threshold, true);
     if (next == snap.size() && body.size() < stream_threshold) {
         body.push_back(']');
         string_response r = json_response(200, gzip_ok ? gzip(body) : std::move(body));

@@ -65,9 +65,4 @@ void append_json_string(std::string& out, std::string_view s);
 void append_flow_json(std::string& out, std::string_view src_app, std::string_view dest_app,
                       std::string_view vpc_id, flow_counters const& counters, std::uint32_t hour);
 
-// Exact size append_flow_json() would append, without writing it.
-[[nodiscard]] std::size_t flow_json_size(std::string_view src_app, std::string_view dest_app,
-                                         std::string_view vpc_id, flow_counters const& counters,
-                                         std::uint32_t hour) noexcept;
-
 }  // namespace flowd

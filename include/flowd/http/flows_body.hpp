@@ -75,4 +75,10 @@ struct flows_body {
 void append_snapshot_json(std::string& out, hour_snapshot const& snapshot, std::size_t first,
                           std::size_t last, bool first_in_array);
 
+// Appends records from `first` on, as append_snapshot_json() does, until `out` holds at least
+// `bytes` bytes or the snapshot ends (the last record may pass the mark by a few hundred
+// bytes); returns the index of the next record to write.
+std::size_t append_snapshot_json_upto(std::string& out, hour_snapshot const& snapshot,
+                                      std::size_t first, std::size_t bytes, bool first_in_array);
+
 }  // namespace flowd
