@@ -25,6 +25,13 @@ constexpr std::int64_t poll_ms = 50;
 // from the next sequence to apply.
 constexpr std::chrono::seconds stall_after{2};
 
+// How long creating the consumer may take before the try counts as failed and is retried
+// (every 500 ms). Right after the NATS servers come back, JetStream answers consumer
+// requests only once its leaders are elected: with the library's 5 s default one timed-out
+// try held this node's apply loop for 5 s, past `min_seq_wait`, while a later try would have
+// succeeded.
+constexpr std::int64_t subscribe_wait_ms = 1'000;
+
 problem cluster_unavailable(std::string detail) {
     return problem{problem_type::cluster_unavailable, std::move(detail), {}, {}};
 }
@@ -554,8 +561,11 @@ bool cluster_ingest::set_up_stream_and_consumer() {
         so.Config.DeliverPolicy = js_DeliverByStartSequence;
         so.Config.OptStartSeq = applied_seq() + 1;
     }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = subscribe_wait_ms;
     jerr = static_cast<jsErrCode>(0);
-    s = js_SubscribeSync(&sub_, js_, subject_.c_str(), nullptr, &so, &jerr);
+    s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
     if (s != NATS_OK) {
         note_setup_failure("cannot subscribe to " + subject_ + ": " + status_text(s) +
                            " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");

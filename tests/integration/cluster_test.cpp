@@ -944,7 +944,7 @@ TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
         << again.body();
     EXPECT_TRUE(a->wait_log("reconnected to NATS"));
     auto const after = ca.get("/flows?hour=5&min_seq=" + std::to_string(seq_of(again)));
-    ASSERT_EQ(after.result_int(), 200) << after.body();
+    ASSERT_EQ(after.result_int(), 200) << after.body() << "\n" << a->log();
     auto const totals = nlohmann::json::parse(after.body());
     ASSERT_EQ(totals.size(), 1U);
     EXPECT_EQ(totals[0].at("bytes_tx"), 11) << "the first batch and the one after the outage";
