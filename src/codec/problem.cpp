@@ -57,6 +57,14 @@ problem_info info(problem_type t) noexcept {
             return {503, "cluster-unavailable", "Cluster unavailable"};
         case problem_type::internal_error:
             return {500, "internal-error", "Internal server error"};
+        case problem_type::request_timeout:
+            return {408, "request-timeout", "Request timeout"};
+        case problem_type::not_implemented:
+            return {501, "not-implemented", "Not implemented"};
+        case problem_type::tls_required:
+            return {400, "tls-required", "TLS required"};
+        case problem_type::starting:
+            return {503, "starting", "Starting"};
         case problem_type::bad_request:
             return {400, "", "Bad Request"};
     }

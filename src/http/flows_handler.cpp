@@ -44,12 +44,11 @@ bool valid_idempotency_key(std::string_view k) noexcept {
 
 string_response recovering_response(std::string_view request_id) {
     string_response r = problem_response(
-        problem{problem_type::bad_request,
+        problem{problem_type::starting,
                 "flowd is recovering its data directory; /readyz turns 200 when it is done",
                 {},
                 {}},
         request_id);
-    r.result(http::status::service_unavailable);
     r.set(http::field::retry_after, "1");
     return r;
 }

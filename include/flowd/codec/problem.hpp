@@ -32,6 +32,10 @@ enum class problem_type {
     log_unavailable,
     cluster_unavailable,
     internal_error,
+    request_timeout,  // 408: a head or body that timed out before any answer was sent
+    not_implemented,  // 501: a Transfer-Encoding flowd does not know
+    tls_required,     // 400: plain HTTP sent to a TLS listener
+    starting,         // 503: recovering the data directory or still starting
     bad_request,
 };
 

@@ -39,6 +39,10 @@ std::vector<catalogue_entry> const catalogue{
     {problem_type::log_unavailable, 503, "log-unavailable"},
     {problem_type::cluster_unavailable, 503, "cluster-unavailable"},
     {problem_type::internal_error, 500, "internal-error"},
+    {problem_type::request_timeout, 408, "request-timeout"},
+    {problem_type::not_implemented, 501, "not-implemented"},
+    {problem_type::tls_required, 400, "tls-required"},
+    {problem_type::starting, 503, "starting"},
 };
 
 TEST(ProblemTest, EveryTypeHasTheSpecStatusSlugAndATitle) {
