@@ -1,13 +1,16 @@
 #include "flowd/http/http_session.hpp"
 
 #include <array>
+#include <cctype>
 #include <optional>
+#include <sstream>
 #include <type_traits>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -24,6 +27,7 @@
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include "flowd/http/framing.hpp"
 #include "flowd/http/request_id.hpp"
 
 namespace flowd {
@@ -43,6 +47,8 @@ constexpr std::size_t body_read_bytes = 64 * 1024;
 constexpr std::chrono::seconds linger_time{2};
 // An over-cap connection gets its 503 within this, and is drained for at most this long.
 constexpr std::chrono::seconds refusal_time{1};
+// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
+constexpr unsigned char tls_handshake_record = 0x16;
 
 using plain_stream = beast::tcp_stream;
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
@@ -97,19 +103,24 @@ public:
           id_(start.id),
           slot_(std::move(start.slot)),
           refuse_(start.refuse),
-          max_connections_(start.max_connections) {
+          max_connections_(start.max_connections),
+          deadline_(stream_.get_executor()) {
         // Answers are written whole or in chunks, never byte by byte: Nagle's algorithm would
         // only hold a streamed answer's last segment back for the client's delayed ACK.
         beast::error_code ec;
         tcp().socket().set_option(net::ip::tcp::no_delay(true), ec);
         remote_ip_ = peer_address(tcp().socket());
-        services_.metrics.connections_open.Increment();
+        if (services_.count_connections) {
+            services_.metrics.connections_open.Increment();
+        }
     }
 
     ~basic_http_session() override {
         finish_request();
         services_.drain.remove_session(this);
-        services_.metrics.connections_open.Decrement();
+        if (services_.count_connections) {
+            services_.metrics.connections_open.Decrement();
+        }
     }
 
     basic_http_session(basic_http_session const&) = delete;
@@ -140,12 +151,67 @@ private:
             // opens a connection and stalls is closed as a slow header would be.
             tcp().expires_after(refuse_ ? std::chrono::milliseconds(refusal_time)
                                         : services_.limits.header_timeout);
-            stream_.async_handshake(
-                ssl::stream_base::server,
-                beast::bind_front_handler(&basic_http_session::on_handshake, self()));
+            // Look at the first byte before the handshake: plain HTTP sent here gets a
+            // readable 400, as nginx answers it, instead of a silent close. A raw socket
+            // operation: the stream's own expiry does not cover it, the deadline does.
+            arm_deadline(refuse_ ? std::chrono::milliseconds(refusal_time)
+                                 : std::chrono::milliseconds(services_.limits.header_timeout));
+            tcp().socket().async_receive(
+                net::buffer(&first_byte_, 1), net::socket_base::message_peek,
+                beast::bind_front_handler(&basic_http_session::on_peek, self()));
         } else {
             after_handshake();
         }
+    }
+
+    void on_peek(beast::error_code ec, std::size_t n) {
+        disarm_deadline();
+        if (ec || n == 0) {
+            if (timed_out_ && !refuse_) {
+                services_.metrics.count_limit_rejection("header_timeout");
+            }
+            closed_ = true;  // no TLS session to shut down
+            return tcp().close();
+        }
+        if (first_byte_ != tls_handshake_record && std::isupper(first_byte_) != 0) {
+            return refuse_plain_http();
+        }
+        stream_.async_handshake(
+            ssl::stream_base::server,
+            beast::bind_front_handler(&basic_http_session::on_handshake, self()));
+    }
+
+    // 400 tls-required, written unencrypted on the raw socket, then close.
+    void refuse_plain_http() {
+        arrived_ = std::chrono::steady_clock::now();
+        std::string const id = new_request_id();
+        string_response r = problem_response(
+            problem{problem_type::tls_required,
+                    "this listener speaks HTTPS only; plain HTTP was sent: use https://",
+                    {},
+                    {}},
+            id);
+        r.keep_alive(false);
+        r.set("X-Request-Id", id);
+        r.prepare_payload();
+        services_.metrics.observe_request(route_id::other, "other", r.result_int(), 0.0);
+        std::ostringstream os;
+        os << r;
+        raw_answer_ = os.str();
+        closed_ = true;  // no TLS session: close as raw TCP below
+        arm_deadline(refusal_time);
+        net::async_write(tcp().socket(), net::buffer(raw_answer_),
+                         [self = self()](beast::error_code ec, std::size_t) {
+                             self->disarm_deadline();
+                             if (ec) {
+                                 return self->tcp().close();
+                             }
+                             beast::error_code ignored;
+                             self->tcp().socket().shutdown(net::ip::tcp::socket::shutdown_send,
+                                                           ignored);
+                             self->tcp().expires_after(linger_time);
+                             self->do_linger();
+                         });
     }
 
     void on_handshake(beast::error_code ec) {
@@ -243,12 +309,87 @@ private:
             services_.drain.request_started();
         }
         body_too_large_ = false;
+        head_request_ = false;
         parser_.emplace();
         parser_->body_limit(services_.limits.max_body_bytes);
-        parser_->header_limit(services_.limits.max_header_bytes);
-        tcp().expires_after(services_.limits.header_timeout);
-        http::async_read_header(stream_, buffer_, *parser_,
-                                beast::bind_front_handler(&basic_http_session::on_header, self()));
+        // The exact limit is find_head_end's; the parser's only backs it up.
+        parser_->header_limit(services_.limits.max_header_bytes + 4);
+        // A total deadline from the first byte to the end of the head (SPEC Security).
+        tcp().expires_never();
+        arm_deadline(services_.limits.header_timeout);
+        read_head();
+    }
+
+    // Reads until the whole head is buffered, so that every framing decision is made on
+    // the raw bytes (audit_framing) before the parser sees them.
+    void read_head() {
+        std::string_view const bytes{static_cast<char const*>(buffer_.data().data()),
+                                     buffer_.size()};
+        head_end const end = find_head_end(bytes, services_.limits.max_header_bytes);
+        switch (end.what) {
+            case head_end::state::too_large:
+                services_.metrics.count_limit_rejection("max_header_bytes");
+                return send_early(problem_type::header_too_large,
+                                  "the request line and headers exceed " +
+                                      std::to_string(services_.limits.max_header_bytes) + " bytes");
+            case head_end::state::complete:
+                if (auto p = audit_framing(bytes.substr(0, end.size))) {
+                    return send_early(p->type, std::move(p->detail));
+                }
+                [[fallthrough]];
+            case head_end::state::malformed:
+                // The head is buffered: the parser reads nothing from the socket.
+                return http::async_read_header(
+                    stream_, buffer_, *parser_,
+                    beast::bind_front_handler(&basic_http_session::on_header, self()));
+            case head_end::state::need_more:
+                break;
+        }
+        std::size_t const room = std::max<std::size_t>(
+            first_read_bytes, services_.limits.max_header_bytes + 4 - buffer_.size());
+        stream_.async_read_some(
+            buffer_.prepare(std::min<std::size_t>(room, 64 * 1024)),
+            beast::bind_front_handler(&basic_http_session::on_head_bytes, self()));
+    }
+
+    void on_head_bytes(beast::error_code ec, std::size_t n) {
+        if (ec) {
+            if (timed_out_) {
+                services_.metrics.count_limit_rejection("header_timeout");
+                return send_early(problem_type::request_timeout,
+                                  "the request head did not arrive within header_timeout (" +
+                                      std::to_string(services_.limits.header_timeout.count()) +
+                                      " ms)");
+            }
+            if (!benign(ec)) {
+                services_.log->debug("[C{}] read header: {}", id_, ec.message());
+            }
+            return do_close();
+        }
+        buffer_.commit(n);
+        read_head();
+    }
+
+    // The header and body deadlines: when one passes, the read is cancelled and answered
+    // 408 (beast's own stream timeout would close the socket before an answer could go).
+    template <class Duration>
+    void arm_deadline(Duration d) {
+        timed_out_ = false;
+        std::uint64_t const armed = ++deadline_generation_;
+        deadline_.expires_after(d);
+        deadline_.async_wait([self = self(), armed](beast::error_code ec) {
+            if (ec || armed != self->deadline_generation_) {
+                return;
+            }
+            self->timed_out_ = true;
+            beast::error_code ignored;
+            self->tcp().socket().cancel(ignored);
+        });
+    }
+
+    void disarm_deadline() {
+        ++deadline_generation_;
+        deadline_.cancel();
     }
 
     void on_header(beast::error_code ec, std::size_t) {
@@ -269,9 +410,7 @@ private:
                               "the request is not valid HTTP/1.1: " + ec.message());
         }
         if (ec) {
-            if (ec == beast::error::timeout) {
-                services_.metrics.count_limit_rejection("header_timeout");
-            } else if (!benign(ec)) {
+            if (!benign(ec)) {
                 services_.log->debug("[C{}] read header: {}", id_, ec.message());
             }
             return do_close();
@@ -288,6 +427,7 @@ private:
         if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue") &&
             !parser_->is_done()) {
             static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
+            disarm_deadline();
             tcp().expires_after(services_.limits.idle_timeout);
             return net::async_write(
                 stream_, net::buffer(interim.data(), interim.size()),
@@ -318,7 +458,8 @@ private:
             buffer_.reserve(buffer_.size() + body_read_bytes);
         }
         // A fresh deadline before each read: the body timeout counts time without progress.
-        tcp().expires_after(services_.limits.body_timeout);
+        tcp().expires_never();
+        arm_deadline(services_.limits.body_timeout);
         http::async_read_some(stream_, buffer_, *parser_,
                               beast::bind_front_handler(&basic_http_session::on_body, self()));
     }
@@ -333,9 +474,14 @@ private:
                               "the request body framing is not valid HTTP/1.1: " + ec.message());
         }
         if (ec) {
-            if (ec == beast::error::timeout) {
+            if (timed_out_) {
                 services_.metrics.count_limit_rejection("body_timeout");
-            } else if (!benign(ec)) {
+                return send_early(problem_type::request_timeout,
+                                  "the request body made no progress within body_timeout (" +
+                                      std::to_string(services_.limits.body_timeout.count()) +
+                                      " ms)");
+            }
+            if (!benign(ec)) {
                 services_.log->debug("[C{}] read body: {}", id_, ec.message());
             }
             return do_close();
@@ -344,8 +490,10 @@ private:
     }
 
     void dispatch_request() {
+        disarm_deadline();
         tcp().expires_never();
         request& req = parser_->get();
+        head_request_ = req.method() == http::verb::head;
         if (body_too_large_ || draining_at_arrival_) {
             unread_input_ = true;
         }
@@ -369,6 +517,7 @@ private:
         // The request could not be parsed, so there is nothing to route: answer it with the
         // same request id and metrics as the middleware would, then close, since the stream
         // cannot be trusted past this point.
+        disarm_deadline();
         unread_input_ = true;
         std::string const id = new_request_id();
         string_response r = problem_response(problem{type, std::move(detail), {}, {}}, id);
@@ -385,6 +534,16 @@ private:
         pending_ = std::move(r);
         bool const keep_alive = std::visit([](auto const& m) { return m.keep_alive(); }, *pending_);
         tcp().expires_after(services_.limits.idle_timeout);
+        if (head_request_) {
+            // HEAD: the GET answer's status and headers (Content-Length or chunked
+            // included), no body.
+            std::ostringstream os;
+            os << header_of(*pending_);
+            raw_answer_ = os.str();
+            return net::async_write(
+                stream_, net::buffer(raw_answer_),
+                beast::bind_front_handler(&basic_http_session::on_write, self(), keep_alive));
+        }
         std::visit(
             [this, keep_alive](auto& m) {
                 http::async_write(
@@ -424,6 +583,7 @@ private:
             return;
         }
         closed_ = true;
+        disarm_deadline();
         finish_request();
         beast::error_code ec;
         if constexpr (is_tls) {
@@ -486,6 +646,13 @@ private:
     bool closed_ = false;
     bool unread_input_ = false;  // the peer may still be sending bytes we will not read
     std::array<char, 4096> linger_buffer_{};
+    // Header and body deadlines (arm_deadline); the generation tells a stale wake-up.
+    net::steady_timer deadline_;
+    std::uint64_t deadline_generation_ = 0;
+    bool timed_out_ = false;
+    bool head_request_ = false;  // answer with the headers only
+    unsigned char first_byte_ = 0;
+    std::string raw_answer_;  // a head or a plain-text answer being written
 };
 
 }  // namespace

@@ -22,13 +22,40 @@ route_id router::route_of(std::string_view path) const noexcept {
     return route_id::other;
 }
 
-handler_result router::dispatch(request_context& ctx) const {
+std::string router::allow_of(std::string_view path) const {
     std::string allow;
+    auto add = [&allow](std::string_view m) {
+        if (allow.find(m) != std::string::npos) {
+            return;
+        }
+        if (!allow.empty()) {
+            allow += ", ";
+        }
+        allow += m;
+    };
+    for (entry const& e : entries_) {
+        if (e.path != path) {
+            continue;
+        }
+        add(http::to_string(e.method));
+        if (e.method == http::verb::get) {
+            add("HEAD");  // every GET route answers HEAD (SPEC Others)
+        }
+    }
+    if (!allow.empty()) {
+        add("OPTIONS");
+    }
+    return allow;
+}
+
+handler_result router::dispatch(request_context& ctx) const {
+    http::verb const method = ctx.req.method();
     for (entry const& e : entries_) {
         if (e.path != ctx.path) {
             continue;
         }
-        if (e.method == ctx.req.method()) {
+        // HEAD runs the GET handler: same status and headers; the session sends no body.
+        if (e.method == method || (method == http::verb::head && e.method == http::verb::get)) {
             try {
                 // SPEC order: 404/405 below, then 401/403 and 429 here, then the handler's.
                 if (e.access != route_access::open && guard_) {
@@ -58,11 +85,8 @@ handler_result router::dispatch(request_context& ctx) const {
                                      ctx.request_id)};
             }
         }
-        if (!allow.empty()) {
-            allow += ", ";
-        }
-        allow += std::string(http::to_string(e.method));
     }
+    std::string const allow = allow_of(ctx.path);
     if (allow.empty()) {
         return response{
             problem_response(problem{problem_type::not_found,
@@ -71,6 +95,12 @@ handler_result router::dispatch(request_context& ctx) const {
                                      {},
                                      {}},
                              ctx.request_id)};
+    }
+    if (method == http::verb::options) {
+        // Needs no token (SPEC Security): it reveals only what this page documents.
+        string_response r{http::status::no_content, 11};
+        r.set(http::field::allow, allow);
+        return response{std::move(r)};
     }
     string_response r = problem_response(
         problem{problem_type::method_not_allowed,

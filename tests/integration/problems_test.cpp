@@ -164,9 +164,9 @@ TEST_F(ProblemsTest, WrongMethodIsMethodNotAllowedWithAllow) {
     EXPECT_NE(allow.find("GET"), std::string::npos) << allow;
     EXPECT_NE(allow.find("POST"), std::string::npos) << allow;
     EXPECT_TRUE(is_problem(on_healthz, 405, "method-not-allowed"));
-    EXPECT_EQ(on_healthz[http::field::allow], "GET");
+    EXPECT_EQ(on_healthz[http::field::allow], "GET, HEAD, OPTIONS");
     EXPECT_TRUE(is_problem(post_metrics, 405, "method-not-allowed"));
-    EXPECT_EQ(post_metrics[http::field::allow], "GET");
+    EXPECT_EQ(post_metrics[http::field::allow], "GET, HEAD, OPTIONS");
 }
 
 TEST_F(ProblemsTest, UnsupportedMediaType) {

@@ -36,6 +36,9 @@ struct session_services {
     service_metrics& metrics;
     session_limits limits;
     std::shared_ptr<spdlog::logger> log;
+    // flowd_http_connections_open counts the main listener's connections (those
+    // max_connections caps), not the metrics listener's scrapes and probes.
+    bool count_connections = true;
 };
 
 // The open connections the listener counts against max_connections: a session holds one

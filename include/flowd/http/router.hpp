@@ -57,7 +57,8 @@ using handler = std::function<handler_result(request_context&)>;
 using guard = std::function<std::optional<response>(request_context&, route_access)>;
 
 // Maps (method, path) to handlers: plain functions of a request, testable without sockets.
-// Unknown path: 404; known path, other method: 405 with Allow. The single catch per
+// Unknown path: 404; known path, other method: 405 with Allow; HEAD runs a GET route,
+// OPTIONS answers 204 with Allow. The single catch per
 // request lives here: an exception becomes a generic 500 and is logged.
 // Immutable after setup; thread-safe to dispatch from many threads.
 class router {
@@ -71,6 +72,9 @@ public:
 
     [[nodiscard]] route_id route_of(std::string_view path) const noexcept;
     [[nodiscard]] handler_result dispatch(request_context& ctx) const;
+    // The Allow value of a path: its methods, HEAD beside GET, then OPTIONS; empty when
+    // no route has this path.
+    [[nodiscard]] std::string allow_of(std::string_view path) const;
 
 private:
     struct entry {

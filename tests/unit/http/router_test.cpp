@@ -76,7 +76,7 @@ TEST_F(RouterTest, WrongMethodIsMethodNotAllowedWithAllow) {
     string_response const r = dispatch(http::verb::delete_, "/flows");
 
     EXPECT_EQ(r.result_int(), 405U);
-    EXPECT_EQ(r[http::field::allow], "GET, POST");
+    EXPECT_EQ(r[http::field::allow], "GET, HEAD, POST, OPTIONS");
     EXPECT_EQ(r[http::field::content_type], "application/problem+json");
     auto const body = nlohmann::json::parse(r.body());
     EXPECT_EQ(body.at("type"), "https://flowd.invalid/problems/method-not-allowed");
@@ -87,7 +87,26 @@ TEST_F(RouterTest, AllowListsOnlyTheMethodsOfThatPath) {
     string_response const r = dispatch(http::verb::post, "/healthz");
 
     EXPECT_EQ(r.result_int(), 405U);
-    EXPECT_EQ(r[http::field::allow], "GET");
+    EXPECT_EQ(r[http::field::allow], "GET, HEAD, OPTIONS");
+}
+
+// SPEC Others: HEAD runs the GET route (the session drops the body); OPTIONS is 204 with
+// Allow and needs no route of its own.
+TEST_F(RouterTest, HeadRunsTheGetRoute) {
+    string_response const get = dispatch(http::verb::get, "/healthz");
+    string_response const head = dispatch(http::verb::head, "/healthz");
+
+    EXPECT_EQ(head.result_int(), get.result_int());
+    EXPECT_EQ(head.body(), get.body());
+}
+
+TEST_F(RouterTest, OptionsIsNoContentWithAllow) {
+    string_response const r = dispatch(http::verb::options, "/flows");
+
+    EXPECT_EQ(r.result_int(), 204U);
+    EXPECT_EQ(r[http::field::allow], "GET, HEAD, POST, OPTIONS");
+    EXPECT_TRUE(r.body().empty());
+    EXPECT_EQ(dispatch(http::verb::options, "/nope").result_int(), 404U);
 }
 
 TEST_F(RouterTest, ExceptionInHandlerIsInternalErrorWithoutItsText) {
