@@ -394,7 +394,7 @@ std::string usage() {
            "\n"
            "  --config FILE             flat YAML file of settings (FLOWD_CONFIG)\n"
            "  --listen HOST:PORT        API listener (default 127.0.0.1:8080; port 0 picks one)\n"
-           "  --metrics-listen HOST:PORT Prometheus exposer (default 127.0.0.1:9464)\n"
+           "  --metrics-listen HOST:PORT /metrics, /healthz, /readyz (default 127.0.0.1:9464)\n"
            "  --threads N               I/O threads (default: CPUs in the affinity mask)\n"
            "  --log-level LEVEL         trace|debug|info|warn|error (default info)\n"
            "  --data-dir DIR            write-ahead log and checkpoints (default: memory only)\n"

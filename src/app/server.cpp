@@ -44,12 +44,6 @@ net::ip::tcp::endpoint resolve_listen(std::string const& key, std::string const&
     return {address, hp.port};
 }
 
-// The exposer (civetweb) takes HOST:PORT or [IPv6]:PORT and resolves no names.
-std::string exposer_address(std::string const& value) {
-    auto const ep = resolve_listen("metrics_listen", value);
-    return endpoint_text(ep);
-}
-
 // More connections need more descriptors: use the whole hard limit. Returns the soft limit
 // now in force (RLIM_INFINITY when unknown).
 rlim_t raise_open_files_limit(spdlog::logger& log) {
@@ -217,10 +211,24 @@ server::server(config const& cfg, loggers logs)
                 session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
                                cfg.body_timeout, cfg.idle_timeout},
                 logs_.http},
+      metrics_router_(logs_.http),
+      metrics_middleware_(metrics_router_, metrics_, logs_.http),
+      // Scrapes and probes carry no body: a small body limit.
+      metrics_services_{metrics_middleware_,
+                        drain_,
+                        metrics_,
+                        session_limits{64 * 1024, cfg.max_header_bytes, cfg.header_timeout,
+                                       cfg.body_timeout, cfg.idle_timeout},
+                        logs_.http,
+                        false},
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
-          ioc_, drain_, cfg.grace_period, [this] { listener_->stop(); }, [this] { ioc_.stop(); },
-          logs_.app),
+          ioc_, drain_, cfg.grace_period,
+          [this] {
+              listener_->stop();
+              metrics_listener_->stop();
+          },
+          [this] { ioc_.stop(); }, logs_.app),
       reload_signals_(ioc_, SIGHUP),
       retention_timer_(ioc_) {
     if (!cpu_runs_json_implementation()) {
@@ -236,16 +244,16 @@ server::server(config const& cfg, loggers logs)
     } catch (boost::system::system_error const& e) {
         throw std::runtime_error("cannot listen on " + cfg_.listen + ": " + e.code().message());
     }
-    std::string const metrics_address = exposer_address(cfg_.metrics_listen);
+    // flowd's own HTTP stack, plain HTTP, serving the same registry: IPv4 or IPv6 (Debian's
+    // civetweb, under prometheus-cpp's Exposer, has no IPv6), the same bind errors as the
+    // main listener, and nothing to wait for at exit.
+    auto const metrics_endpoint = resolve_listen("metrics_listen", cfg_.metrics_listen);
     try {
-        exposer_ = std::make_unique<prometheus::Exposer>(metrics_address, 2);
-    } catch (std::exception const& e) {
+        metrics_listener_ = std::make_shared<listener>(ioc_, metrics_endpoint, metrics_services_);
+    } catch (boost::system::system_error const& e) {
         throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
-                                 " (metrics): " + e.what());
+                                 " (metrics): " + e.code().message());
     }
-    exposer_->RegisterCollectable(registry_);
-    exposer_->RegisterCollectable(process_metrics_);
-    exposer_->RegisterCollectable(store_metrics_);
 
     // Logged only once both listeners are bound, so a start that fails (a port in use)
     // leaves exactly one line on stderr: the error main() prints.
@@ -276,9 +284,7 @@ server::server(config const& cfg, loggers logs)
             cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
     }
     wait_reload();
-    auto const ports = exposer_->GetListeningPorts();
-    std::string const metrics_host = metrics_address.substr(0, metrics_address.rfind(':'));
-    logs_.app->info("metrics listening on {}:{}", metrics_host, ports.empty() ? 0 : ports.front());
+    logs_.app->info("metrics listening on {}", endpoint_text(metrics_listener_->local_endpoint()));
     if (cluster_) {
         logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
                         cfg_.cluster, cfg_.cluster_stream, cfg_.cluster_replicas);
@@ -446,11 +452,20 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/flows", route_id::flows,
         [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
-    router_.add(http::verb::get, "/healthz", route_id::healthz,
-                [](request_context&) -> handler_result {
-                    return response{json_response(200, "{\"status\":\"ok\"}")};
-                });
-    router_.add(
+    // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
+    // (plain HTTP, no client certificate, for probes under mTLS).
+    struct probe_route {
+        http::verb method;
+        std::string path;
+        route_id route;
+        handler h;
+    };
+    std::vector<probe_route> probe_routes;
+    probe_routes.emplace_back(http::verb::get, "/healthz", route_id::healthz,
+                              [](request_context&) -> handler_result {
+                                  return response{json_response(200, "{\"status\":\"ok\"}")};
+                              });
+    probe_routes.emplace_back(
         http::verb::get, "/readyz", route_id::readyz,
         [this](request_context& ctx) -> handler_result {
             if (drain_.ready() && cluster_) {
@@ -490,17 +505,19 @@ void server::add_routes() {
                     problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
                     ctx.request_id)};
             }
-            string_response r = problem_response(
-                problem{problem_type::bad_request, "flowd is starting", {}, {}}, ctx.request_id);
-            r.result(http::status::service_unavailable);
-            return response{std::move(r)};
+            return response{problem_response(
+                problem{problem_type::starting, "flowd is starting", {}, {}}, ctx.request_id)};
         });
-    router_.add(
+    probe_routes.emplace_back(
         http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
             return response{
                 text_response(200, "text/plain; version=0.0.4",
                               serialize_metrics({registry_, process_metrics_, store_metrics_}))};
         });
+    for (probe_route const& r : probe_routes) {
+        router_.add(r.method, r.path, r.route, r.h);
+        metrics_router_.add(r.method, r.path, r.route, r.h);
+    }
 }
 
 int server::run() {
@@ -512,6 +529,7 @@ int server::run() {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
     listener_->run();
+    metrics_listener_->run();
     // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
     // /flows say 503 until the data directory is loaded.
     std::vector<std::thread> threads;
@@ -539,7 +557,6 @@ int server::run() {
         // Answers what waits for an ack, writes the last checkpoint, closes the connection.
         cluster_->stop();
     }
-    exposer_.reset();
     logs_.app->info("flowd stopped");
     return code;
 }

@@ -1,3 +1,5 @@
+#include <chrono>
+#include <csignal>
 #include <set>
 #include <string>
 
@@ -127,6 +129,45 @@ TEST(MetricsEndpointTest, ExposerServesTheSameFlowdMetrics) {
     std::set<std::string> const on_main = flowd_names(main_samples);
     std::set<std::string> const on_exposer = flowd_names(exposer_samples);
     EXPECT_EQ(on_main, on_exposer);
+}
+
+// The metrics listener is flowd's own HTTP stack: IPv6 as the main listener takes it, and
+// the probes a load balancer or kubelet sends without a client certificate.
+TEST(MetricsEndpointTest, MetricsListenerTakesIpv6AndAnswersProbes) {
+    flowd_process flowd({"--listen", "127.0.0.1:0", "--metrics-listen", "[::1]:0"}, {}, false);
+    http_client m{flowd.metrics_port(), "::1"};
+
+    EXPECT_EQ(m.get("/metrics").result_int(), 200U);
+    EXPECT_EQ(m.get("/healthz").result_int(), 200U);
+    EXPECT_EQ(m.get("/readyz").result_int(), 200U);
+    EXPECT_TRUE(is_problem(m.get("/flows?hour=1"), 404, "not-found"));
+    EXPECT_NE(flowd.log().find("metrics listening on [::1]:"), std::string::npos) << flowd.log();
+}
+
+TEST(MetricsEndpointTest, MetricsPortInUseExitsOneSayingSo) {
+    flowd_process first;
+    std::string const address = "127.0.0.1:" + std::to_string(first.metrics_port());
+
+    auto r = run_flowd({"--listen", "127.0.0.1:0", "--metrics-listen", address});
+
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find(address), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("already in use"), std::string::npos) << r.err;
+}
+
+// An idle flowd exits promptly on SIGTERM: nothing (the old civetweb exposer took ~2 s)
+// holds the exit. A loose bound: what it guards against is seconds.
+TEST(MetricsEndpointTest, IdleFlowdExitsPromptlyOnSigterm) {
+    flowd_process flowd;
+    {
+        http_client m{flowd.metrics_port()};
+        ASSERT_EQ(m.get("/metrics").result_int(), 200U);
+    }
+    auto const start = std::chrono::steady_clock::now();
+    flowd.signal(SIGTERM);
+
+    EXPECT_EQ(flowd.wait_exit(), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
 }
 
 }  // namespace

@@ -179,17 +179,12 @@ void collect_exprs(nlohmann::json const& j, std::vector<std::string>& out) {
     }
 }
 
-// The names flowd exports: every sample name on the main listener's /metrics (histograms as
-// their _bucket/_sum/_count series) plus the exposer's own exposer_* names.
+// The names flowd exports: every sample name on the metrics listener's /metrics
+// (histograms as their _bucket/_sum/_count series); the main listener serves the same.
 std::set<std::string> exported_names(flowd_process const& flowd) {
     std::set<std::string> names;
-    for (auto const& s : parse_metrics(scrape(flowd.port()))) {
-        names.insert(s.name);
-    }
     for (auto const& s : parse_metrics(scrape(flowd.metrics_port()))) {
-        if (s.name.rfind("exposer_", 0) == 0) {
-            names.insert(s.name);
-        }
+        names.insert(s.name);
     }
     return names;
 }

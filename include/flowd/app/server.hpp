@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
 #include "flowd/app/config.hpp"
@@ -33,7 +32,7 @@ namespace flowd {
 
 // Owns everything a running flowd is: the metrics registry (first, so it outlives every
 // holder of a metric reference), the store, the ingest, the routes, the io_context and its
-// threads, the Prometheus exposer and the listener. Binds in the constructor (throws on a
+// threads and the two listeners (main and metrics). Binds in the constructor (throws on a
 // port in use); run() serves until shutdown completes and returns the exit code.
 // Members are torn down in reverse order of construction.
 class server {
@@ -82,9 +81,13 @@ private:
     flows_handler flows_;
     middleware middleware_;
     session_services services_;
+    // The metrics listener: its own routes (/metrics, /healthz, /readyz) on the same stack.
+    router metrics_router_;
+    middleware metrics_middleware_;
+    session_services metrics_services_;
     boost::asio::io_context ioc_;
-    std::unique_ptr<prometheus::Exposer> exposer_;
     std::shared_ptr<listener> listener_;
+    std::shared_ptr<listener> metrics_listener_;
     shutdown_coordinator shutdown_;
     boost::asio::signal_set reload_signals_;
     boost::asio::steady_timer retention_timer_;
