@@ -3,6 +3,13 @@
 namespace flowd {
 
 problem to_problem(store_rejection const& r, std::uint64_t max_keys) {
+    if (r.why == store_rejection::reason::store_bytes_full) {
+        return problem{problem_type::store_full,
+                       "the store is at max_store_bytes (its keys, names and tables) and this "
+                       "batch's new keys would take it past that bound",
+                       {},
+                       {}};
+    }
     if (r.why == store_rejection::reason::store_full) {
         return problem{problem_type::store_full,
                        "the store is at max_keys (" + std::to_string(max_keys) +

@@ -220,11 +220,28 @@ bool flow_store::reserve_unchecked(std::uint64_t n) noexcept {
     return true;
 }
 
+bool flow_store::over_store_bytes(std::uint64_t new_keys) const {
+    std::uint64_t const bound = options_.max_store_bytes;
+    if (bound == 0) {
+        return false;
+    }
+    std::uint64_t const growth = new_keys * bytes_per_new_key;
+    std::uint64_t const estimate = names_.memory_bytes() +
+                                   keys_.load(std::memory_order_relaxed) * bytes_per_new_key +
+                                   sizeof(*this) + sizeof(shard) * options_.shard_count + growth;
+    if (estimate <= bound - bound / 10) {
+        return false;
+    }
+    return memory_bytes() + growth > bound;
+}
+
 std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
     prepared_batch prepared = group(batch);
-    // Far from max_keys, reserve a key per item rather than probe for the new ones; the
-    // probes below are then only for overflow. Dropping `prepared` on a refusal releases it.
-    bool const counted = !reserve_unchecked(prepared.items_.size());
+    // Far from max_keys and max_store_bytes, reserve a key per item rather than probe for
+    // the new ones; the probes below are then only for overflow. Near either bound the new
+    // keys are counted exactly. Dropping `prepared` on a refusal releases it.
+    bool const counted =
+        over_store_bytes(prepared.items_.size()) || !reserve_unchecked(prepared.items_.size());
     if (!counted) {
         prepared.store_ = this;
         prepared.reserved_keys_ = prepared.items_.size();
@@ -264,6 +281,9 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
     }
     if (!counted) {
         return prepared;
+    }
+    if (new_keys != 0 && over_store_bytes(new_keys)) {
+        return store_rejection{store_rejection::reason::store_bytes_full, 0, {}};
     }
 
     // Reserve only what fits, so key_count() (flowd_store_keys) never shows more than

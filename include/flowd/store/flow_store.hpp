@@ -21,12 +21,15 @@ namespace flowd {
 struct store_options {
     std::size_t shard_count = 64;  // a power of two
     std::uint64_t max_keys = 50'000'000;
+    // The store's own bytes as memory_bytes() counts them; 0: no bound but max_keys.
+    std::uint64_t max_store_bytes = 0;
 };
 
 // Why prepare() refused a batch. `record` is the index of the first record of the key at
 // fault; `field` names bytes_tx or bytes_rx for an overflow.
 struct store_rejection {
-    enum class reason { counter_overflow, store_full };
+    // store_full: max_keys; store_bytes_full: max_store_bytes.
+    enum class reason { counter_overflow, store_full, store_bytes_full };
     reason why;
     std::size_t record = 0;
     std::string_view field;
@@ -151,6 +154,12 @@ public:
         return keys > unchecked ? keys - unchecked : 0;
     }
     [[nodiscard]] std::uint64_t max_keys() const noexcept { return options_.max_keys; }
+    [[nodiscard]] std::uint64_t max_store_bytes() const noexcept {
+        return options_.max_store_bytes;
+    }
+    // The most bytes a new key can add to memory_bytes(): a 32-byte slot in a table that
+    // may have just doubled (load 7/16) is ~73 bytes; names are counted as interned.
+    static constexpr std::uint64_t bytes_per_new_key = 74;
     [[nodiscard]] std::size_t hour_count() const;
     [[nodiscard]] std::size_t memory_bytes() const;
     [[nodiscard]] std::uint64_t saturated_adds() const noexcept {
@@ -174,6 +183,10 @@ private:
     // Reserves `n` keys, without knowing which are new, when that leaves the store at most
     // half full; returns false (reserving nothing) otherwise.
     [[nodiscard]] bool reserve_unchecked(std::uint64_t n) noexcept;
+    // True when `new_keys` more keys could take memory_bytes() past max_store_bytes. A
+    // cheap estimate first (names plus keys at bytes_per_new_key each); only within 10% of
+    // the bound the tables are walked for the exact figure.
+    [[nodiscard]] bool over_store_bytes(std::uint64_t new_keys) const;
     void release_keys(std::uint64_t n, bool unchecked) noexcept {
         if (unchecked) {
             unchecked_keys_.fetch_sub(n, std::memory_order_release);

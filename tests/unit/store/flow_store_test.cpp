@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -403,6 +404,47 @@ TEST(FlowStoreTest, ExistingKeysStillAcceptedWhenStoreIsFull) {
     apply(store, batch_of({{"a", "b", "c", 1, {1, 1}}}));
 
     EXPECT_EQ(rows(store.snapshot(1)), (std::vector<flow_record>{{"a", "b", "c", 1, {2, 2}}}));
+}
+
+// max_store_bytes (issue 13): long names make a key cost far more than max_keys assumes.
+// Filling a store bounded at 6 MB with keys of 255-byte names stops at the bound with
+// store_bytes_full, memory_bytes() never passes it, and existing keys are still added to.
+TEST(FlowStoreTest, StoreBytesFullStopsLongNamesAtMaxStoreBytes) {
+    constexpr std::uint64_t bound = 6'000'000;
+    flow_store store{store_options{4, 50'000'000, bound}};
+    std::string const pad(250, 'n');
+    std::optional<store_rejection> refused;
+    std::uint64_t accepted = 0;
+    for (int i = 0; i < 100'000 && !refused; ++i) {
+        std::string const id = std::to_string(i);
+        auto prepared = store.prepare(batch_of({{pad + "s" + id, pad + "d" + id, "v", 1, {1, 1}}}));
+        if (auto* r = std::get_if<store_rejection>(&prepared)) {
+            refused = *r;
+            break;
+        }
+        store.commit(std::get<prepared_batch>(std::move(prepared)));
+        ++accepted;
+        ASSERT_LE(store.memory_bytes(), bound) << "after " << accepted << " keys";
+    }
+
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_EQ(refused->why, store_rejection::reason::store_bytes_full);
+    EXPECT_GT(accepted, 1000U);  // the bound, not something else, stopped it
+    EXPECT_GT(store.memory_bytes(), bound * 8 / 10);
+    std::string const first = pad + "s0";
+    apply(store, batch_of({{first, pad + "d0", "v", 1, {1, 1}}}));
+    EXPECT_EQ(store.snapshot(1, flow_filter{first, {}, {}})[0].counters.bytes_tx, 2U);
+}
+
+TEST(FlowStoreTest, MemoryBytesCountsInternedNames) {
+    flow_store store;
+    std::size_t const before = store.memory_bytes();
+
+    apply(store,
+          batch_of(
+              {{std::string(255, 'a'), std::string(255, 'b'), std::string(255, 'c'), 1, {1, 1}}}));
+
+    EXPECT_GE(store.memory_bytes() - before, 3U * 256U);
 }
 
 TEST(FlowStoreTest, PreparedBatchReservesItsNewKeys) {
