@@ -5,6 +5,7 @@
 #include <bit>
 #include <charconv>
 #include <functional>
+#include <ios>
 #include <limits>
 #include <optional>
 
@@ -249,6 +250,12 @@ std::string upper_env_name(std::string const& key) {
 }
 
 void apply_file(config& c, std::string const& path) {
+    // A directory opens as a stream and fails only at the first read, with an exception
+    // yaml-cpp does not wrap.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        throw config_error("config file " + path + ": is a directory, not a file");
+    }
     YAML::Node root;
     try {
         root = YAML::LoadFile(path);
@@ -256,6 +263,8 @@ void apply_file(config& c, std::string const& path) {
         throw config_error("config file " + path + ": cannot be read");
     } catch (YAML::Exception const& e) {
         throw config_error("config file " + path + ": " + e.what());
+    } catch (std::ios_base::failure const& e) {
+        throw config_error("config file " + path + ": cannot be read (" + e.what() + ")");
     }
     if (root.IsNull()) {
         return;

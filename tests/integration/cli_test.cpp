@@ -103,6 +103,16 @@ TEST(CliTest, MissingConfigFileExitsTwo) {
     EXPECT_EQ(line_count(env.err), 1U) << env.err;
 }
 
+TEST(CliTest, ConfigPathThatIsADirectoryExitsTwoWithOneLine) {
+    temp_dir dir;
+
+    auto r = run_flowd(with_free_ports({"--config", dir.path()}));
+
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(line_count(r.err), 1U) << r.err;
+    EXPECT_NE(r.err.find(dir.path()), std::string::npos) << r.err;
+}
+
 TEST(CliTest, ConfigFileEnvironmentAndFlagsApplyInOrder) {
     temp_dir dir;
     // The file asks for 1000-byte bodies, the environment overrides it to 2000; the file's

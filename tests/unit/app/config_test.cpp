@@ -147,6 +147,19 @@ TEST(ConfigTest, MissingConfigFileIsAnError) {
     EXPECT_THROW((void)parse({"--config", "/nonexistent/dir/flowd.yaml"}), config_error);
 }
 
+// A directory opens as an ifstream but fails at the first read; that must be a
+// config_error like any other unreadable path, not an exception main does not expect.
+TEST(ConfigTest, DirectoryAsConfigFileIsAnErrorNamingIt) {
+    std::string const dir = std::filesystem::temp_directory_path().string();
+
+    try {
+        (void)parse({"--config", dir});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
+    }
+}
+
 TEST(ConfigTest, ShippedConfigFileLoadsWhenPresent) {
     std::string const shipped = std::string(FLOWD_SOURCE_DIR) + "/config/flowd.yaml";
     if (!std::filesystem::exists(shipped)) {
