@@ -263,6 +263,9 @@ server::server(config const& cfg, loggers logs)
     if (auto const tokens = tokens_.snapshot()) {
         logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)", tokens->size(),
                         cfg_.tokens_file);
+        for (std::string const& w : token_file_warnings(cfg_.tokens_file, *tokens)) {
+            logs_.app->warn("{}", w);
+        }
     } else if (!listener_->local_endpoint().address().is_loopback()) {
         logs_.app->warn(
             "no tokens_file, yet the http listener {} is not on loopback: anyone who can reach "
@@ -428,8 +431,12 @@ void server::reload_tokens() {
     try {
         token_set next = token_set::load(cfg_.tokens_file);
         std::size_t const n = next.size();
+        std::vector<std::string> const warnings = token_file_warnings(cfg_.tokens_file, next);
         tokens_.replace(std::move(next));
         logs_.app->info("SIGHUP: reloaded {} tokens from {}", n, cfg_.tokens_file);
+        for (std::string const& w : warnings) {
+            logs_.app->warn("SIGHUP: {}", w);
+        }
     } catch (std::exception const& e) {
         metrics_.tokens_reload_failures.Increment();
         logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
