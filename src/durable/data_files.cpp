@@ -166,6 +166,15 @@ void truncate_file(fs::path const& path, std::uint64_t size) {
 }  // namespace
 
 directory_lock::directory_lock(fs::path const& dir) {
+    // mkdir -p: missing parents as the umask allows, the directory itself 0750.
+    if (fs::path const parent = dir.parent_path(); !parent.empty()) {
+        std::error_code ec;
+        fs::create_directories(parent, ec);
+        if (ec) {
+            throw io_error("create data directory " + dir.string() + ": cannot create " +
+                           parent.string() + ": " + ec.message());
+        }
+    }
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
         throw io_error(errno_text("create data directory " + dir.string()));
     }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -111,6 +112,17 @@ TEST(CliTest, ConfigPathThatIsADirectoryExitsTwoWithOneLine) {
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_EQ(line_count(r.err), 1U) << r.err;
     EXPECT_NE(r.err.find(dir.path()), std::string::npos) << r.err;
+}
+
+TEST(CliTest, DataDirIsCreatedWithItsMissingParents) {
+    temp_dir dir;
+    std::string const data = dir.path() + "/a/b/data";
+
+    flowd_process flowd({"--data-dir", data});
+
+    http_client client{flowd.port()};
+    EXPECT_EQ(client.post("/flows", seed_batch()).result_int(), 200U);
+    EXPECT_TRUE(std::filesystem::is_directory(data));
 }
 
 TEST(CliTest, ConfigFileEnvironmentAndFlagsApplyInOrder) {
