@@ -259,7 +259,6 @@ server::server(config const& cfg, loggers logs)
                                                         : ", client certificates required (CA " +
                                                               cfg_.tls_client_ca_file + ")");
     }
-    logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
     if (auto const tokens = tokens_.snapshot()) {
         logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)", tokens->size(),
                         cfg_.tokens_file);
@@ -527,7 +526,12 @@ int server::run() {
         threads.emplace_back([this] { ioc_.run(); });
     }
     int code = 0;
-    if (!recover_data_dir()) {
+    bool const recovered = recover_data_dir();
+    // Said only after recovery, so a start that fails never claimed to be listening.
+    if (recovered) {
+        logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
+    }
+    if (!recovered) {
         code = 1;
         ioc_.stop();
     } else if (!drain_.draining()) {

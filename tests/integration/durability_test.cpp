@@ -280,6 +280,8 @@ TEST(DurabilityTest, CorruptLogBeforeTheSyncedOffsetStopsStartUpUntilTold) {
     EXPECT_EQ(refused.exit_code, 1);
     EXPECT_NE(refused.err.find(seg + " at offset 32"), std::string::npos) << refused.err;
     EXPECT_NE(refused.err.find("--truncate-corrupt-log"), std::string::npos) << refused.err;
+    // A start that fails never said it was listening.
+    EXPECT_EQ(refused.err.find("http listening on"), std::string::npos) << refused.err;
     auto const cut = fs::file_size(seg) - 32;
     flowd_process flowd{with_dir(data.path(), {"--truncate-corrupt-log"})};
     http_client c{flowd.port()};
