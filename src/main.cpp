@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
         return 0;
     }
     flowd::loggers logs = flowd::make_loggers(cmd.cfg.log_level, cmd.cfg.log_format);
+    for (std::string const& w : cmd.warnings) {
+        logs.app->warn("{}", w);
+    }
     int code = 1;
     try {
         flowd::server srv{cmd.cfg, logs};

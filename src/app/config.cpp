@@ -5,8 +5,10 @@
 #include <bit>
 #include <charconv>
 #include <functional>
+#include <ios>
 #include <limits>
 #include <optional>
+#include <set>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -249,6 +251,12 @@ std::string upper_env_name(std::string const& key) {
 }
 
 void apply_file(config& c, std::string const& path) {
+    // A directory opens as a stream and fails only at the first read, with an exception
+    // yaml-cpp does not wrap.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        throw config_error("config file " + path + ": is a directory, not a file");
+    }
     YAML::Node root;
     try {
         root = YAML::LoadFile(path);
@@ -256,6 +264,8 @@ void apply_file(config& c, std::string const& path) {
         throw config_error("config file " + path + ": cannot be read");
     } catch (YAML::Exception const& e) {
         throw config_error("config file " + path + ": " + e.what());
+    } catch (std::ios_base::failure const& e) {
+        throw config_error("config file " + path + ": cannot be read (" + e.what() + ")");
     }
     if (root.IsNull()) {
         return;
@@ -263,11 +273,19 @@ void apply_file(config& c, std::string const& path) {
     if (!root.IsMap()) {
         throw config_error("config file " + path + ": must be a flat map of key: value");
     }
+    // yaml-cpp keeps both entries of a key given twice; the later one would silently win.
+    std::map<std::string, int> lines;
     for (auto const& kv : root) {
         auto const key = kv.first.as<std::string>();
         option const* o = find_option(key);
         if (o == nullptr) {
             throw config_error("config file " + path + ": unknown key '" + key + "'");
+        }
+        int const line = kv.first.Mark().line + 1;
+        if (auto [it, fresh] = lines.emplace(key, line); !fresh) {
+            throw config_error("config file " + path + ": key '" + key + "' is given twice (line " +
+                               std::to_string(it->second) + " and line " + std::to_string(line) +
+                               ")");
         }
         if (!kv.second.IsScalar()) {
             throw config_error("config file " + path + ": key '" + key +
@@ -334,6 +352,11 @@ command parse_command_line(std::vector<std::string> const& args,
         std::string key = name;
         std::replace(key.begin(), key.end(), '-', '_');
         option const* o = find_option(key);
+        // Before taking a value, so "--bogus" alone is named as the unknown flag it is.
+        if (name != "config" &&
+            (o == nullptr || !o->is_flag || name.find('_') != std::string::npos)) {
+            throw config_error("unknown flag --" + name + " (see flowd --help)");
+        }
         if (!value && o != nullptr && o->is_switch &&
             (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)) {
             value = "true";
@@ -348,9 +371,6 @@ command parse_command_line(std::vector<std::string> const& args,
             config_path = *value;
             continue;
         }
-        if (o == nullptr || !o->is_flag || name.find('_') != std::string::npos) {
-            throw config_error("unknown flag '--" + name + "' (see flowd --help)");
-        }
         flags.emplace_back(o, *value);
     }
     if (config_path) {
@@ -360,10 +380,21 @@ command parse_command_line(std::vector<std::string> const& args,
         cmd.cfg.config_file = *config_path;
         apply_file(cmd.cfg, *config_path);
     }
+    std::set<std::string> known_env{"FLOWD_CONFIG"};
     for (option const& o : options()) {
         std::string const name = upper_env_name(o.key);
+        known_env.insert(name);
         if (auto it = env.find(name); it != env.end()) {
             o.set(cmd.cfg, name, it->second);
+        }
+    }
+    // A misspelt variable would otherwise be ignored without a word.
+    for (auto const& [name, value] : env) {
+        if (name.rfind("FLOWD_", 0) == 0 && known_env.count(name) == 0) {
+            cmd.warnings.push_back("environment variable " + name +
+                                   " is not a flowd setting and is ignored (settings are "
+                                   "FLOWD_CONFIG and FLOWD_<KEY> for each key of "
+                                   "config/flowd.yaml)");
         }
     }
     for (auto const& [o, value] : flags) {
@@ -379,6 +410,15 @@ command parse_command_line(std::vector<std::string> const& args,
         cmd.cfg.node_name = host.data();
     }
     return cmd;
+}
+
+std::vector<config_key> config_keys() {
+    std::vector<config_key> out;
+    out.reserve(options().size());
+    for (option const& o : options()) {
+        out.push_back(config_key{o.key, o.is_flag});
+    }
+    return out;
 }
 
 std::string usage() {

@@ -68,6 +68,12 @@ wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
         options_.dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_keys,
         r.snapshot_seq, r.records_replayed, r.flows_replayed, r.log_bytes, store_.key_count(),
         seconds);
+    if (r.records_set_aside != 0) {
+        log_->warn(
+            "recovered {} without {} log records ({} bytes): --truncate-corrupt-log set them "
+            "aside in *.discarded files next to the log; remove the flag for the next start",
+            options_.dir.string(), r.records_set_aside, r.bytes_set_aside);
+    }
     return r;
 }
 

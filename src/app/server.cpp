@@ -267,10 +267,12 @@ server::server(config const& cfg, loggers logs)
                                                         : ", client certificates required (CA " +
                                                               cfg_.tls_client_ca_file + ")");
     }
-    logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
     if (auto const tokens = tokens_.snapshot()) {
         logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)", tokens->size(),
                         cfg_.tokens_file);
+        for (std::string const& w : token_file_warnings(cfg_.tokens_file, *tokens)) {
+            logs_.app->warn("{}", w);
+        }
     } else if (!listener_->local_endpoint().address().is_loopback()) {
         logs_.app->warn(
             "no tokens_file, yet the http listener {} is not on loopback: anyone who can reach "
@@ -434,8 +436,12 @@ void server::reload_tokens() {
     try {
         token_set next = token_set::load(cfg_.tokens_file);
         std::size_t const n = next.size();
+        std::vector<std::string> const warnings = token_file_warnings(cfg_.tokens_file, next);
         tokens_.replace(std::move(next));
         logs_.app->info("SIGHUP: reloaded {} tokens from {}", n, cfg_.tokens_file);
+        for (std::string const& w : warnings) {
+            logs_.app->warn("SIGHUP: {}", w);
+        }
     } catch (std::exception const& e) {
         metrics_.tokens_reload_failures.Increment();
         logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
@@ -538,7 +544,12 @@ int server::run() {
         threads.emplace_back([this] { ioc_.run(); });
     }
     int code = 0;
-    if (!recover_data_dir()) {
+    bool const recovered = recover_data_dir();
+    // Said only after recovery, so a start that fails never claimed to be listening.
+    if (recovered) {
+        logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
+    }
+    if (!recovered) {
         code = 1;
         ioc_.stop();
     } else if (!drain_.draining()) {

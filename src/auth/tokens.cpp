@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sys/stat.h>
 
 namespace flowd {
 namespace {
@@ -247,6 +248,28 @@ token_set token_set::load(std::string const& path) {
         throw token_file_error("tokens file " + path + ": read error");
     }
     return parse(text.str(), path);
+}
+
+std::vector<std::string> token_file_warnings(std::string const& path, token_set const& set) {
+    std::vector<std::string> out;
+    if (set.size() == 0) {
+        out.push_back("tokens file " + path +
+                      " holds no tokens: authentication is on, so every request to /flows gets "
+                      "401; add a line from 'flowd token create' and send SIGHUP");
+    }
+    // The file holds hashes, not tokens; still, others who can read it learn every client
+    // name and scope, and others who can write it can grant themselves a token.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 &&
+        (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+        unsigned const m = st.st_mode & 0777U;
+        std::string const mode{'0', static_cast<char>('0' + ((m >> 6U) & 7U)),
+                               static_cast<char>('0' + ((m >> 3U) & 7U)),
+                               static_cast<char>('0' + (m & 7U))};
+        out.push_back("tokens file " + path + " has mode " + mode +
+                      ": its group or other users can read or change it; chmod 600 it");
+    }
+    return out;
 }
 
 token_entry const* token_set::find(std::string_view token) const {

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -111,6 +113,45 @@ bool read_idempotency_entry(reader& in, idempotency_table::entry& e) {
     return in.ok();
 }
 
+// The log records in `bytes`, frames that may start with a corrupt one: a frame whose
+// length field fits counts whatever its checksum; bytes left that no length frames count
+// as one record.
+std::uint64_t count_records(std::string_view bytes) {
+    std::uint64_t n = 0;
+    while (!bytes.empty()) {
+        ++n;
+        reader in{bytes};
+        std::uint64_t const size = in.u32();
+        if (!in.ok() || bytes.size() < frame_header_size || size == 0 || size > max_payload_size ||
+            bytes.size() - frame_header_size < size) {
+            break;
+        }
+        bytes.remove_prefix(frame_header_size + size);
+    }
+    return n;
+}
+
+// Writes `bytes` to a new file `path` and makes it durable, so what a cut removes from a
+// segment exists elsewhere before the segment is shortened.
+void write_new_file(fs::path const& path, std::string_view bytes) {
+    fd_guard fd{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)};
+    if (fd.get() < 0) {
+        throw io_error(errno_text("create " + path.string()));
+    }
+    write_all(fd.get(), bytes, path.string());
+    sync_file(fd.get(), path.string());
+    sync_directory(path.parent_path());
+}
+
+// `name`.discarded, or `name`.discarded.N when an earlier cut already left one.
+fs::path discarded_name(fs::path const& path) {
+    fs::path aside = path.string() + ".discarded";
+    for (int n = 1; fs::exists(aside); ++n) {
+        aside = path.string() + ".discarded." + std::to_string(n);
+    }
+    return aside;
+}
+
 void truncate_file(fs::path const& path, std::uint64_t size) {
     fd_guard fd{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
     if (fd.get() < 0) {
@@ -125,6 +166,15 @@ void truncate_file(fs::path const& path, std::uint64_t size) {
 }  // namespace
 
 directory_lock::directory_lock(fs::path const& dir) {
+    // mkdir -p: missing parents as the umask allows, the directory itself 0750.
+    if (fs::path const parent = dir.parent_path(); !parent.empty()) {
+        std::error_code ec;
+        fs::create_directories(parent, ec);
+        if (ec) {
+            throw io_error("create data directory " + dir.string() + ": cannot create " +
+                           parent.string() + ": " + ec.message());
+        }
+    }
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
         throw io_error(errno_text("create data directory " + dir.string()));
     }
@@ -486,26 +536,58 @@ recovery_result recover(recovery_options const& options, flow_store& store,
                 "write-ahead log: {} in {} ({} bytes past the last synced offset, never "
                 "durable): cut off",
                 problem, where, dropped);
-        } else {
-            log.error(
-                "write-ahead log: {} in {}: --truncate-corrupt-log given, dropping the "
-                "{} bytes from there and every later segment",
-                problem, where, dropped);
         }
         stop = true;
+        // What is set aside: valid records may follow the corrupt one.
+        std::vector<std::string> kept;
+        std::uint64_t records_aside = 0;
+        std::uint64_t bytes_aside = 0;
         for (auto later = std::next(it); later != files.segments.end(); ++later) {
-            fs::path const aside = fs::path(later->second.string() + ".discarded");
+            fs::path const aside = discarded_name(later->second);
+            if (!tail) {
+                mapped_file const lf{later->second};
+                std::string_view const lb = lf.bytes();
+                records_aside +=
+                    count_records(lb.substr(std::min<std::size_t>(segment_header_size, lb.size())));
+                bytes_aside += lb.size();
+            }
             log.warn("write-ahead log: moving {} aside to {}", later->second.string(),
                      aside.string());
             fs::rename(later->second, aside);
+            kept.push_back(aside.string());
         }
         if (offset < segment_header_size) {
             // Nothing of this segment is usable, not even its header.
-            fs::rename(path, fs::path(path.string() + ".discarded"));
+            fs::path const aside = discarded_name(path);
+            records_aside +=
+                count_records(data.substr(std::min<std::size_t>(segment_header_size, data.size())));
+            bytes_aside += data.size();
+            fs::rename(path, aside);
+            kept.insert(kept.begin(), aside.string());
             r.last_segment.reset();
             r.last_segment_size = 0;
         } else {
+            if (!tail) {
+                // The cut bytes go to a file of their own before the segment is shortened.
+                fs::path const aside = discarded_name(path);
+                write_new_file(aside, data.substr(offset));
+                records_aside += count_records(data.substr(offset));
+                bytes_aside += dropped;
+                kept.insert(kept.begin(), aside.string());
+            }
             truncate_file(path, offset);
+        }
+        if (!tail) {
+            r.records_set_aside = records_aside;
+            r.bytes_set_aside = bytes_aside;
+            std::string files_kept;
+            for (std::string const& k : kept) {
+                files_kept += (files_kept.empty() ? "" : ", ") + k;
+            }
+            log.error(
+                "write-ahead log: {} in {}: --truncate-corrupt-log given, set aside {} records "
+                "({} bytes) from there on, kept in {}; the records before it are recovered",
+                problem, where, r.records_set_aside, r.bytes_set_aside, files_kept);
         }
     }
     if (r.last_segment && r.last_segment_size < segment_header_size) {

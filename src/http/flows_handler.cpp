@@ -147,7 +147,8 @@ handler_result flows_handler::post(request_context& ctx) {
     auto const ct = req.find(http::field::content_type);
     std::string_view const type = ct == req.end() ? std::string_view() : media_type(ct->value());
     body_format format = body_format::json_array;
-    if (boost::beast::iequals(type, "application/x-ndjson")) {
+    if (boost::beast::iequals(type, "application/x-ndjson") ||
+        boost::beast::iequals(type, "application/ndjson")) {
         format = body_format::ndjson;
     } else if (!boost::beast::iequals(type, "application/json")) {
         std::string detail = ct == req.end()
@@ -161,8 +162,11 @@ handler_result flows_handler::post(request_context& ctx) {
                       ctx);
     }
     auto const ce = req.find(http::field::content_encoding);
-    std::string const encoding =
-        ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
+    std::string encoding = ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
+    // RFC 9110 section 8.4.1.3: a recipient should treat x-gzip as gzip.
+    if (encoding == "x-gzip") {
+        encoding = "gzip";
+    }
     if (encoding != "identity" && encoding != "gzip") {
         return reject(problem{problem_type::unsupported_media_type,
                               "Content-Encoding " + quote_value(ce->value()) +

@@ -4,6 +4,7 @@
 
 #include <boost/beast/http/field.hpp>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "server_fixture.hpp"
 
@@ -219,6 +220,37 @@ TEST(TokensFileConfigTest, BadLineExitsTwoNamingFileAndLine) {
     EXPECT_EQ(r.exit_code, 2);
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_NE(r.err.find(path + ":3:"), std::string::npos) << r.err;
+}
+
+std::size_t occurrences(std::string const& text, std::string const& needle) {
+    std::size_t n = 0;
+    for (std::size_t pos = text.find(needle); pos != std::string::npos;
+         pos = text.find(needle, pos + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+// An empty tokens file turns every /flows request into a 401, and a tokens file others can
+// read leaks the hashes: both are said at start and again at each reload.
+TEST_F(AuthTest, EmptyOrOpenTokensFileIsWarnedAtStartAndOnReload) {
+    std::string const path = dir_.write("live", "# nobody yet\n");
+    ::chmod(path.c_str(), 0600);
+    flowd_process flowd{{"--tokens-file", path}};
+    EXPECT_EQ(occurrences(flowd.log(), "holds no tokens"), 1U) << flowd.log();
+    EXPECT_EQ(occurrences(flowd.log(), "chmod 600"), 0U) << flowd.log();
+
+    flowd.signal(SIGHUP);
+    EXPECT_TRUE(eventually([&] { return occurrences(flowd.log(), "holds no tokens") == 2; }))
+        << flowd.log();
+
+    (void)dir_.write("live", reader_.line + "\n");
+    ::chmod(path.c_str(), 0644);
+    flowd.signal(SIGHUP);
+    ASSERT_TRUE(flowd.wait_log("reloaded 1 tokens")) << flowd.log();
+    EXPECT_TRUE(eventually([&] { return occurrences(flowd.log(), "chmod 600") == 1; }))
+        << flowd.log();
+    EXPECT_EQ(occurrences(flowd.log(), "holds no tokens"), 2U) << flowd.log();
 }
 
 TEST_F(AuthTest, SighupReloadKeepsConnectionsAndAddsTokens) {

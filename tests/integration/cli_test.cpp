@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -101,6 +102,70 @@ TEST(CliTest, MissingConfigFileExitsTwo) {
     EXPECT_NE(flag.err.find(path), std::string::npos) << flag.err;
     EXPECT_EQ(env.exit_code, 2);
     EXPECT_EQ(line_count(env.err), 1U) << env.err;
+}
+
+TEST(CliTest, ConfigPathThatIsADirectoryExitsTwoWithOneLine) {
+    temp_dir dir;
+
+    auto r = run_flowd(with_free_ports({"--config", dir.path()}));
+
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(line_count(r.err), 1U) << r.err;
+    EXPECT_NE(r.err.find(dir.path()), std::string::npos) << r.err;
+}
+
+TEST(CliTest, DuplicateConfigKeyExitsTwoNamingBothLines) {
+    temp_dir dir;
+    std::string const path = dir.write("flowd.yaml", "max_keys: 10\nthreads: 2\nmax_keys: 20\n");
+
+    auto r = run_flowd(with_free_ports({"--config", path}));
+
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_EQ(line_count(r.err), 1U) << r.err;
+    EXPECT_NE(r.err.find("max_keys"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("line 1"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("line 3"), std::string::npos) << r.err;
+}
+
+TEST(CliTest, UnknownFlagWithoutAValueIsNamed) {
+    for (std::vector<std::string> const& args :
+         {std::vector<std::string>{"--bogus"}, std::vector<std::string>{"--bogus", "1"}}) {
+        SCOPED_TRACE(args.size());
+
+        auto r = run_flowd(with_free_ports(args));
+
+        EXPECT_EQ(r.exit_code, 2);
+        EXPECT_EQ(line_count(r.err), 1U) << r.err;
+        EXPECT_NE(r.err.find("unknown flag --bogus"), std::string::npos) << r.err;
+    }
+}
+
+// A typo in a variable name must not pass silently; the known ones (FLOWD_CONFIG and
+// FLOWD_<KEY>) say nothing.
+TEST(CliTest, UnknownFlowdVariableIsAWarningNamingIt) {
+    temp_dir dir;
+    std::string const path = dir.write("flowd.yaml", "threads: 2\n");
+
+    flowd_process flowd(
+        {}, {{"FLOWD_MAX_BODY_BYTE", "1000"}, {"FLOWD_CONFIG", path}, {"FLOWD_MAX_KEYS", "1000"}});
+
+    std::string const log = flowd.log();
+    EXPECT_NE(log.find("warning [app] environment variable FLOWD_MAX_BODY_BYTE "),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("environment variable FLOWD_CONFIG "), std::string::npos) << log;
+    EXPECT_EQ(log.find("environment variable FLOWD_MAX_KEYS "), std::string::npos) << log;
+}
+
+TEST(CliTest, DataDirIsCreatedWithItsMissingParents) {
+    temp_dir dir;
+    std::string const data = dir.path() + "/a/b/data";
+
+    flowd_process flowd({"--data-dir", data});
+
+    http_client client{flowd.port()};
+    EXPECT_EQ(client.post("/flows", seed_batch()).result_int(), 200U);
+    EXPECT_TRUE(std::filesystem::is_directory(data));
 }
 
 TEST(CliTest, ConfigFileEnvironmentAndFlagsApplyInOrder) {

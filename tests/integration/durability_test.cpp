@@ -280,9 +280,16 @@ TEST(DurabilityTest, CorruptLogBeforeTheSyncedOffsetStopsStartUpUntilTold) {
     EXPECT_EQ(refused.exit_code, 1);
     EXPECT_NE(refused.err.find(seg + " at offset 32"), std::string::npos) << refused.err;
     EXPECT_NE(refused.err.find("--truncate-corrupt-log"), std::string::npos) << refused.err;
+    // A start that fails never said it was listening.
+    EXPECT_EQ(refused.err.find("http listening on"), std::string::npos) << refused.err;
+    auto const cut = fs::file_size(seg) - 32;
     flowd_process flowd{with_dir(data.path(), {"--truncate-corrupt-log"})};
     http_client c{flowd.port()};
     EXPECT_EQ(get_hour(c, 1), hour_totals{}) << "nothing before the corrupt record survives";
+    // The second record was valid: what was cut is kept, and the log says how much.
+    EXPECT_EQ(fs::file_size(seg + ".discarded"), cut);
+    EXPECT_NE(flowd.log().find("2 records (" + std::to_string(cut) + " bytes)"), std::string::npos)
+        << flowd.log();
 }
 
 // A real write error: the file size limit (RLIMIT_FSIZE) makes the log's write fail with

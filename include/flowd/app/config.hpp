@@ -80,6 +80,8 @@ struct command {
     enum class action { run, help, version };
     action what = action::run;
     config cfg;
+    // Not errors, said once the loggers exist (an unknown FLOWD_* variable).
+    std::vector<std::string> warnings;
 };
 
 // Builds the config: defaults < config file (--config or FLOWD_CONFIG) < FLOWD_* environment
@@ -89,6 +91,14 @@ struct command {
                                          std::map<std::string, std::string> const& env);
 
 [[nodiscard]] std::string usage();
+
+// Every config file key, and whether it is also a command-line flag (--key with '_'
+// written '-').
+struct config_key {
+    std::string name;
+    bool is_flag = false;
+};
+[[nodiscard]] std::vector<config_key> config_keys();
 
 // HOST:PORT or [IPv6]:PORT split into host and port; throws config_error naming `key`.
 struct host_port {

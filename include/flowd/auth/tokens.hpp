@@ -77,6 +77,12 @@ private:
     std::vector<token_entry> entries_;
 };
 
+// What an operator should hear about a tokens file just loaded from `path`: that it holds
+// no tokens (every /flows request is then 401), or that users other than its owner may
+// read or write it. Empty when neither holds.
+[[nodiscard]] std::vector<std::string> token_file_warnings(std::string const& path,
+                                                           token_set const& set);
+
 // The current token set, swapped whole on reload: readers take a reference-counted
 // snapshot that stays valid while they hold it, however many reloads happen meanwhile.
 // The class is thread-safe. No concurrent call to any API of this type causes a data race.

@@ -104,6 +104,10 @@ struct recovery_result {
     std::uint64_t records_replayed = 0;  // log records after the snapshot
     std::uint64_t flows_replayed = 0;    // the flow records they carried
     std::uint64_t log_bytes = 0;         // log bytes after the snapshot
+    // Cut by --truncate-corrupt-log and kept in *.discarded files: records (the corrupt
+    // one included) and bytes.
+    std::uint64_t records_set_aside = 0;
+    std::uint64_t bytes_set_aside = 0;
     std::uint64_t next_seq = 1;
     // The segment to append to (its first seq) and its valid size; nothing: start a new one.
     std::optional<std::uint64_t> last_segment;

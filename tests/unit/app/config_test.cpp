@@ -1,8 +1,10 @@
 #include "flowd/app/config.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -145,6 +147,105 @@ TEST(ConfigTest, MalformedYamlIsAnError) {
 
 TEST(ConfigTest, MissingConfigFileIsAnError) {
     EXPECT_THROW((void)parse({"--config", "/nonexistent/dir/flowd.yaml"}), config_error);
+}
+
+// A directory opens as an ifstream but fails at the first read; that must be a
+// config_error like any other unreadable path, not an exception main does not expect.
+TEST(ConfigTest, DirectoryAsConfigFileIsAnErrorNamingIt) {
+    std::string const dir = std::filesystem::temp_directory_path().string();
+
+    try {
+        (void)parse({"--config", dir});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
+    }
+}
+
+TEST(ConfigTest, DuplicateKeyInFileIsAnErrorNamingBothLines) {
+    temp_yaml const file{"threads: 2\nlisten: 127.0.0.1:1\n# comment\nthreads: 4\n"};
+
+    try {
+        (void)parse({"--config", file.path()});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        std::string const what = e.what();
+        EXPECT_NE(what.find("'threads'"), std::string::npos) << what;
+        EXPECT_NE(what.find("line 1"), std::string::npos) << what;
+        EXPECT_NE(what.find("line 4"), std::string::npos) << what;
+    }
+}
+
+TEST(ConfigTest, UnknownFlowdVariableIsAWarningNamingIt) {
+    command const cmd = parse_command_line({}, {{"FLOWD_MAX_BODY_BYTE", "10"}});
+
+    ASSERT_EQ(cmd.warnings.size(), 1U);
+    EXPECT_NE(cmd.warnings[0].find("FLOWD_MAX_BODY_BYTE"), std::string::npos) << cmd.warnings[0];
+}
+
+TEST(ConfigTest, KnownFlowdVariablesAreNoWarning) {
+    temp_yaml const file{"threads: 2\n"};
+
+    command const cmd = parse_command_line({}, {{"FLOWD_CONFIG", file.path()},
+                                                {"FLOWD_MAX_BODY_BYTES", "10"},
+                                                {"FLOWD_CLUSTER_MAX_AGE_HOURS", "1"},
+                                                {"FLOWD_TRUNCATE_CORRUPT_LOG", "false"}});
+
+    EXPECT_TRUE(cmd.warnings.empty()) << cmd.warnings.front();
+}
+
+TEST(ConfigTest, UnknownFlagIsNamedWithOrWithoutAValue) {
+    for (std::vector<std::string> const& args :
+         {std::vector<std::string>{"--bogus"}, std::vector<std::string>{"--bogus", "1"},
+          std::vector<std::string>{"--bogus=1"}, std::vector<std::string>{"--bogus", "--threads"},
+          std::vector<std::string>{"--threads", "2", "--bogus"}}) {
+        SCOPED_TRACE(args.front());
+        try {
+            (void)parse(args);
+            FAIL() << "no config_error";
+        } catch (config_error const& e) {
+            EXPECT_NE(std::string(e.what()).find("unknown flag --bogus"), std::string::npos)
+                << e.what();
+        }
+    }
+}
+
+TEST(ConfigTest, FileOnlyKeyWithoutValueIsAnUnknownFlag) {
+    try {
+        (void)parse({"--max-body-bytes"});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown flag --max-body-bytes"), std::string::npos)
+            << e.what();
+    }
+}
+
+// config/flowd.yaml documents every key (STYLE section 9), and its header names every key
+// that is also a flag.
+TEST(ConfigTest, ShippedConfigFileListsEveryKeyAndItsHeaderEveryFlag) {
+    std::ifstream in{std::string(FLOWD_SOURCE_DIR) + "/config/flowd.yaml"};
+    ASSERT_TRUE(in) << "config/flowd.yaml is missing";
+    std::string header;
+    std::vector<std::string> lines;
+    bool in_header = true;
+    for (std::string line; std::getline(in, line);) {
+        in_header = in_header && !line.empty();
+        if (in_header) {
+            header += line + "\n";
+        }
+        lines.push_back(line);
+    }
+
+    for (config_key const& k : config_keys()) {
+        SCOPED_TRACE(k.name);
+        bool const listed = std::any_of(lines.begin(), lines.end(), [&](std::string const& l) {
+            return l.rfind(k.name + ":", 0) == 0 || l.rfind("# " + k.name + ":", 0) == 0;
+        });
+        EXPECT_TRUE(listed) << "no '" << k.name << ":' line";
+        if (k.is_flag) {
+            EXPECT_TRUE(std::regex_search(header, std::regex("\\b" + k.name + "\\b"))) << header;
+        }
+    }
 }
 
 TEST(ConfigTest, ShippedConfigFileLoadsWhenPresent) {

@@ -1,10 +1,14 @@
 #include "flowd/auth/tokens.hpp"
 
 #include <cctype>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace flowd {
 namespace {
@@ -183,6 +187,59 @@ TEST(TokensTest, StoreSnapshotOutlivesReplace) {
     EXPECT_EQ(store.snapshot()->find("one"), nullptr);
     EXPECT_NE(store.snapshot()->find("two"), nullptr);
     EXPECT_EQ(token_store{}.snapshot(), nullptr);
+}
+
+// A tokens file at `mode`, removed when the test ends.
+class temp_tokens_file {
+public:
+    temp_tokens_file(std::string const& text, ::mode_t mode) {
+        auto const* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        path_ = (std::filesystem::temp_directory_path() /
+                 ("flowd-tokens-" + std::to_string(::getpid()) + "-" + info->name()))
+                    .string();
+        std::ofstream{path_} << text;
+        ::chmod(path_.c_str(), mode);
+    }
+    ~temp_tokens_file() { std::filesystem::remove(path_); }
+    temp_tokens_file(temp_tokens_file const&) = delete;
+    temp_tokens_file& operator=(temp_tokens_file const&) = delete;
+
+    [[nodiscard]] std::string const& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+TEST(TokensFileWarningsTest, PrivateFileWithTokensHasNone) {
+    temp_tokens_file const file{hash_line("a", "read", "t1") + "\n", 0600};
+
+    auto const warnings = token_file_warnings(file.path(), token_set::load(file.path()));
+
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+}
+
+TEST(TokensFileWarningsTest, FileWithoutTokensSaysEveryRequestIsRefused) {
+    temp_tokens_file const file{"# nobody yet\n\n", 0600};
+
+    auto const warnings = token_file_warnings(file.path(), token_set::load(file.path()));
+
+    ASSERT_EQ(warnings.size(), 1U);
+    EXPECT_NE(warnings[0].find(file.path()), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("no tokens"), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find("401"), std::string::npos) << warnings[0];
+}
+
+TEST(TokensFileWarningsTest, GroupOrWorldReadableFileIsAWarning) {
+    for (::mode_t const mode : std::initializer_list<::mode_t>{0640, 0604, 0660}) {
+        SCOPED_TRACE(mode);
+        temp_tokens_file const file{hash_line("a", "read", "t1") + "\n", mode};
+
+        auto const warnings = token_file_warnings(file.path(), token_set::load(file.path()));
+
+        ASSERT_EQ(warnings.size(), 1U);
+        EXPECT_NE(warnings[0].find(file.path()), std::string::npos) << warnings[0];
+        EXPECT_NE(warnings[0].find("chmod 600"), std::string::npos) << warnings[0];
+    }
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include <fstream>
+#include <sstream>
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <unistd.h>
 
 #include "durable_test_support.hpp"
@@ -134,6 +136,39 @@ TEST(RecoveryTest, CorruptRecordBeforeTheMarkerRefusesToStartUnlessTold) {
     }
     EXPECT_EQ(fs::file_size(seg), bytes.size()) << "a refused start changes nothing";
     EXPECT_EQ(recovered(dir.path(), true), r.after[0]);
+    EXPECT_EQ(recovered(dir.path()), r.after[0]) << "and the next start is clean";
+}
+
+// --truncate-corrupt-log cuts valid records after the corrupt one too: they are kept next
+// to the segment, and the log says how much was set aside.
+TEST(RecoveryTest, TruncatedBytesAreKeptInADiscardedFileAndCounted) {
+    scratch_dir dir;
+    auto const r = crash_after_three(dir.path());
+    fs::path const seg = dir.path() / wal::segment_name(1);
+    std::string bytes = read_all(seg);
+    bytes[r.offsets[1] + 20] ^= 0x01;  // the middle record; the last one is intact
+    write_all_bytes(seg, bytes);
+    set_marker(dir.path(), 1, r.offsets[3]);
+    std::ostringstream log_text;
+    spdlog::logger log{"test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text)};
+    flow_store store{store_options{8, 1'000'000}};
+    idempotency_table idempotency{std::chrono::minutes(10), 1000};
+
+    wal::recovery_result const got =
+        wal::recover(wal::recovery_options{dir.path(), true, 0}, store, idempotency, log);
+
+    EXPECT_EQ(totals_of(store), r.after[0]);
+    EXPECT_EQ(fs::file_size(seg), r.offsets[1]);
+    fs::path const aside = seg.string() + ".discarded";
+    ASSERT_TRUE(fs::exists(aside));
+    EXPECT_EQ(read_all(aside), bytes.substr(r.offsets[1])) << "the cut bytes, unchanged";
+    EXPECT_EQ(got.records_set_aside, 2U);
+    EXPECT_EQ(got.bytes_set_aside, r.offsets[3] - r.offsets[1]);
+    std::string const text = log_text.str();
+    EXPECT_NE(text.find("2 records (" + std::to_string(r.offsets[3] - r.offsets[1]) + " bytes)"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find(aside.string()), std::string::npos) << text;
     EXPECT_EQ(recovered(dir.path()), r.after[0]) << "and the next start is clean";
 }
 

@@ -172,6 +172,23 @@ TEST_F(FlowsHandlerTest, AcceptsGzipContentEncoding) {
     EXPECT_EQ(whole(r).body(), R"({"accepted":5})");
 }
 
+// RFC 9110 section 8.4.1.3: a recipient should treat x-gzip as gzip.
+TEST_F(FlowsHandlerTest, AcceptsXGzipContentEncodingAsGzip) {
+    response const r = post(gzip(seed_body), "application/json", "x-gzip");
+
+    EXPECT_EQ(status_of(r), 200U);
+    EXPECT_EQ(whole(r).body(), R"({"accepted":5})");
+}
+
+// The media type the NDJSON spec names, as well as the older x- one.
+TEST_F(FlowsHandlerTest, AcceptsApplicationNdjson) {
+    response const r = post(record("a", 1, 1) + "\n" + record("b", 2, 1) + "\n",
+                            "Application/NDJSON; charset=utf-8");
+
+    EXPECT_EQ(status_of(r), 200U);
+    EXPECT_EQ(whole(r).body(), R"({"accepted":2})");
+}
+
 TEST_F(FlowsHandlerTest, AcceptsIdentityContentEncoding) {
     response const r = post(seed_body, "application/json", "identity");
 
