@@ -164,6 +164,7 @@ std::vector<option> const& options() {
         {"max_json_depth", false, uint_field(&config::max_json_depth, 2, 1024)},
         {"max_header_bytes", false, uint_field(&config::max_header_bytes, 1024, 1U << 20)},
         {"max_keys", false, uint_field(&config::max_keys, 1, 1'000'000'000)},
+        {"max_store_bytes", false, uint_field(&config::max_store_bytes, 0, std::uint64_t{1} << 50)},
         {"store_shards", false,
          [](config& c, std::string const& key, std::string const& value) {
              auto const n = parse_uint(key, value, 1, 4096);

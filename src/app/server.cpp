@@ -3,6 +3,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -141,6 +142,34 @@ constexpr char const* commit_string = FLOWD_COMMIT;
 
 }  // namespace
 
+memory_limit memory_limit_of_host() {
+    // cgroup v2 first: a container's limit is what the kernel will enforce.
+    std::ifstream cgroup("/sys/fs/cgroup/memory.max");
+    std::string value;
+    if (cgroup >> value && value != "max") {
+        try {
+            return {std::stoull(value), "cgroup memory.max"};
+        } catch (std::exception const&) {
+            // fall through to MemTotal
+        }
+    }
+    std::ifstream meminfo("/proc/meminfo");
+    for (std::string line; std::getline(meminfo, line);) {
+        if (line.rfind("MemTotal:", 0) == 0) {
+            std::istringstream fields(line.substr(9));
+            std::uint64_t kib = 0;
+            if (fields >> kib) {
+                return {kib * 1024, "MemTotal"};
+            }
+        }
+    }
+    return {0, "unknown"};
+}
+
+std::uint64_t effective_max_store_bytes(config const& cfg) {
+    return cfg.max_store_bytes != 0 ? cfg.max_store_bytes : memory_limit_of_host().bytes / 2;
+}
+
 unsigned affinity_cpu_count() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -158,7 +187,7 @@ server::server(config const& cfg, loggers logs)
       logs_(std::move(logs)),
       registry_(std::make_shared<prometheus::Registry>()),
       metrics_(*registry_, version_string, commit_string),
-      store_(store_options{cfg.store_shards, cfg.max_keys}),
+      store_(store_options{cfg.store_shards, cfg.max_keys, effective_max_store_bytes(cfg)}),
       process_metrics_(std::make_shared<process_collector>()),
       store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
           {"flowd_store_keys", "Aggregated keys in the store",
@@ -171,6 +200,10 @@ server::server(config const& cfg, loggers logs)
           {"flowd_store_max_keys",
            "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
            [this] { return static_cast<double>(store_.max_keys()); }},
+          {"flowd_store_max_bytes",
+           "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
+           "past it is 507",
+           [this] { return static_cast<double>(store_.max_store_bytes()); }},
       })),
       idempotency_(cfg.idempotency_window, cfg.idempotency_max_keys),
       memory_ingest_(store_, metrics_),
@@ -259,6 +292,13 @@ server::server(config const& cfg, loggers logs)
     // leaves exactly one line on stderr: the error main() prints.
     logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
                     describe(cfg_), json_implementation());
+    if (cfg_.max_store_bytes != 0) {
+        logs_.app->info("store bounded at max_store_bytes={} (set)", store_.max_store_bytes());
+    } else {
+        memory_limit const limit = memory_limit_of_host();
+        logs_.app->info("store bounded at max_store_bytes={} (half of {} {})",
+                        store_.max_store_bytes(), limit.source, limit.bytes);
+    }
     listener_->set_max_connections(effective_max_connections(
         cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
     if (listener_->tls()) {

@@ -221,11 +221,14 @@ bool flow_store::reserve_unchecked(std::uint64_t n) noexcept {
 }
 
 bool flow_store::over_store_bytes(std::uint64_t new_keys) const {
+    return over_store_bytes_by(new_keys * bytes_per_new_key);
+}
+
+bool flow_store::over_store_bytes_by(std::uint64_t growth) const {
     std::uint64_t const bound = options_.max_store_bytes;
     if (bound == 0) {
         return false;
     }
-    std::uint64_t const growth = new_keys * bytes_per_new_key;
     std::uint64_t const estimate = names_.memory_bytes() +
                                    keys_.load(std::memory_order_relaxed) * bytes_per_new_key +
                                    sizeof(*this) + sizeof(shard) * options_.shard_count + growth;
@@ -236,6 +239,14 @@ bool flow_store::over_store_bytes(std::uint64_t new_keys) const {
 }
 
 std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch const& batch) {
+    // Names are interned before anything else is checked, and stay: near max_store_bytes,
+    // a batch whose new names alone would pass it is refused before interning them, so
+    // refused batches cannot grow the store past the bound.
+    if (options_.max_store_bytes != 0 &&
+        over_store_bytes_by(names_.growth_of(batch.names(), false)) &&
+        over_store_bytes_by(names_.growth_of(batch.names(), true))) {
+        return store_rejection{store_rejection::reason::store_bytes_full, 0, {}};
+    }
     prepared_batch prepared = group(batch);
     // Far from max_keys and max_store_bytes, reserve a key per item rather than probe for
     // the new ones; the probes below are then only for overflow. Near either bound the new

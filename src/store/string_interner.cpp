@@ -45,10 +45,25 @@ std::uint32_t string_interner::intern(std::string_view s) {
     // shard's mutex or through a store shard mutex taken after this call returns.
     chunk_for(id)[id & chunk_mask] = stored;
     sh.ids.emplace(stored, id);
-    // Map node, deque slot and the characters when they do not fit the small-string buffer.
-    std::size_t const heap = s.size() > 15 ? s.size() + 1 : 0;
-    bytes_.fetch_add(sizeof(std::string) + 48 + heap, std::memory_order_relaxed);
+    bytes_.fetch_add(cost_of(s.size()), std::memory_order_relaxed);
     return id;
+}
+
+std::size_t string_interner::growth_of(std::vector<std::string_view> const& names,
+                                       bool exact) const {
+    std::size_t bytes = 0;
+    std::size_t fresh = 0;
+    for (std::string_view const s : names) {
+        if (!exact || find(s) == npos) {
+            bytes += cost_of(s.size());
+            ++fresh;
+        }
+    }
+    // Each id chunk the new ids would start.
+    std::size_t const first = next_id_.load(std::memory_order_relaxed);
+    std::size_t const chunks =
+        ((first + fresh + chunk_mask) >> chunk_bits) - ((first + chunk_mask) >> chunk_bits);
+    return bytes + chunks * sizeof(std::string_view) * chunk_size;
 }
 
 std::uint32_t string_interner::find(std::string_view s) const {

@@ -1,5 +1,6 @@
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <set>
 #include <string>
 
@@ -168,6 +169,75 @@ TEST(MetricsEndpointTest, IdleFlowdExitsPromptlyOnSigterm) {
 
     EXPECT_EQ(flowd.wait_exit(), 0);
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+}
+
+// Records whose three names are unique and 200+ bytes long: what max_keys alone did not
+// bound (issue 13).
+std::string long_name_batch(int first, int count) {
+    std::string body = "[";
+    std::string const pad(200, 'x');
+    for (int i = first; i < first + count; ++i) {
+        std::string const id = std::to_string(i);
+        if (i != first) {
+            body += ",";
+        }
+        body += flow_json(pad + "s" + id, pad + "d" + id, pad + "v" + id, 1, 1, 1);
+    }
+    return body + "]";
+}
+
+TEST(MetricsEndpointTest, MaxStoreBytesRefusesWhatWouldPassItAndIsExported) {
+    flowd_process flowd({}, {{"FLOWD_MAX_STORE_BYTES", "8000000"}});
+    http_client c{flowd.port()};
+    int refused_at = -1;
+    for (int i = 0; i < 400 && refused_at < 0; ++i) {
+        auto r = c.post("/flows", long_name_batch(i * 100, 100));
+        if (r.result_int() != 200U) {
+            EXPECT_TRUE(is_problem(r, 507, "store-full")) << r.body();
+            EXPECT_NE(r.body().find("max_store_bytes"), std::string::npos) << r.body();
+            refused_at = i;
+        }
+    }
+    ASSERT_GT(refused_at, 5) << "the bound, not something else, refused";
+
+    auto const samples = parse_metrics(c.get("/metrics").body());
+    EXPECT_EQ(metric_value(samples, "flowd_store_max_bytes"), 8e6);
+    EXPECT_LE(metric_value(samples, "flowd_store_memory_bytes").value_or(9e9), 8e6);
+    EXPECT_NE(flowd.log().find("max_store_bytes=8000000"), std::string::npos) << flowd.log();
+}
+
+TEST(MetricsEndpointTest, MaxStoreBytesDefaultsToHalfTheMemoryLimit) {
+    flowd_process flowd;
+    auto const samples = parse_metrics(http_client{flowd.port()}.get("/metrics").body());
+
+    double const bound = metric_value(samples, "flowd_store_max_bytes").value_or(0);
+    EXPECT_GT(bound, 0);
+    EXPECT_NE(flowd.log().find("store bounded at max_store_bytes="), std::string::npos);
+    EXPECT_NE(flowd.log().find("(half of "), std::string::npos) << flowd.log();
+}
+
+// flowd_store_memory_bytes follows what the store really costs: 20,000 keys of long names
+// grow it by about what they grow the process's resident memory.
+TEST(MetricsEndpointTest, StoreMemoryBytesFollowsResidentMemory) {
+    flowd_process flowd;
+    http_client c{flowd.port()};
+    auto value = [&](std::string const& name) {
+        return metric_value(parse_metrics(c.get("/metrics").body()), name).value_or(0);
+    };
+    ASSERT_EQ(c.post("/flows", long_name_batch(0, 100)).result_int(), 200U);  // warm up
+    double const rss0 = value("process_resident_memory_bytes");
+    double const store0 = value("flowd_store_memory_bytes");
+
+    for (int i = 1; i <= 200; ++i) {
+        ASSERT_EQ(c.post("/flows", long_name_batch(i * 100, 100)).result_int(), 200U);
+    }
+    double const rss_growth = value("process_resident_memory_bytes") - rss0;
+    double const store_growth = value("flowd_store_memory_bytes") - store0;
+
+    std::printf("[ memory ] 20,000 keys: RSS +%.1f MB, flowd_store_memory_bytes +%.1f MB\n",
+                rss_growth / 1e6, store_growth / 1e6);
+    EXPECT_GT(store_growth, 0.5 * rss_growth);
+    EXPECT_LT(store_growth, 2.0 * rss_growth);
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ struct config {
     std::size_t max_json_depth = 64;
     std::uint32_t max_header_bytes = 16'384;
     std::uint64_t max_keys = 50'000'000;
+    // The store's own bytes; 0: half of the memory limit (cgroup memory.max, else MemTotal).
+    std::uint64_t max_store_bytes = 0;
     std::size_t store_shards = 64;
     std::chrono::milliseconds grace_period{10'000};
     std::chrono::milliseconds header_timeout{10'000};

@@ -96,4 +96,14 @@ private:
 // The threads flowd runs by default: the CPUs in the process's affinity mask.
 [[nodiscard]] unsigned affinity_cpu_count();
 
+// The memory this process may use: cgroup v2 memory.max when set, else MemTotal; `source`
+// says which. bytes 0 when neither can be read.
+struct memory_limit {
+    std::uint64_t bytes = 0;
+    std::string source;
+};
+[[nodiscard]] memory_limit memory_limit_of_host();
+// max_store_bytes, or half of memory_limit_of_host() when it is 0.
+[[nodiscard]] std::uint64_t effective_max_store_bytes(config const& cfg);
+
 }  // namespace flowd

@@ -187,6 +187,7 @@ private:
     // cheap estimate first (names plus keys at bytes_per_new_key each); only within 10% of
     // the bound the tables are walked for the exact figure.
     [[nodiscard]] bool over_store_bytes(std::uint64_t new_keys) const;
+    [[nodiscard]] bool over_store_bytes_by(std::uint64_t growth) const;
     void release_keys(std::uint64_t n, bool unchecked) noexcept {
         if (unchecked) {
             unchecked_keys_.fetch_sub(n, std::memory_order_release);

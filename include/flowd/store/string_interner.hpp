@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace flowd {
 
@@ -41,6 +42,20 @@ public:
     [[nodiscard]] std::size_t size() const noexcept {
         return next_id_.load(std::memory_order_relaxed);
     }
+
+    // What interning one new string of `size` bytes adds to memory_bytes(): the map node,
+    // the deque slot and, past the small-string buffer, the characters' heap block as
+    // glibc malloc sizes it (8 bytes of header, 16-byte steps).
+    [[nodiscard]] static constexpr std::size_t cost_of(std::size_t size) noexcept {
+        std::size_t const heap = size > 15 ? ((size + 1 + 8 + 15) & ~std::size_t{15}) : 0;
+        return sizeof(std::string) + 48 + heap;
+    }
+
+    // What interning `names` (distinct strings) would add to memory_bytes(), id chunks
+    // included. exact: strings already interned add nothing (takes each name's shard
+    // lock); else every name counts as new, an upper bound that takes no lock.
+    [[nodiscard]] std::size_t growth_of(std::vector<std::string_view> const& names,
+                                        bool exact) const;
 
     // An estimate of the heap this interner holds, for flowd_store_memory_bytes.
     [[nodiscard]] std::size_t memory_bytes() const noexcept {

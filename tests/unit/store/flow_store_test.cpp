@@ -431,6 +431,13 @@ TEST(FlowStoreTest, StoreBytesFullStopsLongNamesAtMaxStoreBytes) {
     EXPECT_EQ(refused->why, store_rejection::reason::store_bytes_full);
     EXPECT_GT(accepted, 1000U);  // the bound, not something else, stopped it
     EXPECT_GT(store.memory_bytes(), bound * 8 / 10);
+    // Refused batches intern nothing: new names cannot creep past the bound either.
+    for (int i = 0; i < 50; ++i) {
+        std::string const id = "late" + std::to_string(i);
+        EXPECT_EQ(rejection_of(store, batch_of({{pad + id, pad + id, pad + id, 1, {1, 1}}})).why,
+                  store_rejection::reason::store_bytes_full);
+    }
+    EXPECT_LE(store.memory_bytes(), bound);
     std::string const first = pad + "s0";
     apply(store, batch_of({{first, pad + "d0", "v", 1, {1, 1}}}));
     EXPECT_EQ(store.snapshot(1, flow_filter{first, {}, {}})[0].counters.bytes_tx, 2U);
