@@ -490,11 +490,13 @@ void server::reload_tokens() {
 }
 
 void server::add_routes() {
-    router_.set_guard(
-        [this](request_context& ctx, route_access access) { return guard_.check(ctx, access); });
+    router_.set_guard([this](request_context& ctx, route_access access) {
+        return ctx.precheck ? guard_.authenticate(ctx, access) : guard_.check(ctx, access);
+    });
     router_.add(
         http::verb::post, "/flows", route_id::flows,
-        [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write);
+        [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write,
+        [this](request_context& ctx) { return flows_.precheck_post(ctx); });
     router_.add(
         http::verb::get, "/flows", route_id::flows,
         [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);

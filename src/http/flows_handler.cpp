@@ -139,14 +139,11 @@ handler_result flows_handler::reject(problem const& p, request_context const& ct
     return response{problem_response(p, ctx.request_id)};
 }
 
-handler_result flows_handler::post(request_context& ctx) {
-    if (!serving()) {
-        return response{recovering_response(ctx.request_id)};
-    }
-    request& req = ctx.req;
+std::optional<problem> flows_handler::check_post_headers(request const& req, body_format& format,
+                                                         std::string& encoding) {
     auto const ct = req.find(http::field::content_type);
     std::string_view const type = ct == req.end() ? std::string_view() : media_type(ct->value());
-    body_format format = body_format::json_array;
+    format = body_format::json_array;
     if (boost::beast::iequals(type, "application/x-ndjson") ||
         boost::beast::iequals(type, "application/ndjson")) {
         format = body_format::ndjson;
@@ -158,22 +155,46 @@ handler_result flows_handler::post(request_context& ctx) {
             "; send 'Content-Type: application/json' (a JSON array of records) or "
             "'application/x-ndjson' (one record per line). curl sends form encoding unless given "
             "-H 'Content-Type: application/json'";
-        return reject(problem{problem_type::unsupported_media_type, std::move(detail), {}, {}},
-                      ctx);
+        return problem{problem_type::unsupported_media_type, std::move(detail), {}, {}};
     }
     auto const ce = req.find(http::field::content_encoding);
-    std::string encoding = ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
+    encoding = ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
     // RFC 9110 section 8.4.1.3: a recipient should treat x-gzip as gzip.
     if (encoding == "x-gzip") {
         encoding = "gzip";
     }
     if (encoding != "identity" && encoding != "gzip") {
-        return reject(problem{problem_type::unsupported_media_type,
-                              "Content-Encoding " + quote_value(ce->value()) +
-                                  " is not accepted; use gzip or identity",
-                              {},
-                              {}},
-                      ctx);
+        return problem{problem_type::unsupported_media_type,
+                       "Content-Encoding " + quote_value(ce->value()) +
+                           " is not accepted; use gzip or identity",
+                       {},
+                       {}};
+    }
+    return std::nullopt;
+}
+
+std::optional<response> flows_handler::precheck_post(request_context& ctx) {
+    if (!serving()) {
+        return response{recovering_response(ctx.request_id)};
+    }
+    body_format format = body_format::json_array;
+    std::string encoding;
+    if (auto p = check_post_headers(ctx.req, format, encoding)) {
+        metrics_.batches_rejected.Increment();
+        return response{problem_response(*p, ctx.request_id)};
+    }
+    return std::nullopt;
+}
+
+handler_result flows_handler::post(request_context& ctx) {
+    if (!serving()) {
+        return response{recovering_response(ctx.request_id)};
+    }
+    request& req = ctx.req;
+    body_format format = body_format::json_array;
+    std::string encoding;
+    if (auto p = check_post_headers(req, format, encoding)) {
+        return reject(*p, ctx);
     }
     if (ctx.body_too_large) {
         metrics_.count_limit_rejection("max_body_bytes");

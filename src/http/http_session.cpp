@@ -426,6 +426,17 @@ private:
         auto const expect = parser_->get().find(http::field::expect);
         if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue") &&
             !parser_->is_done()) {
+            // 100 only to a request that will be read: what refuses it from its head alone
+            // (404/405, 401/403, 415) answers now, and the body is never sent.
+            request_meta meta{id_, false, false, arrived_};
+            meta.tls_client_cn = client_cn_;
+            meta.remote_ip = remote_ip_;
+            if (auto refused = services_.mw.precheck(parser_->get(), meta)) {
+                disarm_deadline();
+                unread_input_ = true;
+                head_request_ = false;
+                return send(std::move(*refused));
+            }
             static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
             disarm_deadline();
             tcp().expires_after(services_.limits.idle_timeout);

@@ -62,6 +62,30 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     return std::nullopt;
 }
 
+std::optional<response> middleware::precheck(request& req, request_meta const& meta) const {
+    std::string request_id;
+    if (auto it = req.find("X-Request-Id"); it != req.end() && acceptable_request_id(it->value())) {
+        request_id = std::string(it->value());
+    } else {
+        request_id = new_request_id();
+    }
+    std::string_view const target = req.target();
+    std::size_t const q = target.find('?');
+    std::string_view const path = target.substr(0, q);
+    std::string_view const query =
+        q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+    request_context ctx{req, request_id, path, query, meta.body_too_large};
+    ctx.tls_client_cn = meta.tls_client_cn;
+    ctx.remote_ip = meta.remote_ip;
+    std::optional<response> refused = routes_.precheck(ctx);
+    if (!refused) {
+        return std::nullopt;
+    }
+    answered_request head = answered_request::of(req);
+    head.keep_alive = false;  // the body stays unread
+    return finish(std::move(*refused), head, request_id, meta, routes_.route_of(path));
+}
+
 middleware::answered_request middleware::answered_request::of(request const& req) {
     return {std::string(req.method_string()), std::string(req.target()), req.version(),
             req.keep_alive()};

@@ -9,8 +9,28 @@ namespace flowd {
 namespace http = boost::beast::http;
 
 void router::add(http::verb method, std::string path, route_id route, handler h,
-                 route_access access) {
-    entries_.push_back({method, std::move(path), route, std::move(h), access});
+                 route_access access, head_check check) {
+    entries_.push_back({method, std::move(path), route, std::move(h), access, std::move(check)});
+}
+
+std::optional<response> router::precheck(request_context& ctx) const {
+    http::verb const method = ctx.req.method();
+    for (entry const& e : entries_) {
+        if (e.path != ctx.path || e.method != method) {
+            continue;
+        }
+        if (e.access != route_access::open && guard_) {
+            ctx.precheck = true;
+            std::optional<response> refused = guard_(ctx, e.access);
+            ctx.precheck = false;
+            if (refused) {
+                return refused;
+            }
+        }
+        return e.check ? e.check(ctx) : std::nullopt;
+    }
+    // No route takes it: 404 or 405, answered without a handler.
+    return std::get<response>(dispatch(ctx));
 }
 
 route_id router::route_of(std::string_view path) const noexcept {

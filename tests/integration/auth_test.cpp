@@ -57,6 +57,48 @@ protected:
     std::string tokens_path_;
 };
 
+// Issue 13 item 10: a POST waiting on `Expect: 100-continue` is refused from its head
+// (401, 403, 415) before any 100, so the client never sends the body; one that will be read
+// gets 100, then its answer.
+TEST_F(AuthTest, ExpectContinueIsRefusedBeforeTheHundredWhenTheHeadDecidesIt) {
+    flowd_process flowd{{"--tokens-file", tokens_path_}};
+    std::string const body = "[" + flow_json("e", "c", "v", 3, 4, 12) + "]";
+    auto head = [&](std::map<std::string, std::string> headers) {
+        headers["Content-Length"] = std::to_string(body.size());
+        headers["Expect"] = "100-continue";
+        if (!headers.contains("Content-Type")) {
+            headers["Content-Type"] = "application/json";
+        }
+        return request_head("POST", "/flows", headers);
+    };
+    struct refusal {
+        std::map<std::string, std::string> headers;
+        unsigned status;
+        std::string slug;
+    };
+    std::vector<refusal> const refusals{
+        {{}, 401, "unauthorized"},
+        {bearer(reader_.token), 403, "forbidden"},
+        {{{"Authorization", "Bearer " + writer_.token}, {"Content-Type", "text/plain"}},
+         415,
+         "unsupported-media-type"},
+    };
+    for (refusal const& r : refusals) {
+        SCOPED_TRACE(r.slug);
+        http_client c{flowd.port()};
+        c.write(head(r.headers));
+        auto const answer = c.read();
+        EXPECT_TRUE(is_problem(answer, r.status, r.slug)) << answer.result_int();
+        EXPECT_FALSE(answer.keep_alive());
+    }
+
+    http_client c{flowd.port()};
+    c.write(head(bearer(writer_.token)));
+    EXPECT_EQ(c.read().result_int(), 100U);
+    c.write(body);
+    EXPECT_EQ(c.read().body(), R"({"accepted":1})");
+}
+
 TEST_F(AuthTest, EachStatusPerScope) {
     flowd_process flowd{{"--tokens-file", tokens_path_}};
     http_client client{flowd.port()};

@@ -36,10 +36,11 @@ public:
     // address (an IPv6 address by its /64, which one host typically holds whole).
     [[nodiscard]] static std::string client_key(request_context const& ctx);
 
-private:
+    // Authenticates only (401/403), charging nothing: for a head whose body is not read yet.
     [[nodiscard]] std::optional<response> authenticate(request_context& ctx,
                                                        route_access access) const;
 
+private:
     token_store const& tokens_;
     rate_limiter& limiter_;
     service_metrics& metrics_;

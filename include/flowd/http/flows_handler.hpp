@@ -63,10 +63,17 @@ public:
         : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {}
 
     handler_result post(request_context& ctx);
+    // What post() would answer from the head alone (503 while recovering, 415), for a
+    // request that waits on `Expect: 100-continue`: nothing means send 100 and read.
+    std::optional<response> precheck_post(request_context& ctx);
     handler_result get(request_context& ctx);
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    // Content-Type and Content-Encoding of a POST: the body format and the coding, or 415.
+    [[nodiscard]] static std::optional<problem> check_post_headers(request const& req,
+                                                                   body_format& format,
+                                                                   std::string& encoding);
     [[nodiscard]] response answer_get(flows_query const& q, bool gzip_ok) const;
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;

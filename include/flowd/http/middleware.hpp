@@ -40,6 +40,11 @@ public:
     // called exactly once, from any thread, with the finished answer.
     std::optional<response> handle(request& req, request_meta const& meta, respond_fn later) const;
 
+    // A request whose head asks `Expect: 100-continue`: the finished answer that refuses it
+    // before its body is read (404/405, 401/403, 415, 503 while starting), closing the
+    // connection since the body will not be read; nullopt: send 100 and read the body.
+    std::optional<response> precheck(request& req, request_meta const& meta) const;
+
 private:
     // What finish() needs of a request; outlives the request itself for deferred answers.
     struct answered_request {

@@ -32,6 +32,9 @@ struct request_context {
     // limits); empty over plain HTTP or without a CN. Valid for the handler call only.
     std::string_view tls_client_cn{};
     std::string_view remote_ip{};  // the peer's address, as text
+    // Set while router::precheck() runs the guard on a head whose body is not read yet:
+    // authenticate only (the request is charged to rate limits when it is dispatched).
+    bool precheck = false;
     // The bearer token's name once the route's guard authenticated it; empty when auth is
     // off or the route is open. Valid for the handler call only: copy it to keep it.
     std::string_view token_name{};
@@ -51,6 +54,8 @@ struct deferred {
 };
 using handler_result = std::variant<response, deferred>;
 using handler = std::function<handler_result(request_context&)>;
+// A route's answer from the head alone (before its body is read), or nullopt.
+using head_check = std::function<std::optional<response>(request_context&)>;
 
 // Runs once routing matched, before the handler (authentication, rate limits): an answer
 // refuses the request, nullopt lets the handler run. Routes with route_access::open skip it.
@@ -66,12 +71,15 @@ public:
     explicit router(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {}
 
     void add(boost::beast::http::verb method, std::string path, route_id route, handler h,
-             route_access access = route_access::open);
+             route_access access = route_access::open, head_check check = {});
     // Set before the first dispatch.
     void set_guard(guard g) { guard_ = std::move(g); }
 
     [[nodiscard]] route_id route_of(std::string_view path) const noexcept;
     [[nodiscard]] handler_result dispatch(request_context& ctx) const;
+    // For `Expect: 100-continue`: what would refuse this request before its body is read
+    // (404/405, 401/403, then the route's head_check), or nullopt: send 100 and read.
+    [[nodiscard]] std::optional<response> precheck(request_context& ctx) const;
     // The Allow value of a path: its methods, HEAD beside GET, then OPTIONS; empty when
     // no route has this path.
     [[nodiscard]] std::string allow_of(std::string_view path) const;
@@ -83,6 +91,7 @@ private:
         route_id route;
         handler h;
         route_access access = route_access::open;
+        head_check check;
     };
     std::vector<entry> entries_;
     guard guard_;
