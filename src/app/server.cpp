@@ -192,7 +192,7 @@ server::server(config const& cfg, loggers logs)
       store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
           {"flowd_store_keys", "Aggregated keys in the store",
            [this] { return static_cast<double>(store_.key_count()); }},
-          {"flowd_store_hours", "Distinct hours in the store",
+          {"flowd_store_hour_buckets", "Distinct hours in the store",
            [this] { return static_cast<double>(store_.hour_count()); }},
           {"flowd_store_memory_bytes",
            "Estimated heap bytes held by the store (tables and interned names)",

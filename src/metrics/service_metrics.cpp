@@ -109,7 +109,7 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                             .Register(registry)
                             .Add({})),
       retention_dropped_hours(prometheus::BuildCounter()
-                                  .Name("flowd_retention_dropped_hours_total")
+                                  .Name("flowd_retention_dropped_hour_buckets_total")
                                   .Help("Hours dropped from the store by retention")
                                   .Register(registry)
                                   .Add({})),

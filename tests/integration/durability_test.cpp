@@ -381,7 +381,7 @@ TEST(DurabilityTest, RetentionRejectsOldHoursAndDropsThemAtRestart) {
     EXPECT_EQ(get_hour(c, 1), hour_totals{});
     EXPECT_EQ(get_hour(c, now), (hour_totals{{"new|b|c", {2, 2}}}));
     auto const m = parse_metrics(c.get("/metrics").body());
-    EXPECT_EQ(metric_value(m, "flowd_retention_dropped_hours_total"), 1.0);
+    EXPECT_EQ(metric_value(m, "flowd_retention_dropped_hour_buckets_total"), 1.0);
 
     auto const late = c.post("/flows", "[" + flow_json("x", "b", "c", 1, 1, now) + "," +
                                            flow_json("x", "b", "c", 1, 1, now - 24) + "]");

@@ -90,7 +90,7 @@ TEST(MetricsEndpointTest, CountsRecordsRequestsAndKeysExactly) {
     // seed: (foo,bar,vpc-0,1) (baz,qux,vpc-0,1) (baz,qux,vpc-0,2) (baz,qux,vpc-1,2); ndjson:
     // (n,d,v,1)
     EXPECT_EQ(metric_value(samples, "flowd_store_keys"), 5.0);
-    EXPECT_EQ(metric_value(samples, "flowd_store_hours"), 2.0);
+    EXPECT_EQ(metric_value(samples, "flowd_store_hour_buckets"), 2.0);
     EXPECT_EQ(metric_value(samples, "flowd_http_connections_open"), 1.0);
     EXPECT_GT(metric_value(samples, "flowd_http_request_duration_seconds_count",
                            {{"route", "/flows"}, {"method", "POST"}})
