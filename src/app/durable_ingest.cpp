@@ -147,6 +147,7 @@ void durable_ingest::start() {
 void durable_ingest::submit(flow_batch batch, ingest_request info, completion done) {
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
+        count_store_limit(metrics_, *rejected);
         return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
     }
     if (!healthy()) {

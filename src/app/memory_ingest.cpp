@@ -23,9 +23,18 @@ problem to_problem(store_rejection const& r, std::uint64_t max_keys) {
                    r.record, std::string(r.field)};
 }
 
+void count_store_limit(service_metrics& metrics, store_rejection const& r) {
+    if (r.why == store_rejection::reason::store_full) {
+        metrics.count_limit_rejection("max_keys");
+    } else if (r.why == store_rejection::reason::store_bytes_full) {
+        metrics.count_limit_rejection("max_store_bytes");
+    }
+}
+
 void memory_ingest::submit(flow_batch batch, ingest_request, completion done) {
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
+        count_store_limit(metrics_, *rejected);
         return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
     }
     std::size_t const n = batch.record_count();

@@ -270,6 +270,9 @@ server::server(config const& cfg, loggers logs)
             "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
     }
     add_routes();
+    for (auto const& [route, method] : router_.allowed()) {
+        metrics_.declare_route(route, method);
+    }
 
     auto const endpoint = resolve_listen("listen", cfg_.listen);
     try {

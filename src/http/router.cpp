@@ -1,5 +1,6 @@
 #include "flowd/http/router.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include <spdlog/spdlog.h>
@@ -66,6 +67,25 @@ std::string router::allow_of(std::string_view path) const {
         add("OPTIONS");
     }
     return allow;
+}
+
+std::vector<std::pair<route_id, std::string>> router::allowed() const {
+    std::vector<std::pair<route_id, std::string>> out;
+    for (entry const& e : entries_) {
+        std::string const allow = allow_of(e.path);
+        std::size_t pos = 0;
+        while (pos < allow.size()) {
+            std::size_t const comma = allow.find(", ", pos);
+            std::string method =
+                allow.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+            std::pair<route_id, std::string> pair{e.route, std::move(method)};
+            if (std::find(out.begin(), out.end(), pair) == out.end()) {
+                out.push_back(std::move(pair));
+            }
+            pos = comma == std::string::npos ? allow.size() : comma + 2;
+        }
+    }
+    return out;
 }
 
 handler_result router::dispatch(request_context& ctx) const {

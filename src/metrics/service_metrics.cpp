@@ -18,8 +18,17 @@ prometheus::Histogram::BucketBoundaries const fsync_buckets{
 prometheus::Histogram::BucketBoundaries const checkpoint_buckets{0.01, 0.05, 0.1, 0.25, 0.5, 1,
                                                                  2.5,  5,    10,  30,   60,  120};
 
-constexpr std::array<route_id, route_count> all_routes{
-    route_id::flows, route_id::healthz, route_id::readyz, route_id::metrics, route_id::other};
+// The `limit` label values: the config keys of the limits flowd counts refusals of
+// (write_timeout: a write that outlived idle_timeout).
+constexpr std::array<std::string_view, 15> limit_names{
+    "max_body_bytes",        "max_records_per_batch",
+    "max_json_depth",        "max_header_bytes",
+    "header_timeout",        "body_timeout",
+    "idle_timeout",          "write_timeout",
+    "max_connections",       "max_keys",
+    "max_store_bytes",       "max_query_hours",
+    "max_query_scan_rows",   "max_query_groups",
+    "max_concurrent_queries"};
 
 }  // namespace
 
@@ -144,13 +153,9 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                             .Register(registry)),
       request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(
           route_count * method_labels.size() * status_slots)) {
-    for (route_id r : all_routes) {
-        for (std::size_t m = 0; m < method_labels.size(); ++m) {
-            durations_[static_cast<std::size_t>(r) * method_labels.size() + m] =
-                &durations_family_.Add({{"route", std::string(route_label(r))},
-                                        {"method", std::string(method_labels[m])}},
-                                       duration_buckets);
-        }
+    // SPEC Metrics: every value of `limit` exported at 0 from the start.
+    for (std::string_view const limit : limit_names) {
+        limit_rejections_.Add({{"limit", std::string(limit)}});
     }
     prometheus::BuildGauge()
         .Name("flowd_build_info")
@@ -160,11 +165,38 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
         .Set(1);
 }
 
+void service_metrics::declare_route(route_id route, std::string_view method) {
+    std::size_t const m = method_index(method);
+    std::size_t const rm = static_cast<std::size_t>(route) * method_labels.size() + m;
+    declared_[rm] = true;
+    durations_[rm].store(&durations_family_.Add({{"route", std::string(route_label(route))},
+                                                 {"method", std::string(method_labels[m])}},
+                                                duration_buckets),
+                         std::memory_order_release);
+    request_counters_[rm * status_slots + 200].store(
+        &requests_.Add({{"route", std::string(route_label(route))},
+                        {"method", std::string(method_labels[m])},
+                        {"code", "200"}}),
+        std::memory_order_release);
+}
+
 void service_metrics::observe_request(route_id route, std::string_view method, unsigned status,
                                       double seconds) {
     std::size_t const m = method_index(method);
-    std::size_t const rm = static_cast<std::size_t>(route) * method_labels.size() + m;
-    durations_[rm]->Observe(seconds);
+    std::size_t rm = static_cast<std::size_t>(route) * method_labels.size() + m;
+    if (!declared_[rm]) {
+        route = route_id::other;
+        rm = static_cast<std::size_t>(route) * method_labels.size() + m;
+    }
+    prometheus::Histogram* h = durations_[rm].load(std::memory_order_acquire);
+    if (h == nullptr) {
+        // Family::Add is idempotent and thread-safe: racing first uses get the same one.
+        h = &durations_family_.Add(
+            {{"route", std::string(route_label(route))}, {"method", std::string(method_labels[m])}},
+            duration_buckets);
+        durations_[rm].store(h, std::memory_order_release);
+    }
+    h->Observe(seconds);
     std::size_t const s = status < status_slots ? status : 0;
     std::atomic<prometheus::Counter*>& slot = request_counters_[rm * status_slots + s];
     prometheus::Counter* c = slot.load(std::memory_order_acquire);

@@ -171,6 +171,48 @@ TEST(MetricsEndpointTest, IdleFlowdExitsPromptlyOnSigterm) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
 }
 
+// SPEC Metrics, last paragraph: the series dashboards and alerts use exist from the start,
+// and none exists for a route x method the route does not allow.
+TEST(MetricsEndpointTest, KnownSeriesExistAtZeroAndNoneForDisallowedMethods) {
+    flowd_process flowd;
+    http_client m{flowd.metrics_port()};
+    auto const at_start = parse_metrics(m.get("/metrics").body());
+
+    for (std::string const method : {"POST", "GET", "HEAD", "OPTIONS"}) {
+        EXPECT_EQ(metric_value(at_start, "flowd_http_requests_total",
+                               {{"route", "/flows"}, {"method", method}, {"code", "200"}}),
+                  0.0)
+            << method;
+        EXPECT_EQ(metric_value(at_start, "flowd_http_request_duration_seconds_count",
+                               {{"route", "/flows"}, {"method", method}}),
+                  0.0)
+            << method;
+    }
+    for (std::string const limit :
+         {"max_body_bytes", "max_header_bytes", "header_timeout", "max_connections", "max_keys",
+          "max_store_bytes", "max_query_hours", "max_query_scan_rows"}) {
+        EXPECT_EQ(metric_value(at_start, "flowd_limit_rejections_total", {{"limit", limit}}), 0.0)
+            << limit;
+    }
+    EXPECT_FALSE(metric_value(at_start, "flowd_http_request_duration_seconds_count",
+                              {{"route", "/flows"}, {"method", "PUT"}})
+                     .has_value());
+    EXPECT_FALSE(metric_value(at_start, "flowd_http_request_duration_seconds_count",
+                              {{"route", "/healthz"}, {"method", "POST"}})
+                     .has_value());
+
+    http_client c{flowd.port()};
+    http_request put{boost::beast::http::verb::put, "/flows", 11};
+    EXPECT_EQ(c.send(put).result_int(), 405U);
+    auto const after = parse_metrics(m.get("/metrics").body());
+    EXPECT_FALSE(
+        metric_value(after, "flowd_http_requests_total", {{"route", "/flows"}, {"method", "PUT"}})
+            .has_value());
+    EXPECT_EQ(metric_value(after, "flowd_http_requests_total",
+                           {{"route", "other"}, {"method", "PUT"}, {"code", "405"}}),
+              1.0);
+}
+
 // Records whose three names are unique and 200+ bytes long: what max_keys alone did not
 // bound (issue 13).
 std::string long_name_batch(int first, int count) {

@@ -21,5 +21,7 @@ private:
 
 // The problem a store rejection answers with (422 counter-overflow, 507 store-full).
 [[nodiscard]] problem to_problem(store_rejection const& r, std::uint64_t max_keys);
+// Counts a 507 in flowd_limit_rejections_total under the limit that caused it.
+void count_store_limit(service_metrics& metrics, store_rejection const& r);
 
 }  // namespace flowd

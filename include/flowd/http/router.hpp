@@ -83,6 +83,9 @@ public:
     // The Allow value of a path: its methods, HEAD beside GET, then OPTIONS; empty when
     // no route has this path.
     [[nodiscard]] std::string allow_of(std::string_view path) const;
+    // Every (route, method) some path allows, HEAD and OPTIONS included (for the metrics
+    // series exported at 0 from the start).
+    [[nodiscard]] std::vector<std::pair<route_id, std::string>> allowed() const;
 
 private:
     struct entry {

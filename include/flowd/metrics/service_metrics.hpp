@@ -37,7 +37,14 @@ public:
     service_metrics(prometheus::Registry& registry, std::string_view version,
                     std::string_view commit);
 
-    // The HTTP middleware's single call per answered request.
+    // Before the first request, once per (route, method) a route allows (its Allow header:
+    // HEAD and OPTIONS included): exports flowd_http_requests_total{code="200"} and the
+    // duration histogram at 0, so dashboards never see a missing series.
+    void declare_route(route_id route, std::string_view method);
+
+    // The HTTP middleware's single call per answered request. A method the route does not
+    // allow (a 405) is counted under route "other": no series exists for a route x method
+    // pair the route does not allow.
     void observe_request(route_id route, std::string_view method, unsigned status, double seconds);
 
     // A request refused by one of the limits (label `limit`, e.g. max_body_bytes).
@@ -68,8 +75,11 @@ private:
     prometheus::Family<prometheus::Counter>& requests_;
     prometheus::Family<prometheus::Histogram>& durations_family_;
     prometheus::Family<prometheus::Counter>& limit_rejections_;
-    // (route, method) -> histogram, resolved at startup.
-    std::array<prometheus::Histogram*, route_count * method_labels.size()> durations_{};
+    // (route, method) -> histogram: declared pairs resolved at startup, route "other"'s on
+    // first use. declared_ is written only before the first request.
+    std::array<std::atomic<prometheus::Histogram*>, route_count * method_labels.size()>
+        durations_{};
+    std::array<bool, route_count * method_labels.size()> declared_{};
     // (route, method, status) -> counter, resolved on first use: a series exists only once
     // it has been answered. Family::Add is idempotent and thread-safe.
     std::unique_ptr<std::atomic<prometheus::Counter*>[]> request_counters_;
