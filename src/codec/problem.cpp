@@ -57,6 +57,8 @@ problem_info info(problem_type t) noexcept {
             return {503, "cluster-unavailable", "Cluster unavailable"};
         case problem_type::internal_error:
             return {500, "internal-error", "Internal server error"};
+        case problem_type::query_too_large:
+            return {422, "query-too-large", "Query too large"};
         case problem_type::bad_request:
             return {400, "", "Bad Request"};
     }

@@ -32,6 +32,7 @@ enum class problem_type {
     log_unavailable,
     cluster_unavailable,
     internal_error,
+    query_too_large,
     bad_request,
 };
 

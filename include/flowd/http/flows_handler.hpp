@@ -7,10 +7,11 @@
 #include <optional>
 
 #include "flowd/codec/flow_json.hpp"
-#include "flowd/codec/query.hpp"
 #include "flowd/http/ingest.hpp"
 #include "flowd/http/router.hpp"
 #include "flowd/metrics/service_metrics.hpp"
+#include "flowd/query/execute.hpp"
+#include "flowd/query/plan.hpp"
 #include "flowd/store/flow_store.hpp"
 
 namespace flowd {
@@ -38,6 +39,14 @@ struct flows_options {
                        std::function<void(bool applied)> done)>
         wait_applied{};
     std::chrono::milliseconds min_seq_wait{2'000};
+    // The query routes' cost bounds (SPEC: 422 query-too-large).
+    query_limits query{};
+    // At most this many heavy queries (a range over one hour, a grouping, an order, a
+    // summary) at once; more: 503 overloaded. 0: no bound.
+    std::size_t max_concurrent_queries = 0;
+    // Mixed into every ETag: 0 when the data survives restarts (a data directory, a
+    // cluster stream), a random number drawn at start otherwise.
+    std::uint64_t etag_seed = 0;
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -63,11 +72,26 @@ public:
         : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {}
 
     handler_result post(request_context& ctx);
-    handler_result get(request_context& ctx);
+    // GET /flows, GET /flows/summary and GET /hours.
+    handler_result get(request_context& ctx) { return query(ctx, query_route::flows); }
+    handler_result summary(request_context& ctx) { return query(ctx, query_route::summary); }
+    handler_result hours(request_context& ctx) { return query(ctx, query_route::hours); }
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
-    [[nodiscard]] response answer_get(flows_query const& q, bool gzip_ok) const;
+    struct query_request {
+        query_plan plan;
+        answer_format format = answer_format::json;
+        bool gzip = false;
+        std::string if_none_match;
+        std::string request_id;
+    };
+    handler_result query(request_context& ctx, query_route route);
+    [[nodiscard]] response answer_query(query_request const& q);
+    [[nodiscard]] response answer_plain_hour(query_request const& q) const;
+    // The 200's caching headers (SPEC: ETag, Vary, Cache-Control on every 200).
+    static void set_cache_headers(boost::beast::http::response_header<>& h,
+                                  std::string const& etag);
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
     [[nodiscard]] bool serving() const noexcept {
@@ -78,6 +102,7 @@ private:
     ingest& sink_;
     service_metrics& metrics_;
     flows_options options_;
+    std::atomic<std::size_t> queries_running_{0};
 };
 
 // True when an Accept-Encoding header value accepts gzip (q absent or above 0).

@@ -39,6 +39,7 @@ std::vector<catalogue_entry> const catalogue{
     {problem_type::log_unavailable, 503, "log-unavailable"},
     {problem_type::cluster_unavailable, 503, "cluster-unavailable"},
     {problem_type::internal_error, 500, "internal-error"},
+    {problem_type::query_too_large, 422, "query-too-large"},
 };
 
 TEST(ProblemTest, EveryTypeHasTheSpecStatusSlugAndATitle) {
