@@ -139,6 +139,26 @@ TEST_F(QueryApiTest, LimitsAreQueryTooLarge) {
     EXPECT_TRUE(is_problem(client_.get("/hours?src_app=a"), 400, "invalid-query"));
 }
 
+TEST_F(QueryApiTest, QueriesAreCountedInMetrics) {
+    auto const before = parse_metrics(client_.get("/metrics").body());
+    EXPECT_EQ(metric_value(before, "flowd_query_rows_scanned_total", {{"route", "/flows/summary"}}),
+              0.0);
+    EXPECT_EQ(metric_value(before, "flowd_query_duration_seconds_count", {{"route", "/hours"}}),
+              0.0);
+
+    (void)client_.get("/flows/summary?from=0&to=24");
+    (void)client_.get("/flows?from=0&to=1000");
+    auto const after = parse_metrics(client_.get("/metrics").body());
+
+    EXPECT_EQ(metric_value(after, "flowd_query_rows_scanned_total", {{"route", "/flows/summary"}}),
+              4.0);
+    EXPECT_EQ(
+        metric_value(after, "flowd_query_duration_seconds_count", {{"route", "/flows/summary"}}),
+        1.0);
+    EXPECT_EQ(metric_value(after, "flowd_limit_rejections_total", {{"limit", "max_query_hours"}}),
+              1.0);
+}
+
 TEST(QueryApiLimitsTest, ScanAndGroupLimitsFromConfig) {
     flowd_process flowd({}, {{"FLOWD_MAX_QUERY_SCAN_ROWS", "3"}, {"FLOWD_MAX_QUERY_GROUPS", "1"}});
     http_client client{flowd.port()};
