@@ -270,7 +270,7 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
     std::vector<std::string> const names{"a",   "ab", "b", "web-1", "web-2",
                                          "x,y", "=f", "Z", "q\"t"};
     auto pick = [&](std::vector<std::string> const& v) { return v[rng() % v.size()]; };
-    for (int round = 0; round < 20; ++round) {
+    for (int round = 0; round < 40; ++round) {
         flow_store store;
         std::map<std::tuple<std::string, std::string, std::string, std::uint32_t>,
                  std::pair<uint128, uint128>>
@@ -281,7 +281,7 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
             rec r{pick(names),
                   pick(names),
                   pick({"v0", "v1", "v-2"}),
-                  static_cast<std::uint32_t>(rng() % 6),
+                  static_cast<std::uint32_t>(rng() % 12),
                   rng() % 1000,
                   rng() % 4 == 0 ? 9223372036854775807ULL / 8 : rng() % 1000};
             records.push_back(r);
@@ -292,7 +292,7 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
         load(store, records);
         for (int qn = 0; qn < 50; ++qn) {
             bool const summary = rng() % 3 == 0;
-            std::uint32_t const from = static_cast<std::uint32_t>(rng() % 6);
+            std::uint32_t const from = static_cast<std::uint32_t>(rng() % 12);
             std::uint32_t const to = from + 1 + static_cast<std::uint32_t>(rng() % 6);
             std::string q = "from=" + std::to_string(from) + "&to=" + std::to_string(to);
             std::array<dimension_filter, 3> filters;
@@ -346,10 +346,17 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
                 top = 1 + rng() % 4;
                 q += "&top=" + std::to_string(top);
             }
+            bool const series = summary && rng() % 2 == 0;
+            if (series) {
+                q += "&series=hour";
+            }
             SCOPED_TRACE(q);
 
             // Brute force.
             std::map<std::vector<std::string>, std::pair<uint128, uint128>> groups;
+            // Per group, per hour of the range: tx then rx (series=hour).
+            std::map<std::vector<std::string>, std::vector<uint128>> hourly;
+            std::size_t const hours = to - from;
             for (auto const& [k, sums] : stored) {
                 auto const& [src, dest, vpc, hour] = k;
                 if (hour < from || hour >= to || !filters[0].passes(src) ||
@@ -365,6 +372,10 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
                 }
                 groups[key].first += sums.first;
                 groups[key].second += sums.second;
+                std::vector<uint128>& h = hourly[key];
+                h.resize(2 * hours);
+                h[hour - from] += sums.first;
+                h[hours + hour - from] += sums.second;
             }
             struct grow {
                 std::vector<std::string> key;
@@ -469,17 +480,72 @@ TEST(QueryExecuteTest, RandomQueriesMatchABruteForce) {
             for (std::size_t i = 0; i < group_by.size(); ++i) {
                 json += (i == 0 ? "\"" : ",\"") + std::string(field_name(group_by[i])) + "\"";
             }
-            json += "],\"order_by\":\"" + std::string(order_name(order)) + "\",\"top\":[";
+            json += "],\"order_by\":\"" + std::string(order_name(order)) + "\"";
+            std::vector<uint128> total_h(2 * hours, 0);
+            for (auto const& [k, h] : hourly) {
+                for (std::size_t i = 0; i < 2 * hours; ++i) {
+                    total_h[i] += h[i];
+                }
+            }
+            std::vector<uint128> other_h = total_h;
+            auto series_of = [&](std::vector<uint128> const& h) {
+                std::string out;
+                if (!series) {
+                    return out;
+                }
+                for (std::size_t part = 0; part < 2; ++part) {
+                    out += part == 0 ? ",\"bytes_tx_by_hour\":[" : ",\"bytes_rx_by_hour\":[";
+                    for (std::size_t i = 0; i < hours; ++i) {
+                        out += (i == 0 ? "" : ",") + to_decimal(h[part * hours + i]);
+                    }
+                    out += "]";
+                }
+                return out;
+            };
+            if (series) {
+                json += ",\"hours\":[";
+                for (std::size_t i = 0; i < hours; ++i) {
+                    json += (i == 0 ? "" : ",") + std::to_string(from + i);
+                }
+                json += "]";
+            }
+            json += ",\"top\":[";
+            std::string csv = "rank";
+            for (group_field f :
+                 {group_field::src_app, group_field::dest_app, group_field::vpc_id}) {
+                if (std::find(group_by.begin(), group_by.end(), f) != group_by.end()) {
+                    csv += "," + std::string(field_name(f));
+                }
+            }
+            csv += ",bytes_tx,bytes_rx\r\n";
+            std::string const blanks(group_by.size() + 1, ',');
             for (std::size_t i = 0; i < top_n; ++i) {
-                json += (i == 0 ? "" : ",") + json_row(rows[i]);
+                std::string row = json_row(rows[i]);
+                row.pop_back();
+                json += (i == 0 ? "" : ",") + row + series_of(hourly[rows[i].key]) + "}";
                 otx -= rows[i].tx;
                 orx -= rows[i].rx;
+                for (std::size_t j = 0; j < 2 * hours; ++j) {
+                    other_h[j] -= hourly[rows[i].key][j];
+                }
+                csv += std::to_string(i + 1);
+                for (group_field f :
+                     {group_field::src_app, group_field::dest_app, group_field::vpc_id}) {
+                    if (auto const* v = value_of(rows[i], f)) {
+                        csv += "," + csv_cell(*v);
+                    }
+                }
+                csv += "," + to_decimal(rows[i].tx) + "," + to_decimal(rows[i].rx) + "\r\n";
             }
             json += "],\"other\":{\"groups\":" + std::to_string(rows.size() - top_n) +
                     ",\"bytes_tx\":" + to_decimal(otx) + ",\"bytes_rx\":" + to_decimal(orx) +
-                    "},\"total\":{\"groups\":" + std::to_string(rows.size()) +
-                    ",\"bytes_tx\":" + to_decimal(ttx) + ",\"bytes_rx\":" + to_decimal(trx) + "}}";
+                    series_of(other_h) + "},\"total\":{\"groups\":" + std::to_string(rows.size()) +
+                    ",\"bytes_tx\":" + to_decimal(ttx) + ",\"bytes_rx\":" + to_decimal(trx) +
+                    series_of(total_h) + "}}";
+            csv += "other" + blanks + to_decimal(otx) + "," + to_decimal(orx) + "\r\n";
+            csv += "total" + blanks + to_decimal(ttx) + "," + to_decimal(trx) + "\r\n";
             ASSERT_EQ(answer(store, query_route::summary, q, answer_format::json), json);
+            ASSERT_EQ(answer(store, query_route::summary, q, answer_format::csv), csv);
         }
     }
 }
