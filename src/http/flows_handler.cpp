@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstring>
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include "flowd/codec/gzip.hpp"
@@ -336,8 +337,10 @@ std::string_view limit_of(problem const& p) noexcept {
     return "max_query_hours";
 }
 
+}  // namespace
+
 // A heavy query's slot under max_concurrent_queries; released when dropped.
-class query_slot {
+class flows_handler::query_slot {
 public:
     explicit query_slot(std::atomic<std::size_t>* running) noexcept : running_(running) {}
     query_slot(query_slot const&) = delete;
@@ -351,8 +354,6 @@ public:
 private:
     std::atomic<std::size_t>* running_;
 };
-
-}  // namespace
 
 void flows_handler::set_cache_headers(http::response_header<>& h, std::string const& etag) {
     h.set(http::field::etag, etag);
@@ -389,15 +390,62 @@ handler_result flows_handler::query(request_context& ctx, query_route route) {
     }
     q.request_id = std::string(ctx.request_id);
     q.plan = std::move(*plan);
+    // SPEC's order for a GET: 400, 422, 503 overloaded, then 304. The scan bound is known
+    // from the hours' totals, without reading a row.
+    if (q.plan.route != query_route::hours) {
+        std::uint64_t rows = 0;
+        for (hour_stat const& h : store_.hour_stats(q.plan.from, q.plan.to)) {
+            rows += h.keys;
+        }
+        if (rows > options_.query.max_query_scan_rows) {
+            metrics_.count_limit_rejection("max_query_scan_rows");
+            return response{problem_response(
+                problem{problem_type::query_too_large,
+                        "the range " + std::to_string(q.plan.from) + " <= hour < " +
+                            std::to_string(q.plan.to) + " holds " + std::to_string(rows) +
+                            " stored rows, more than max_query_scan_rows (" +
+                            std::to_string(options_.query.max_query_scan_rows) +
+                            "); narrow the range",
+                        {},
+                        {}},
+                q.request_id)};
+        }
+    }
+    // A heavy query holds a slot under max_concurrent_queries until it has answered.
+    std::shared_ptr<query_slot> slot;
+    if (q.plan.heavy() && options_.max_concurrent_queries != 0) {
+        std::size_t const running = queries_running_.fetch_add(1, std::memory_order_acq_rel);
+        slot = std::make_shared<query_slot>(&queries_running_);
+        if (running >= options_.max_concurrent_queries) {
+            string_response r =
+                problem_response(problem{problem_type::overloaded,
+                                         "more than max_concurrent_queries (" +
+                                             std::to_string(options_.max_concurrent_queries) +
+                                             ") range, grouping or summary queries at once; retry",
+                                         {},
+                                         {}},
+                                 q.request_id);
+            r.set(http::field::retry_after, "1");
+            return response{std::move(r)};
+        }
+    }
     if (!q.plan.min_seq || !cluster()) {
-        return answer_query(q);
+        if (!pool_ || !q.plan.heavy()) {
+            return answer_query(q);
+        }
+        // Off the I/O thread: a long range must not stall the other connections it serves.
+        return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
+            boost::asio::post(*pool_, [this, q = std::move(q), slot, respond = std::move(respond)] {
+                respond(answer_query(q));
+            });
+        }};
     }
     // Waits without an I/O thread: the apply thread answers once it reaches min_seq.
-    return deferred{[this, q = std::move(q)](respond_fn respond) mutable {
+    return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
         std::uint64_t const seq = *q.plan.min_seq;
         options_.wait_applied(
             seq, options_.min_seq_wait,
-            [this, seq, q = std::move(q), respond = std::move(respond)](bool applied) {
+            [this, seq, q = std::move(q), slot, respond = std::move(respond)](bool applied) {
                 if (applied) {
                     return respond(answer_query(q));
                 }
@@ -420,53 +468,9 @@ response flows_handler::answer_query(query_request const& q) {
     query_plan const& plan = q.plan;
     route_id const route = route_of(plan.route);
     auto const started = std::chrono::steady_clock::now();
-    // SPEC's order for a GET: 400, 422, 503 overloaded, then 304.
-    std::vector<hour_stat> stats;
-    bool have_stats = false;
-    if (plan.route != query_route::hours) {
-        stats = store_.hour_stats(plan.from, plan.to);
-        have_stats = true;
-        std::uint64_t rows = 0;
-        for (hour_stat const& h : stats) {
-            rows += h.keys;
-        }
-        if (rows > options_.query.max_query_scan_rows) {
-            metrics_.count_limit_rejection("max_query_scan_rows");
-            return response{problem_response(
-                problem{problem_type::query_too_large,
-                        "the range " + std::to_string(plan.from) + " <= hour < " +
-                            std::to_string(plan.to) + " holds " + std::to_string(rows) +
-                            " stored rows, more than max_query_scan_rows (" +
-                            std::to_string(options_.query.max_query_scan_rows) +
-                            "); narrow the range",
-                        {},
-                        {}},
-                q.request_id)};
-        }
-    }
-    std::atomic<std::size_t>* held = nullptr;
-    if (plan.heavy() && options_.max_concurrent_queries != 0) {
-        std::size_t const running = queries_running_.fetch_add(1, std::memory_order_acq_rel);
-        held = &queries_running_;
-        if (running >= options_.max_concurrent_queries) {
-            queries_running_.fetch_sub(1, std::memory_order_acq_rel);
-            string_response r =
-                problem_response(problem{problem_type::overloaded,
-                                         "more than max_concurrent_queries (" +
-                                             std::to_string(options_.max_concurrent_queries) +
-                                             ") range, grouping or summary queries at once; retry",
-                                         {},
-                                         {}},
-                                 q.request_id);
-            r.set(http::field::retry_after, "1");
-            return response{std::move(r)};
-        }
-    }
-    query_slot const slot(held);
     if (!q.if_none_match.empty()) {
-        if (!have_stats) {
-            stats = store_.hour_stats(plan.from, plan.to);
-        }
+        // A 304 costs the totals of the hours in range, never a row.
+        std::vector<hour_stat> const stats = store_.hour_stats(plan.from, plan.to);
         std::string const etag = answer_etag(plan, q.format, q.gzip, stats, options_.etag_seed);
         if (etag_matches(q.if_none_match, etag)) {
             string_response r{http::status::not_modified, 11};

@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
+
+#include <boost/asio/thread_pool.hpp>
 
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/http/ingest.hpp"
@@ -47,6 +50,9 @@ struct flows_options {
     // Mixed into every ETag: 0 when the data survives restarts (a data directory, a
     // cluster stream), a random number drawn at start otherwise.
     std::uint64_t etag_seed = 0;
+    // Threads that compute range, grouping and summary answers, off the I/O threads.
+    // 0: compute them on the I/O thread that received the request.
+    std::size_t query_threads = 0;
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -69,7 +75,19 @@ public:
 
     flows_handler(flow_store const& store, ingest& sink, service_metrics& metrics,
                   flows_options options)
-        : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {}
+        : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {
+        if (options_.query_threads != 0) {
+            pool_ = std::make_unique<boost::asio::thread_pool>(options_.query_threads);
+        }
+    }
+    flows_handler(flows_handler const&) = delete;
+    flows_handler& operator=(flows_handler const&) = delete;
+    // Waits for the queries in flight (the server drains requests before this).
+    ~flows_handler() {
+        if (pool_) {
+            pool_->join();
+        }
+    }
 
     handler_result post(request_context& ctx);
     // GET /flows, GET /flows/summary and GET /hours.
@@ -79,6 +97,7 @@ public:
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    class query_slot;
     struct query_request {
         query_plan plan;
         answer_format format = answer_format::json;
@@ -103,6 +122,7 @@ private:
     service_metrics& metrics_;
     flows_options options_;
     std::atomic<std::size_t> queries_running_{0};
+    std::unique_ptr<boost::asio::thread_pool> pool_;
 };
 
 // True when an Accept-Encoding header value accepts gzip (q absent or above 0).
