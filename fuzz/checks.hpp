@@ -10,11 +10,14 @@
 // (a second, independent JSON parser): a body nlohmann accepts and whose records are all
 // valid by SPEC must be accepted with the same sums; one it rejects must be rejected.
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -27,6 +30,7 @@
 #include "flowd/codec/problem.hpp"
 #include "flowd/codec/query.hpp"
 #include "flowd/domain/flow_record.hpp"
+#include "flowd/query/plan.hpp"
 
 namespace flowd::fuzz {
 
@@ -73,6 +77,7 @@ inline std::string check_problem(problem const& p, std::string_view context) {
         {problem_type::payload_too_large, "payload-too-large", 413},
         {problem_type::too_many_records, "too-many-records", 413},
         {problem_type::counter_overflow, "counter-overflow", 422},
+        {problem_type::query_too_large, "query-too-large", 422},
     };
     std::string const where = std::string(context) + ": ";
     expected const* e = nullptr;
@@ -739,63 +744,146 @@ inline std::optional<std::string> reference_percent_decode(std::string_view s) {
     return out;
 }
 
-// SPEC's GET /flows query rules, written independently of src/codec/query.cpp.
-inline std::optional<flows_query> reference_query(std::string_view q) {
-    flows_query out;
-    bool hour = false;
-    std::vector<std::string_view> parts;
-    for (std::size_t start = 0;;) {
-        std::size_t const amp = q.find('&', start);
-        parts.push_back(
-            q.substr(start, amp == std::string_view::npos ? q.size() - start : amp - start));
-        if (amp == std::string_view::npos) {
-            break;
+// SPEC's GET /flows query rules, written independently of src/query/plan.cpp. What the
+// reference reads of a query it accepts.
+struct reference_plan {
+    std::uint64_t from = 0;
+    std::uint64_t to = 0;
+    std::array<std::array<std::vector<std::string>, 3>, 3> filters;  // [dim][equals/prefix/exclude]
+    std::vector<std::string> group_by;
+    std::string order_by;
+    std::uint64_t limit = 0;  // 0: none
+    std::string format;
+};
+
+// nullopt: 400; a plan with to - from > 744: the parser must answer 422.
+inline std::optional<reference_plan> reference_query(std::string_view q) {
+    auto decode = [](std::string_view s) -> std::optional<std::string> {
+        std::string plus(s);
+        std::replace(plus.begin(), plus.end(), '+', ' ');
+        return reference_percent_decode(plus);
+    };
+    auto number = [](std::string const& v, std::uint64_t max) -> std::optional<std::uint64_t> {
+        if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) {
+            return std::nullopt;
         }
+        std::uint64_t n = 0;
+        for (char c : v) {
+            auto const d = static_cast<std::uint64_t>(c - '0');
+            if (n > (max - d) / 10) {
+                return std::nullopt;
+            }
+            n = n * 10 + d;
+        }
+        return n;
+    };
+    std::vector<std::pair<std::string, std::string>> params;
+    for (std::size_t start = 0; start <= q.size();) {
+        std::size_t amp = q.find('&', start);
+        if (amp == std::string_view::npos) {
+            amp = q.size();
+        }
+        std::string_view const part = q.substr(start, amp - start);
         start = amp + 1;
-    }
-    for (std::string_view part : parts) {
+        if (part.empty()) {
+            continue;
+        }
         std::size_t const eq = part.find('=');
         if (eq == std::string_view::npos) {
             return std::nullopt;  // no value: empty
         }
-        auto const name = reference_percent_decode(part.substr(0, eq));
-        auto const value = reference_percent_decode(part.substr(eq + 1));
+        auto const name = decode(part.substr(0, eq));
+        auto const value = decode(part.substr(eq + 1));
         if (!name || !value || name->empty() || value->empty()) {
             return std::nullopt;
         }
-        if (*name == "hour") {
-            if (hour || value->find_first_not_of("0123456789") != std::string::npos) {
-                return std::nullopt;
+        params.emplace_back(*name, *value);
+    }
+    std::array<std::string, 3> const dims{"src_app", "dest_app", "vpc_id"};
+    std::array<std::string, 3> const kinds{"", "_prefix", "_exclude"};
+    std::map<std::string, std::string> single;
+    reference_plan out;
+    for (auto const& [name, value] : params) {
+        bool filter = false;
+        for (std::size_t d = 0; d < 3; ++d) {
+            for (std::size_t k = 0; k < 3; ++k) {
+                if (name == dims[d] + kinds[k]) {
+                    out.filters[d][k].push_back(value);
+                    filter = true;
+                }
             }
-            std::string_view digits = *value;
-            while (digits.size() > 1 && digits.front() == '0') {
-                digits.remove_prefix(1);
-            }
-            if (digits.size() > 10) {
-                return std::nullopt;
-            }
-            std::uint64_t h = 0;
-            for (char c : digits) {
-                h = h * 10 + static_cast<std::uint64_t>(c - '0');
-            }
-            if (h > 2147483647U) {
-                return std::nullopt;
-            }
-            hour = true;
-            out.hour = static_cast<std::uint32_t>(h);
+        }
+        if (filter) {
             continue;
         }
-        std::optional<std::string>* slot = *name == "src_app"    ? &out.src_app
-                                           : *name == "dest_app" ? &out.dest_app
-                                           : *name == "vpc_id"   ? &out.vpc_id
-                                                                 : nullptr;
-        if (slot == nullptr || slot->has_value()) {
+        static std::set<std::string> const known{"hour",     "from",  "to",    "group_by",
+                                                 "order_by", "limit", "format"};
+        if (known.count(name) == 0 || single.count(name) != 0) {
             return std::nullopt;
         }
-        *slot = *value;
+        single[name] = value;
     }
-    if (!hour) {
-        return std::nullopt;
+    auto has = [&single](char const* n) { return single.count(n) != 0; };
+    if (has("hour")) {
+        if (has("from") || has("to")) {
+            return std::nullopt;
+        }
+        auto const h = number(single["hour"], 2147483647U);
+        if (!h) {
+            return std::nullopt;
+        }
+        out.from = *h;
+        out.to = *h + 1;
+    } else {
+        if (!has("from") || !has("to")) {
+            return std::nullopt;
+        }
+        auto const a = number(single["from"], 2147483647U);
+        auto const b = number(single["to"], 2147483648U);
+        if (!a || !b || *b <= *a) {
+            return std::nullopt;
+        }
+        out.from = *a;
+        out.to = *b;
+    }
+    out.group_by = {"src_app", "dest_app", "vpc_id", "hour"};
+    if (has("group_by")) {
+        out.group_by.clear();
+        std::string const& g = single["group_by"];
+        std::size_t start = 0;
+        for (;;) {
+            std::size_t const comma = g.find(',', start);
+            std::string const item =
+                g.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            if ((item != "src_app" && item != "dest_app" && item != "vpc_id" && item != "hour") ||
+                std::find(out.group_by.begin(), out.group_by.end(), item) != out.group_by.end()) {
+                return std::nullopt;
+            }
+            out.group_by.push_back(item);
+            if (comma == std::string::npos) {
+                break;
+            }
+            start = comma + 1;
+        }
+    }
+    if (has("order_by")) {
+        out.order_by = single["order_by"];
+        if (out.order_by != "bytes" && out.order_by != "bytes_tx" && out.order_by != "bytes_rx") {
+            return std::nullopt;
+        }
+    }
+    if (has("limit")) {
+        auto const n = number(single["limit"], ~std::uint64_t{0});
+        if (!n || *n == 0) {
+            return std::nullopt;
+        }
+        out.limit = *n;
+    }
+    if (has("format")) {
+        out.format = single["format"];
+        if (out.format != "json" && out.format != "ndjson" && out.format != "csv") {
+            return std::nullopt;
+        }
     }
     return out;
 }
@@ -812,9 +900,31 @@ inline std::string percent_encode(std::string_view s) {
     return out;
 }
 
-inline bool same_query(flows_query const& a, flows_query const& b) {
-    return a.hour == b.hour && a.src_app == b.src_app && a.dest_app == b.dest_app &&
-           a.vpc_id == b.vpc_id;
+inline bool same_query(reference_plan const& a, query_plan const& b) {
+    if (a.from != b.from || a.to != b.to) {
+        return false;
+    }
+    for (std::size_t d = 0; d < 3; ++d) {
+        if (a.filters[d][0] != b.filters.at(d).equals ||
+            a.filters[d][1] != b.filters.at(d).prefixes ||
+            a.filters[d][2] != b.filters.at(d).excludes) {
+            return false;
+        }
+    }
+    if (a.group_by.size() != b.group_by.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.group_by.size(); ++i) {
+        if (a.group_by[i] != field_name(b.group_by[i])) {
+            return false;
+        }
+    }
+    std::string const format = !b.format                            ? ""
+                               : *b.format == answer_format::json   ? "json"
+                               : *b.format == answer_format::ndjson ? "ndjson"
+                                                                    : "csv";
+    return a.order_by == order_name(b.order) && a.limit == b.limit.value_or(0) &&
+           a.format == format;
 }
 
 }  // namespace detail
@@ -822,50 +932,71 @@ inline bool same_query(flows_query const& a, flows_query const& b) {
 // Parses `input` as a GET /flows query string and checks the answer.
 inline std::string check_query(std::string_view input) {
     auto const decoded = percent_decode(input);
-    if (decoded != detail::reference_percent_decode(input)) {
+    std::string plus(input);
+    std::replace(plus.begin(), plus.end(), '+', ' ');
+    if (decoded != detail::reference_percent_decode(plus)) {
         return "percent_decode disagrees with the reference on " + detail::escaped(input);
     }
-    auto const got = parse_flows_query(input);
+    auto const got = parse_query_plan(query_route::flows, input);
     auto const want = detail::reference_query(input);
+    bool const too_large = want && want->to - want->from > 744;
     if (!got) {
         if (std::string e = detail::check_problem(got.error(), "query"); !e.empty()) {
             return e;
         }
-        if (got.error().type != problem_type::invalid_query) {
-            return "query: answered " + std::string(slug_of(got.error().type));
+        problem_type const expected =
+            too_large ? problem_type::query_too_large : problem_type::invalid_query;
+        if (got.error().type != expected) {
+            return "query: answered " + std::string(slug_of(got.error().type)) + " to " +
+                   detail::escaped(input);
         }
-        if (want) {
+        if (want && !too_large) {
             return "query: the reference accepts " + detail::escaped(input) +
                    " but flowd answers " + got.error().detail;
         }
         return {};
     }
-    flows_query const& q = *got;
-    if (q.hour > max_hour) {
-        return "query: accepted hour " + std::to_string(q.hour) + " past 2^31-1";
+    query_plan const& q = *got;
+    if (q.from > max_hour || q.to <= q.from || q.to - q.from > 744) {
+        return "query: accepted the range " + std::to_string(q.from) + ".." + std::to_string(q.to);
     }
-    for (auto const* f : {&q.src_app, &q.dest_app, &q.vpc_id}) {
-        if (f->has_value() && (*f)->empty()) {
-            return "query: accepted an empty filter";
-        }
-    }
-    if (!want || !detail::same_query(*want, q)) {
+    if (!want || too_large || !detail::same_query(*want, q)) {
         return "query: flowd accepts " + detail::escaped(input) +
                (want ? ", the reference reads other values" : ", the reference rejects it");
     }
     // Written back out with every byte percent-encoded, the same query parses the same.
-    std::string round = "hour=" + std::to_string(q.hour);
-    if (q.src_app) {
-        round += "&src_app=" + detail::percent_encode(*q.src_app);
+    std::string round = "from=" + std::to_string(q.from) + "&to=" + std::to_string(q.to);
+    std::array<std::string, 3> const dims{"src_app", "dest_app", "vpc_id"};
+    for (std::size_t d = 0; d < 3; ++d) {
+        for (auto const& [kind, values] : {std::pair{"", &q.filters.at(d).equals},
+                                           std::pair{"_prefix", &q.filters.at(d).prefixes},
+                                           std::pair{"_exclude", &q.filters.at(d).excludes}}) {
+            for (std::string const& v : *values) {
+                round += "&" + detail::percent_encode(dims.at(d) + kind) + "=" +
+                         detail::percent_encode(v);
+            }
+        }
     }
-    if (q.dest_app) {
-        round += "&dest_app=" + detail::percent_encode(*q.dest_app);
+    if (q.group_by_given) {
+        std::string g;
+        for (group_field const f : q.group_by) {
+            g += (g.empty() ? "" : ",") + std::string(field_name(f));
+        }
+        round += "&group_by=" + detail::percent_encode(g);
     }
-    if (q.vpc_id) {
-        round += "&vpc_id=" + detail::percent_encode(*q.vpc_id);
+    if (q.order != order_key::none) {
+        round += "&order_by=" + std::string(order_name(q.order));
     }
-    auto const again = parse_flows_query(round);
-    if (!again || !detail::same_query(*again, q)) {
+    if (q.limit) {
+        round += "&limit=" + std::to_string(*q.limit);
+    }
+    if (q.format) {
+        round += std::string("&format=") + (*q.format == answer_format::json     ? "json"
+                                            : *q.format == answer_format::ndjson ? "ndjson"
+                                                                                 : "csv");
+    }
+    auto const again = parse_query_plan(query_route::flows, round);
+    if (!again || !detail::same_query(*want, *again) || again->normalised != q.normalised) {
         return "query: the re-encoded query " + detail::escaped(round) + " parses differently";
     }
     return {};

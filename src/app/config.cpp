@@ -165,6 +165,13 @@ std::vector<option> const& options() {
         {"max_header_bytes", false, uint_field(&config::max_header_bytes, 1024, 1U << 20)},
         {"max_keys", false, uint_field(&config::max_keys, 1, 1'000'000'000)},
         {"max_store_bytes", false, uint_field(&config::max_store_bytes, 0, std::uint64_t{1} << 50)},
+        {"max_query_hours", false, uint_field(&config::max_query_hours, 1, 1U << 31)},
+        {"max_query_scan_rows", false,
+         uint_field(&config::max_query_scan_rows, 1, std::uint64_t{1} << 40)},
+        {"max_query_groups", false,
+         uint_field(&config::max_query_groups, 1, std::uint64_t{1} << 40)},
+        {"max_concurrent_queries", false, uint_field(&config::max_concurrent_queries, 0, 1U << 20)},
+        {"query_threads", false, uint_field(&config::query_threads, 0, 256)},
         {"store_shards", false,
          [](config& c, std::string const& key, std::string const& value) {
              auto const n = parse_uint(key, value, 1, 4096);
@@ -455,6 +462,11 @@ std::string describe(config const& c) {
            " max_json_depth=" + std::to_string(c.max_json_depth) +
            " max_header_bytes=" + std::to_string(c.max_header_bytes) +
            " max_keys=" + std::to_string(c.max_keys) +
+           " max_query_hours=" + std::to_string(c.max_query_hours) +
+           " max_query_scan_rows=" + std::to_string(c.max_query_scan_rows) +
+           " max_query_groups=" + std::to_string(c.max_query_groups) +
+           " max_concurrent_queries=" + std::to_string(c.max_concurrent_queries) +
+           " query_threads=" + std::to_string(c.query_threads) +
            " store_shards=" + std::to_string(c.store_shards) +
            " grace_period=" + std::to_string(c.grace_period.count()) + "ms" +
            " header_timeout=" + std::to_string(c.header_timeout.count()) + "ms" +

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -355,6 +356,17 @@ flows_options server::flows_options_of() {
         };
         o.min_seq_wait = cfg_.min_seq_wait;
     }
+    o.query = query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
+    o.query_threads = cfg_.query_threads;
+    o.max_concurrent_queries = cfg_.max_concurrent_queries != 0 ? cfg_.max_concurrent_queries
+                                                                : 2 * std::size_t{cfg_.threads};
+    // ETags name versions of the data: with a data directory or a cluster stream the same
+    // history comes back after a restart (and is the same on every node), so equal data
+    // gives equal ETags; in memory only a restart starts a new history, so mix in a start id.
+    if (cfg_.data_dir.empty() && cfg_.cluster.empty()) {
+        std::random_device rd;
+        o.etag_seed = (std::uint64_t{rd()} << 32 | rd()) | 1;
+    }
     return o;
 }
 
@@ -503,6 +515,12 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/flows", route_id::flows,
         [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/flows/summary", route_id::flows_summary,
+        [this](request_context& ctx) { return flows_.summary(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/hours", route_id::hours,
+        [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
     // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
     // (plain HTTP, no client certificate, for probes under mTLS).
     struct probe_route {

@@ -65,6 +65,8 @@ problem_info info(problem_type t) noexcept {
             return {400, "tls-required", "TLS required"};
         case problem_type::starting:
             return {503, "starting", "Starting"};
+        case problem_type::query_too_large:
+            return {422, "query-too-large", "Query too large"};
         case problem_type::bad_request:
             return {400, "", "Bad Request"};
     }

@@ -34,10 +34,32 @@ flows_serializer::flows_serializer(hour_snapshot const& snapshot, bool gzip,
     json_.reserve(chunk_bytes + 1024);
 }
 
+flows_serializer::flows_serializer(answer_writer& writer, bool gzip, std::string_view prefix)
+    : writer_(&writer), prefix_(prefix) {
+    if (gzip) {
+        gzip_.emplace();
+    }
+    json_.reserve(chunk_bytes + 1024);
+}
+
 bool flows_serializer::next(std::string& out) {
     out.clear();
     for (;;) {
         json_.clear();
+        if (writer_ != nullptr) {
+            json_.assign(prefix_);
+            prefix_ = {};
+            bool const last = writer_->write(json_, chunk_bytes);
+            if (!gzip_) {
+                out.swap(json_);
+                return !last;
+            }
+            gzip_->write(json_, out, last);
+            if (!out.empty() || last) {
+                return !last;
+            }
+            continue;
+        }
         if (!prefix_.empty()) {
             json_.assign(prefix_);
             prefix_ = {};

@@ -4,10 +4,10 @@
 #include <cctype>
 #include <cstring>
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
 
 #include "flowd/codec/gzip.hpp"
-#include "flowd/codec/query.hpp"
 
 namespace flowd {
 
@@ -336,56 +336,226 @@ handler_result flows_handler::post(request_context& ctx) {
     }};
 }
 
-handler_result flows_handler::get(request_context& ctx) {
+namespace {
+
+route_id route_of(query_route r) noexcept {
+    switch (r) {
+        case query_route::flows:
+            return route_id::flows;
+        case query_route::summary:
+            return route_id::flows_summary;
+        case query_route::hours:
+            return route_id::hours;
+    }
+    return route_id::flows;
+}
+
+// The config key of the limit a query-too-large names, for flowd_limit_rejections_total.
+std::string_view limit_of(problem const& p) noexcept {
+    for (std::string_view const key :
+         {"max_query_hours", "max_query_scan_rows", "max_query_groups"}) {
+        if (p.detail.find(key) != std::string::npos) {
+            return key;
+        }
+    }
+    return "max_query_hours";
+}
+
+}  // namespace
+
+// A heavy query's slot under max_concurrent_queries; released when dropped.
+class flows_handler::query_slot {
+public:
+    explicit query_slot(std::atomic<std::size_t>* running) noexcept : running_(running) {}
+    query_slot(query_slot const&) = delete;
+    query_slot& operator=(query_slot const&) = delete;
+    ~query_slot() {
+        if (running_ != nullptr) {
+            running_->fetch_sub(1, std::memory_order_acq_rel);
+        }
+    }
+
+private:
+    std::atomic<std::size_t>* running_;
+};
+
+void flows_handler::set_cache_headers(http::response_header<>& h, std::string const& etag) {
+    h.set(http::field::etag, etag);
+    h.set(http::field::vary, "Accept, Accept-Encoding");
+    h.set(http::field::cache_control, "no-cache");
+}
+
+handler_result flows_handler::query(request_context& ctx, query_route route) {
     if (!serving()) {
         return response{recovering_response(ctx.request_id)};
     }
-    auto q = parse_flows_query(ctx.query, cluster());
-    if (!q) {
-        return response{problem_response(q.error(), ctx.request_id)};
+    auto plan = parse_query_plan(route, ctx.query, options_.query, cluster());
+    if (!plan) {
+        if (plan.error().type == problem_type::query_too_large) {
+            metrics_.count_limit_rejection(limit_of(plan.error()));
+        }
+        return response{problem_response(plan.error(), ctx.request_id)};
+    }
+    query_request q;
+    if (route == query_route::hours) {
+        q.format = answer_format::json;
+    } else if (plan->format) {
+        q.format = *plan->format;
+    } else {
+        auto const accept = ctx.req.find(http::field::accept);
+        q.format = accept == ctx.req.end()
+                       ? answer_format::json
+                       : negotiate_format(accept->value(), route == query_route::flows);
     }
     auto const ae = ctx.req.find(http::field::accept_encoding);
-    bool const gzip_ok = ae != ctx.req.end() && accepts_gzip(ae->value());
-    if (!q->min_seq || !cluster()) {
-        return answer_get(*q, gzip_ok);
+    q.gzip = ae != ctx.req.end() && accepts_gzip(ae->value());
+    if (auto const inm = ctx.req.find(http::field::if_none_match); inm != ctx.req.end()) {
+        q.if_none_match = std::string(inm->value());
+    }
+    q.request_id = std::string(ctx.request_id);
+    q.plan = std::move(*plan);
+    // SPEC's order for a GET: 400, 422, 503 overloaded, then 304. The scan bound is known
+    // from the hours' totals, without reading a row.
+    if (q.plan.route != query_route::hours) {
+        std::uint64_t rows = 0;
+        for (hour_stat const& h : store_.hour_stats(q.plan.from, q.plan.to)) {
+            rows += h.keys;
+        }
+        if (rows > options_.query.max_query_scan_rows) {
+            metrics_.count_limit_rejection("max_query_scan_rows");
+            return response{problem_response(
+                problem{problem_type::query_too_large,
+                        "the range " + std::to_string(q.plan.from) + " <= hour < " +
+                            std::to_string(q.plan.to) + " holds " + std::to_string(rows) +
+                            " stored rows, more than max_query_scan_rows (" +
+                            std::to_string(options_.query.max_query_scan_rows) +
+                            "); narrow the range",
+                        {},
+                        {}},
+                q.request_id)};
+        }
+    }
+    // A heavy query holds a slot under max_concurrent_queries until it has answered.
+    std::shared_ptr<query_slot> slot;
+    if (q.plan.heavy() && options_.max_concurrent_queries != 0) {
+        std::size_t const running = queries_running_.fetch_add(1, std::memory_order_acq_rel);
+        slot = std::make_shared<query_slot>(&queries_running_);
+        if (running >= options_.max_concurrent_queries) {
+            string_response r =
+                problem_response(problem{problem_type::overloaded,
+                                         "more than max_concurrent_queries (" +
+                                             std::to_string(options_.max_concurrent_queries) +
+                                             ") range, grouping or summary queries at once; retry",
+                                         {},
+                                         {}},
+                                 q.request_id);
+            r.set(http::field::retry_after, "1");
+            return response{std::move(r)};
+        }
+    }
+    if (!q.plan.min_seq || !cluster()) {
+        if (!pool_ || !q.plan.heavy()) {
+            return answer_query(q);
+        }
+        // Off the I/O thread: a long range must not stall the other connections it serves.
+        return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
+            boost::asio::post(*pool_, [this, q = std::move(q), slot, respond = std::move(respond)] {
+                respond(answer_query(q));
+            });
+        }};
     }
     // Waits without an I/O thread: the apply thread answers once it reaches min_seq.
-    return deferred{[this, query = std::move(*q), gzip_ok,
-                     request_id = std::string(ctx.request_id)](respond_fn respond) mutable {
-        std::uint64_t const seq = *query.min_seq;
-        options_.wait_applied(seq, options_.min_seq_wait,
-                              [this, seq, query = std::move(query), gzip_ok, request_id,
-                               respond = std::move(respond)](bool applied) {
-                                  if (applied) {
-                                      return respond(answer_get(query, gzip_ok));
-                                  }
-                                  string_response r = problem_response(
-                                      problem{problem_type::cluster_unavailable,
-                                              "this node has not applied stream sequence " +
-                                                  std::to_string(seq) + " within min_seq_wait (" +
-                                                  std::to_string(options_.min_seq_wait.count()) +
-                                                  " ms); retry, or ask another node",
-                                              {},
-                                              {}},
-                                      request_id);
-                                  r.set(http::field::retry_after, "1");
-                                  respond(std::move(r));
-                              });
+    return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
+        std::uint64_t const seq = *q.plan.min_seq;
+        options_.wait_applied(
+            seq, options_.min_seq_wait,
+            [this, seq, q = std::move(q), slot, respond = std::move(respond)](bool applied) {
+                if (applied) {
+                    return respond(answer_query(q));
+                }
+                string_response r =
+                    problem_response(problem{problem_type::cluster_unavailable,
+                                             "this node has not applied stream sequence " +
+                                                 std::to_string(seq) + " within min_seq_wait (" +
+                                                 std::to_string(options_.min_seq_wait.count()) +
+                                                 " ms); retry, or ask another node",
+                                             {},
+                                             {}},
+                                     q.request_id);
+                r.set(http::field::retry_after, "1");
+                respond(std::move(r));
+            });
     }};
 }
 
-response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
-    flow_filter filter;
-    if (q.src_app) {
-        filter.src_app = *q.src_app;
+response flows_handler::answer_query(query_request const& q) {
+    query_plan const& plan = q.plan;
+    route_id const route = route_of(plan.route);
+    auto const started = std::chrono::steady_clock::now();
+    if (!q.if_none_match.empty()) {
+        // A 304 costs the totals of the hours in range, never a row.
+        std::vector<hour_stat> const stats = store_.hour_stats(plan.from, plan.to);
+        std::string const etag = answer_etag(plan, q.format, q.gzip, stats, options_.etag_seed);
+        if (etag_matches(q.if_none_match, etag)) {
+            string_response r{http::status::not_modified, 11};
+            set_cache_headers(r.base(), etag);
+            return response{std::move(r)};
+        }
     }
-    if (q.dest_app) {
-        filter.dest_app = *q.dest_app;
+    if (plan.plain_hour() && q.format == answer_format::json) {
+        response r = answer_plain_hour(q);
+        metrics_.observe_query(
+            route, 0,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        return r;
     }
-    if (q.vpc_id) {
-        filter.vpc_id = *q.vpc_id;
+    auto answer = execute_query(store_, plan, q.format, options_.query);
+    if (!answer) {
+        if (answer.error().type == problem_type::query_too_large) {
+            metrics_.count_limit_rejection(limit_of(answer.error()));
+        }
+        return response{problem_response(answer.error(), q.request_id)};
     }
-    hour_snapshot snap = store_.snapshot(q.hour, filter);
+    std::string const etag = answer_etag(plan, q.format, q.gzip, answer->stats, options_.etag_seed);
+    std::uint64_t const scanned = answer->rows_scanned;
+    auto writer = std::make_shared<answer_writer>(std::move(*answer));
+    metrics_.observe_query(
+        route, scanned,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    // Write up to the threshold: an answer that ends there goes whole with a Content-Length;
+    // a longer one is streamed, starting with what was written here. The store's gate is
+    // long released: the rows were copied out.
+    std::string body;
+    bool const done = writer->write(body, stream_threshold);
+    if (done && body.size() < stream_threshold) {
+        string_response r =
+            text_response(200, content_type_of(q.format), q.gzip ? gzip(body) : std::move(body));
+        if (q.gzip) {
+            r.set(http::field::content_encoding, "gzip");
+        }
+        set_cache_headers(r.base(), etag);
+        return response{std::move(r)};
+    }
+    stream_response r{http::status::ok, 11};
+    r.set(http::field::content_type, content_type_of(q.format));
+    set_cache_headers(r.base(), etag);
+    if (q.gzip) {
+        r.set(http::field::content_encoding, "gzip");
+    }
+    r.body().prefix = std::move(body);
+    r.body().gzip = q.gzip;
+    r.body().answer = std::move(writer);
+    return response{std::move(r)};
+}
+
+response flows_handler::answer_plain_hour(query_request const& q) const {
+    hour_stat stats;
+    hour_snapshot snap = store_.snapshot(q.plan.from, {}, &stats);
+    std::string const etag =
+        answer_etag(q.plan, q.format, q.gzip,
+                    stats.keys == 0 ? std::vector<hour_stat>{} : std::vector<hour_stat>{stats},
+                    options_.etag_seed);
+    metrics_.count_rows_scanned(route_id::flows, snap.size());
 
     // Serialise up to the threshold: an answer that ends there goes whole with a
     // Content-Length; a longer one is streamed, starting with what was written here.
@@ -395,23 +565,23 @@ response flows_handler::answer_get(flows_query const& q, bool gzip_ok) const {
     std::size_t const next = append_snapshot_json_upto(body, snap, 0, stream_threshold, true);
     if (next == snap.size() && body.size() < stream_threshold) {
         body.push_back(']');
-        string_response r = json_response(200, gzip_ok ? gzip(body) : std::move(body));
-        if (gzip_ok) {
+        string_response r = json_response(200, q.gzip ? gzip(body) : std::move(body));
+        if (q.gzip) {
             r.set(http::field::content_encoding, "gzip");
         }
-        r.set(http::field::vary, "Accept-Encoding");
+        set_cache_headers(r.base(), etag);
         return response{std::move(r)};
     }
     stream_response r{http::status::ok, 11};
     r.set(http::field::content_type, "application/json");
-    r.set(http::field::vary, "Accept-Encoding");
-    if (gzip_ok) {
+    set_cache_headers(r.base(), etag);
+    if (q.gzip) {
         r.set(http::field::content_encoding, "gzip");
     }
     r.body().prefix = std::move(body);
     r.body().next = next;
     r.body().snapshot = std::move(snap);
-    r.body().gzip = gzip_ok;
+    r.body().gzip = q.gzip;
     return response{std::move(r)};
 }
 

@@ -44,6 +44,10 @@ std::string_view route_label(route_id r) noexcept {
             return "/metrics";
         case route_id::other:
             return "other";
+        case route_id::flows_summary:
+            return "/flows/summary";
+        case route_id::hours:
+            return "/hours";
     }
     return "other";
 }
@@ -157,6 +161,21 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
     for (std::string_view const limit : limit_names) {
         limit_rejections_.Add({{"limit", std::string(limit)}});
     }
+    auto& scanned = prometheus::BuildCounter()
+                        .Name("flowd_query_rows_scanned_total")
+                        .Help("Stored rows read by GET queries, by route")
+                        .Register(registry);
+    auto& query_seconds =
+        prometheus::BuildHistogram()
+            .Name("flowd_query_duration_seconds")
+            .Help("Time to compute a query's answer (before writing it), by route")
+            .Register(registry);
+    for (route_id const r : {route_id::flows, route_id::flows_summary, route_id::hours}) {
+        auto const i = static_cast<std::size_t>(r);
+        rows_scanned_.at(i) = &scanned.Add({{"route", std::string(route_label(r))}});
+        query_durations_.at(i) =
+            &query_seconds.Add({{"route", std::string(route_label(r))}}, duration_buckets);
+    }
     prometheus::BuildGauge()
         .Name("flowd_build_info")
         .Help("Always 1; labels carry the version and commit of this flowd")
@@ -207,6 +226,21 @@ void service_metrics::observe_request(route_id route, std::string_view method, u
         slot.store(c, std::memory_order_release);
     }
     c->Increment();
+}
+
+void service_metrics::observe_query(route_id route, std::uint64_t rows_scanned, double seconds) {
+    auto const i = static_cast<std::size_t>(route);
+    if (query_durations_.at(i) != nullptr) {
+        query_durations_.at(i)->Observe(seconds);
+    }
+    count_rows_scanned(route, rows_scanned);
+}
+
+void service_metrics::count_rows_scanned(route_id route, std::uint64_t rows) {
+    auto const i = static_cast<std::size_t>(route);
+    if (rows_scanned_.at(i) != nullptr && rows != 0) {
+        rows_scanned_.at(i)->Increment(static_cast<double>(rows));
+    }
 }
 
 void service_metrics::count_limit_rejection(std::string_view limit) {

@@ -342,9 +342,11 @@ void flow_store::commit(prepared_batch&& batch) {
                     std::size_t const size_before = table.size();
                     flow_counters& c = table.upsert(it.key, it.hash);
                     inserted += table.size() - size_before;
+                    flow_counters const before = c;
                     if (add_saturating(c, it.counters)) {
                         ++saturated;
                     }
+                    table.add_totals(c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx);
                     peak = std::max({peak, c.bytes_tx, c.bytes_rx});
                 }
             }
@@ -416,7 +418,34 @@ std::size_t flow_store::drop_hours_before(std::uint32_t first_kept) {
     return dropped.size();
 }
 
-hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter) const {
+std::vector<hour_stat> flow_store::stats_locked(std::uint32_t from, std::uint32_t to) const {
+    std::map<std::uint32_t, hour_stat> by_hour;
+    for (std::size_t s = 0; s < options_.shard_count; ++s) {
+        shard const& sh = shards_[s];
+        std::scoped_lock lock{sh.mutex};
+        for_hours_in(sh, from, to, [&by_hour](std::uint32_t hour, hour_table const& table) {
+            hour_stat& st = by_hour[hour];
+            st.hour = hour;
+            st.keys += table.size();
+            st.bytes_tx += table.sum_tx();
+            st.bytes_rx += table.sum_rx();
+        });
+    }
+    std::vector<hour_stat> out;
+    out.reserve(by_hour.size());
+    for (auto const& [hour, st] : by_hour) {
+        out.push_back(st);
+    }
+    return out;
+}
+
+std::vector<hour_stat> flow_store::hour_stats(std::uint32_t from, std::uint32_t to) const {
+    std::unique_lock gate{gate_};
+    return stats_locked(from, to);
+}
+
+hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter,
+                                   hour_stat* stats) const {
     hour_snapshot snap;
     snap.hour_ = hour;
     snap.names_ = &names_;
@@ -428,16 +457,31 @@ hour_snapshot flow_store::snapshot(std::uint32_t hour, flow_filter const& filter
         }
         return names_.find(*f);
     };
+    if (stats != nullptr) {
+        *stats = hour_stat{hour, 0, 0, 0};
+    }
     std::optional<std::uint32_t> const src = resolve(filter.src_app);
     std::optional<std::uint32_t> const dest = resolve(filter.dest_app);
     std::optional<std::uint32_t> const vpc = resolve(filter.vpc_id);
     if ((src && *src == string_interner::npos) || (dest && *dest == string_interner::npos) ||
         (vpc && *vpc == string_interner::npos)) {
+        if (stats != nullptr) {
+            std::vector<hour_stat> const st = hour_stats(hour, hour + 1);
+            if (!st.empty()) {
+                *stats = st.front();
+            }
+        }
         return snap;
     }
     bool const filtered = src || dest || vpc;
     {
         std::unique_lock gate{gate_};
+        if (stats != nullptr) {
+            std::vector<hour_stat> const st = stats_locked(hour, hour + 1);
+            if (!st.empty()) {
+                *stats = st.front();
+            }
+        }
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
             shard const& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};

@@ -136,6 +136,19 @@ TEST_F(AuthTest, EachStatusPerScope) {
     EXPECT_EQ(client.get("/flows?hour=5", bearer(both_.token)).result_int(), 200U);
 }
 
+TEST_F(AuthTest, QueryRoutesNeedTheReadScope) {
+    flowd_process flowd{{"--tokens-file", tokens_path_}};
+    http_client client{flowd.port()};
+
+    for (std::string const target : {"/flows/summary?from=0&to=24", "/hours"}) {
+        SCOPED_TRACE(target);
+        EXPECT_TRUE(is_problem(client.get(target), 401, "unauthorized"));
+        EXPECT_TRUE(is_problem(client.get(target, bearer(writer_.token)), 403, "forbidden"));
+        EXPECT_EQ(client.get(target, bearer(reader_.token)).result_int(), 200U);
+        EXPECT_EQ(client.get(target, bearer(both_.token)).result_int(), 200U);
+    }
+}
+
 TEST_F(AuthTest, RejectedRequestsApplyNothing) {
     flowd_process flowd{{"--tokens-file", tokens_path_}};
     http_client client{flowd.port()};

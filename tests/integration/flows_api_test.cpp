@@ -175,9 +175,10 @@ TEST(FlowsApiTest, DecodesPercentEncodedFilterValues) {
 
     EXPECT_EQ(encoded.body(), "[" + flow_json(spaced, "dst", "v", 1, 2, 3) + "]");
     EXPECT_EQ(lower_hex.body(), encoded.body());
-    EXPECT_EQ(plus.body(), "[" + flow_json("x+y", "dst", "v", 5, 6, 3) + "]");
-    EXPECT_EQ(space.body(), "[" + flow_json("x y", "dst", "v", 7, 8, 3) + "]");
-    EXPECT_EQ(encoded_name.body(), plus.body());
+    // SPEC: '+' decodes to a space (form encoding), %2B is a literal plus.
+    EXPECT_EQ(plus.body(), "[" + flow_json("x y", "dst", "v", 7, 8, 3) + "]");
+    EXPECT_EQ(space.body(), plus.body());
+    EXPECT_EQ(encoded_name.body(), "[" + flow_json("x+y", "dst", "v", 5, 6, 3) + "]");
 }
 
 TEST(FlowsApiTest, EscapesOnlyQuotesBackslashesAndControls) {

@@ -200,6 +200,13 @@ http_response with_tokens(std::string const& method, std::string const& scopes) 
                             : c.get("/flows?hour=1", headers);
 }
 
+// GETs `target`, then GETs it again with If-None-Match: the first answer's ETag.
+http_response revalidated(flowd_process& p, std::string const& target) {
+    http_client c(p.port());
+    http_response const first = c.get(target);
+    return c.get(target, {{"If-None-Match", std::string(first["ETag"])}});
+}
+
 std::map<std::string, recipe> recipes() {
     std::map<std::string, recipe> r;
     for (std::string const method : {"POST", "GET"}) {
@@ -264,6 +271,31 @@ std::map<std::string, recipe> recipes() {
                            }};
     r["GET /flows 400"] = {"GET /flows without hour",
                            [](flowd_process& p) { return http_client(p.port()).get("/flows"); }};
+    r["GET /flows 304"] = {"GET /flows?hour=1 again with If-None-Match: its ETag",
+                           [](flowd_process& p) { return revalidated(p, "/flows?hour=1"); }};
+    r["GET /flows 422"] = {"GET /flows?from=0&to=745", [](flowd_process& p) {
+                               return http_client(p.port()).get("/flows?from=0&to=745");
+                           }};
+    r["GET /flows/summary 200"] = {
+        "GET /flows/summary?from=0&to=24",
+        [](flowd_process& p) { return http_client(p.port()).get("/flows/summary?from=0&to=24"); }};
+    r["GET /flows/summary 304"] = {
+        "GET /flows/summary?from=0&to=24 again with If-None-Match: its ETag",
+        [](flowd_process& p) { return revalidated(p, "/flows/summary?from=0&to=24"); }};
+    r["GET /flows/summary 400"] = {
+        "GET /flows/summary?from=0&to=24&group_by=hour", [](flowd_process& p) {
+            return http_client(p.port()).get("/flows/summary?from=0&to=24&group_by=hour");
+        }};
+    r["GET /flows/summary 422"] = {
+        "GET /flows/summary?from=0&to=745",
+        [](flowd_process& p) { return http_client(p.port()).get("/flows/summary?from=0&to=745"); }};
+    r["GET /hours 200"] = {"GET /hours",
+                           [](flowd_process& p) { return http_client(p.port()).get("/hours"); }};
+    r["GET /hours 304"] = {"GET /hours again with If-None-Match: its ETag",
+                           [](flowd_process& p) { return revalidated(p, "/hours"); }};
+    r["GET /hours 400"] = {"GET /hours?colour=red", [](flowd_process& p) {
+                               return http_client(p.port()).get("/hours?colour=red");
+                           }};
     for (std::string const path : {"/healthz", "/readyz", "/metrics"}) {
         r["GET " + path + " 200"] = {
             "GET " + path, [path](flowd_process& p) { return http_client(p.port()).get(path); }};

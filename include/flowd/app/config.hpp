@@ -25,6 +25,12 @@ struct config {
     std::uint64_t max_keys = 50'000'000;
     // The store's own bytes; 0: half of the memory limit (cgroup memory.max, else MemTotal).
     std::uint64_t max_store_bytes = 0;
+    // The query routes' cost bounds (SPEC: 422 query-too-large; 503 over the concurrency).
+    std::uint32_t max_query_hours = 744;
+    std::uint64_t max_query_scan_rows = 50'000'000;
+    std::uint64_t max_query_groups = 5'000'000;
+    std::size_t max_concurrent_queries = 0;  // 0: 2 x threads
+    std::size_t query_threads = 2;  // computing range/group/summary answers; 0: I/O threads
     std::size_t store_shards = 64;
     std::chrono::milliseconds grace_period{10'000};
     std::chrono::milliseconds header_timeout{10'000};

@@ -36,6 +36,7 @@ enum class problem_type {
     not_implemented,  // 501: a Transfer-Encoding flowd does not know
     tls_required,     // 400: plain HTTP sent to a TLS listener
     starting,         // 503: recovering the data directory or still starting
+    query_too_large,
     bad_request,
 };
 

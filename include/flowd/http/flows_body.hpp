@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,13 +13,15 @@
 #include <boost/optional.hpp>
 
 #include "flowd/codec/gzip.hpp"
+#include "flowd/query/execute.hpp"
 #include "flowd/store/flow_store.hpp"
 
 namespace flowd {
 
-// Serialises a snapshot as the JSON array of GET /flows, `chunk_bytes` at a time, so the
-// whole body is never held in memory (SPEC: answers over 64 KiB are streamed).
-// Optionally gzip-compresses as it goes. Owned by one response.
+// Serialises a snapshot as the JSON array of GET /flows, or a query answer through its
+// answer_writer, `chunk_bytes` at a time, so the whole body is never held in memory (SPEC:
+// answers over 64 KiB are streamed). Optionally gzip-compresses as it goes. Owned by one
+// response.
 class flows_serializer {
 public:
     static constexpr std::size_t chunk_bytes = 64 * 1024;
@@ -27,13 +30,16 @@ public:
     // serialised; it must outlive the serialiser and is the body's first piece.
     flows_serializer(hour_snapshot const& snapshot, bool gzip, std::string_view prefix = {},
                      std::size_t next = 0);
+    // A query answer: `writer` already wrote `prefix` (maybe empty) and continues from there.
+    flows_serializer(answer_writer& writer, bool gzip, std::string_view prefix);
 
     // The next piece of the body into `out` (replacing it); false once the body is complete
     // and `out` holds its last piece.
     bool next(std::string& out);
 
 private:
-    hour_snapshot const* snapshot_;
+    hour_snapshot const* snapshot_ = nullptr;
+    answer_writer* writer_ = nullptr;
     std::optional<gzip_writer> gzip_;
     std::string_view prefix_;
     std::size_t next_ = 0;
@@ -41,14 +47,17 @@ private:
     std::string json_;
 };
 
-// A Beast Body whose value is a snapshot; its writer streams it through flows_serializer.
-// Sent with chunked transfer encoding.
+// A Beast Body whose value is a snapshot or a query answer; its writer streams it through
+// flows_serializer. Sent with chunked transfer encoding.
 struct flows_body {
     struct value_type {
         hour_snapshot snapshot;
         bool gzip = false;
         std::string prefix;  // see flows_serializer
         std::size_t next = 0;
+        // When set, the body is this answer's, not the snapshot's. Shared: Beast may copy
+        // the value, and a writer holds its position.
+        std::shared_ptr<answer_writer> answer;
     };
 
     class writer {
@@ -57,7 +66,9 @@ struct flows_body {
 
         template <bool IsRequest, class Fields>
         writer(boost::beast::http::header<IsRequest, Fields> const&, value_type const& body)
-            : serializer_(body.snapshot, body.gzip, body.prefix, body.next) {}
+            : serializer_(body.answer ? flows_serializer(*body.answer, body.gzip, body.prefix)
+                                      : flows_serializer(body.snapshot, body.gzip, body.prefix,
+                                                         body.next)) {}
 
         void init(boost::beast::error_code& ec) { ec = {}; }
 

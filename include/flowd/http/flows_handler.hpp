@@ -4,13 +4,17 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include "flowd/codec/flow_json.hpp"
-#include "flowd/codec/query.hpp"
 #include "flowd/http/ingest.hpp"
 #include "flowd/http/router.hpp"
 #include "flowd/metrics/service_metrics.hpp"
+#include "flowd/query/execute.hpp"
+#include "flowd/query/plan.hpp"
 #include "flowd/store/flow_store.hpp"
 
 namespace flowd {
@@ -38,6 +42,17 @@ struct flows_options {
                        std::function<void(bool applied)> done)>
         wait_applied{};
     std::chrono::milliseconds min_seq_wait{2'000};
+    // The query routes' cost bounds (SPEC: 422 query-too-large).
+    query_limits query{};
+    // At most this many heavy queries (a range over one hour, a grouping, an order, a
+    // summary) at once; more: 503 overloaded. 0: no bound.
+    std::size_t max_concurrent_queries = 0;
+    // Mixed into every ETag: 0 when the data survives restarts (a data directory, a
+    // cluster stream), a random number drawn at start otherwise.
+    std::uint64_t etag_seed = 0;
+    // Threads that compute range, grouping and summary answers, off the I/O threads.
+    // 0: compute them on the I/O thread that received the request.
+    std::size_t query_threads = 0;
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -60,13 +75,28 @@ public:
 
     flows_handler(flow_store const& store, ingest& sink, service_metrics& metrics,
                   flows_options options)
-        : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {}
+        : store_(store), sink_(sink), metrics_(metrics), options_(std::move(options)) {
+        if (options_.query_threads != 0) {
+            pool_ = std::make_unique<boost::asio::thread_pool>(options_.query_threads);
+        }
+    }
+    flows_handler(flows_handler const&) = delete;
+    flows_handler& operator=(flows_handler const&) = delete;
+    // Waits for the queries in flight (the server drains requests before this).
+    ~flows_handler() {
+        if (pool_) {
+            pool_->join();
+        }
+    }
 
     handler_result post(request_context& ctx);
     // What post() would answer from the head alone (503 while recovering, 415), for a
     // request that waits on `Expect: 100-continue`: nothing means send 100 and read.
     std::optional<response> precheck_post(request_context& ctx);
-    handler_result get(request_context& ctx);
+    // GET /flows, GET /flows/summary and GET /hours.
+    handler_result get(request_context& ctx) { return query(ctx, query_route::flows); }
+    handler_result summary(request_context& ctx) { return query(ctx, query_route::summary); }
+    handler_result hours(request_context& ctx) { return query(ctx, query_route::hours); }
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
@@ -74,7 +104,20 @@ private:
     [[nodiscard]] static std::optional<problem> check_post_headers(request const& req,
                                                                    body_format& format,
                                                                    std::string& encoding);
-    [[nodiscard]] response answer_get(flows_query const& q, bool gzip_ok) const;
+    class query_slot;
+    struct query_request {
+        query_plan plan;
+        answer_format format = answer_format::json;
+        bool gzip = false;
+        std::string if_none_match;
+        std::string request_id;
+    };
+    handler_result query(request_context& ctx, query_route route);
+    [[nodiscard]] response answer_query(query_request const& q);
+    [[nodiscard]] response answer_plain_hour(query_request const& q) const;
+    // The 200's caching headers (SPEC: ETag, Vary, Cache-Control on every 200).
+    static void set_cache_headers(boost::beast::http::response_header<>& h,
+                                  std::string const& etag);
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
     [[nodiscard]] bool serving() const noexcept {
@@ -85,6 +128,8 @@ private:
     ingest& sink_;
     service_metrics& metrics_;
     flows_options options_;
+    std::atomic<std::size_t> queries_running_{0};
+    std::unique_ptr<boost::asio::thread_pool> pool_;
 };
 
 // True when an Accept-Encoding header value accepts gzip (q absent or above 0).

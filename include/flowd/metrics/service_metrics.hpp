@@ -19,8 +19,8 @@
 namespace flowd {
 
 // The fixed set of `route` label values (SPEC: never the raw path).
-enum class route_id : unsigned { flows, healthz, readyz, metrics, other };
-inline constexpr std::size_t route_count = 5;
+enum class route_id : unsigned { flows, healthz, readyz, metrics, other, flows_summary, hours };
+inline constexpr std::size_t route_count = 7;
 [[nodiscard]] std::string_view route_label(route_id r) noexcept;
 
 // The `method` label: the common methods by name, anything else as "other".
@@ -49,6 +49,12 @@ public:
 
     // A request refused by one of the limits (label `limit`, e.g. max_body_bytes).
     void count_limit_rejection(std::string_view limit);
+
+    // A query route's answer computed (flowd_query_duration_seconds) after reading
+    // `rows_scanned` stored rows (flowd_query_rows_scanned_total). `route` is one of the
+    // query routes (/flows, /flows/summary, /hours).
+    void observe_query(route_id route, std::uint64_t rows_scanned, double seconds);
+    void count_rows_scanned(route_id route, std::uint64_t rows);
 
     prometheus::Gauge& connections_open;
     prometheus::Counter& flows_ingested;
@@ -80,6 +86,9 @@ private:
     std::array<std::atomic<prometheus::Histogram*>, route_count * method_labels.size()>
         durations_{};
     std::array<bool, route_count * method_labels.size()> declared_{};
+    // Per route (only the query routes are set), resolved at startup so they export 0.
+    std::array<prometheus::Counter*, route_count> rows_scanned_{};
+    std::array<prometheus::Histogram*, route_count> query_durations_{};
     // (route, method, status) -> counter, resolved on first use: a series exists only once
     // it has been answered. Family::Add is idempotent and thread-safe.
     std::unique_ptr<std::atomic<prometheus::Counter*>[]> request_counters_;

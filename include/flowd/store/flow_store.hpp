@@ -1,11 +1,14 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string_view>
 #include <unordered_map>
 #include <variant>
@@ -101,6 +104,16 @@ struct flow_filter {
     std::optional<std::string_view> vpc_id;
 };
 
+// The totals of one hour, kept as batches apply (not by scanning): stored rows, and the
+// sums of their bytes_tx and bytes_rx.
+struct hour_stat {
+    std::uint32_t hour = 0;
+    std::uint64_t keys = 0;
+    uint128 bytes_tx = 0;
+    uint128 bytes_rx = 0;
+    friend bool operator==(hour_stat const&, hour_stat const&) = default;
+};
+
 // The aggregated flows: a fixed array of cache-line-aligned shards, each a mutex and, per
 // hour, an open-addressing table of interned keys. A batch is applied shard by shard
 // (each touched shard locked once) while holding a batch_gate shared; a snapshot holds
@@ -141,7 +154,47 @@ public:
     std::size_t drop_hours_before(std::uint32_t first_kept);
 
     // Copies one hour out, filtered, and sorts it. Cost: the keys of that hour.
-    [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {}) const;
+    // `stats`, when given, receives the hour's totals read in the same atomic section.
+    [[nodiscard]] hour_snapshot snapshot(std::uint32_t hour, flow_filter const& filter = {},
+                                         hour_stat* stats = nullptr) const;
+
+    // The totals of the hours from <= h < to that hold keys, ascending, read atomically with
+    // respect to batches. Cost: the hours held (or the range, when shorter) per shard.
+    [[nodiscard]] std::vector<hour_stat> hour_stats(std::uint32_t from, std::uint32_t to) const;
+
+    // Copies the rows of the hours from <= h < to for which keep(app_key) is true into `out`,
+    // atomically with respect to batches (the gate held exclusive, as snapshot() does), and
+    // returns the hours' totals read in the same section. When the range holds more than
+    // `max_rows` stored rows it copies nothing (the caller refuses the query by the totals).
+    // `keep` runs under the gate: it must be cheap and must not call into the store (it
+    // may read names()).
+    template <class Keep>
+    std::vector<hour_stat> copy_range(std::uint32_t from, std::uint32_t to, std::uint64_t max_rows,
+                                      Keep&& keep, std::vector<exported_key>& out) const {
+        std::unique_lock gate{gate_};
+        std::vector<hour_stat> stats = stats_locked(from, to);
+        std::uint64_t rows = 0;
+        for (hour_stat const& h : stats) {
+            rows += h.keys;
+        }
+        if (rows > max_rows) {
+            return stats;
+        }
+        out.reserve(out.size() + rows);
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            shard const& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
+                table.for_each([&](app_key const& k, flow_counters const& c) {
+                    if (keep(k)) {
+                        out.push_back({k, hour, c});
+                    }
+                });
+            });
+        }
+        return stats;
+    }
+    [[nodiscard]] string_interner const& names() const noexcept { return names_; }
 
     // Keys present plus the new keys of prepared batches that counted them (near
     // max_keys); never more than max_keys. The per-item reservations prepare() makes far
@@ -176,6 +229,27 @@ private:
         // never lowered, read by prepare() without the lock to skip overflow probes.
         std::atomic<std::uint64_t> peak{0};
     };
+
+    // Calls f(hour, table) for each table of `sh` with from <= hour < to; the shard's mutex
+    // must be held. Walks the range or the shard's hours, whichever is shorter.
+    template <class F>
+    static void for_hours_in(shard const& sh, std::uint32_t from, std::uint32_t to, F&& f) {
+        if (to - from <= sh.hours.size()) {
+            for (std::uint32_t h = from; h < to; ++h) {
+                if (auto it = sh.hours.find(h); it != sh.hours.end() && it->second.size() != 0) {
+                    f(h, it->second);
+                }
+            }
+            return;
+        }
+        for (auto const& [hour, table] : sh.hours) {
+            if (hour >= from && hour < to && table.size() != 0) {
+                f(hour, table);
+            }
+        }
+    }
+    // hour_stats() with the gate held.
+    [[nodiscard]] std::vector<hour_stat> stats_locked(std::uint32_t from, std::uint32_t to) const;
 
     // Interns the batch's names and groups its keys by shard; checks nothing.
     [[nodiscard]] prepared_batch group(flow_batch const& batch);

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "flowd/domain/flow_counters.hpp"
+#include "flowd/domain/uint128.hpp"
 
 namespace flowd {
 
@@ -65,6 +66,15 @@ public:
     }
 
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+    // The sums of every key's bytes_tx and bytes_rx, kept as batches apply (the caller
+    // adds what it applied) so GET /hours and ETags read an hour's totals without a scan.
+    void add_totals(std::uint64_t tx, std::uint64_t rx) noexcept {
+        sum_tx_ += tx;
+        sum_rx_ += rx;
+    }
+    [[nodiscard]] uint128 sum_tx() const noexcept { return sum_tx_; }
+    [[nodiscard]] uint128 sum_rx() const noexcept { return sum_rx_; }
     [[nodiscard]] std::size_t memory_bytes() const noexcept { return capacity_ * sizeof(slot); }
 
 private:
@@ -73,6 +83,8 @@ private:
     std::unique_ptr<slot[]> slots_;
     std::size_t capacity_ = 0;  // zero or a power of two
     std::size_t size_ = 0;
+    uint128 sum_tx_ = 0;
+    uint128 sum_rx_ = 0;
 };
 
 }  // namespace flowd

@@ -43,6 +43,7 @@ std::vector<catalogue_entry> const catalogue{
     {problem_type::not_implemented, 501, "not-implemented"},
     {problem_type::tls_required, 400, "tls-required"},
     {problem_type::starting, 503, "starting"},
+    {problem_type::query_too_large, 422, "query-too-large"},
 };
 
 TEST(ProblemTest, EveryTypeHasTheSpecStatusSlugAndATitle) {

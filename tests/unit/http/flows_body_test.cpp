@@ -176,7 +176,7 @@ TEST(FlowsBodyTest, GzipEmptySnapshotInflatesToEmptyArray) {
 TEST(FlowsBodyTest, WriterStreamsTheWholeBodyThenStops) {
     flow_store store;
     fill(store, 3000);
-    flows_body::value_type value{store.snapshot(1), false, {}, 0};
+    flows_body::value_type value{store.snapshot(1), false, {}, 0, nullptr};
     boost::beast::http::response_header<> header;
     flows_body::writer writer{header, value};
     boost::beast::error_code ec;

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -330,10 +332,13 @@ TEST_F(FlowsHandlerTest, GetFiltersByEachParameter) {
 TEST_F(FlowsHandlerTest, GetFilterIsPercentDecoded) {
     ASSERT_EQ(status_of(post("[" + record("a b+c", 1, 1) + "," + record("a", 1, 1) + "]")), 200U);
 
-    response const r = get("hour=1&src_app=a%20b+c");
+    // '+' is a space (form encoding), %2B a literal plus.
+    response const r = get("hour=1&src_app=a%20b%2Bc");
+    response const plus_is_space = get("hour=1&src_app=a+b%2Bc");
 
     ASSERT_EQ(json_of(r).size(), 1U);
     EXPECT_EQ(json_of(r)[0].at("src_app"), "a b+c");
+    EXPECT_EQ(json_of(plus_is_space), json_of(r));
 }
 
 TEST_F(FlowsHandlerTest, GetSortsInByteOrder) {
@@ -361,7 +366,7 @@ TEST_F(FlowsHandlerTest, GetWithoutHourIsInvalidQuery) {
 }
 
 TEST_F(FlowsHandlerTest, GetWithUnknownParameterIsInvalidQuery) {
-    response const r = get("hour=1&limit=5");
+    response const r = get("hour=1&top=5");
 
     EXPECT_EQ(status_of(r), 400U);
 }
@@ -373,7 +378,7 @@ TEST_F(FlowsHandlerTest, GetHonoursAcceptEncodingGzip) {
     response const r = get("hour=1", "deflate, gzip;q=0.5");
 
     EXPECT_EQ(whole(r)[http::field::content_encoding], "gzip");
-    EXPECT_EQ(whole(r)[http::field::vary], "Accept-Encoding");
+    EXPECT_EQ(whole(r)[http::field::vary], "Accept, Accept-Encoding");
     auto const inflated = gunzip(whole(r).body(), 1 << 20);
     ASSERT_TRUE(inflated);
     EXPECT_EQ(*inflated, plain);
@@ -573,6 +578,63 @@ TEST(AcceptsGzipTest, ReadsCodingsAndWeights) {
     EXPECT_FALSE(accepts_gzip("gzip;q=0"));
     EXPECT_FALSE(accepts_gzip("gzip;q=0.000"));
     EXPECT_FALSE(accepts_gzip("x-gzip2"));
+}
+
+TEST(QueryPoolTest, HeavyQueriesRunOffTheIoThreadAndHoldASlotUntilAnswered) {
+    prometheus::Registry registry;
+    service_metrics metrics{registry, "test", "none"};
+    flow_store store{store_options{8, 1000}};
+    memory_ingest ingest{store, metrics};
+    flows_options options;
+    options.query_threads = 1;
+    options.max_concurrent_queries = 1;
+    flows_handler handler{store, ingest, metrics, options};
+    request post_req{http::verb::post, "/flows", 11};
+    post_req.set(http::field::content_type, "application/json");
+    post_req.body() = seed_body;
+    request_context post_ctx{post_req, "p", "/flows", "", false};
+    handler_result posted = handler.post(post_ctx);
+    if (auto* d = std::get_if<deferred>(&posted)) {
+        d->start([](response r) { EXPECT_EQ(status_of(r), 200U); });
+    }
+    request req{http::verb::get, "/flows/summary?from=0&to=24", 11};
+    request_context ctx{req, "s", "/flows/summary", "from=0&to=24&group_by=src_app&top=1", false};
+    request plain_req{http::verb::get, "/flows?hour=1", 11};
+    request_context plain_ctx{plain_req, "h", "/flows", "hour=1", false};
+
+    handler_result first = handler.summary(ctx);
+    ASSERT_TRUE(std::holds_alternative<deferred>(first));
+    // Not answered yet: it holds the only slot.
+    handler_result const second = handler.summary(ctx);
+    ASSERT_TRUE(std::holds_alternative<response>(second));
+    EXPECT_EQ(status_of(std::get<response>(second)), 503U);
+    EXPECT_EQ(
+        header_of(const_cast<response&>(std::get<response>(second)))[http::field::retry_after],
+        "1");
+    // One hour alone is not a heavy query: answered at once, on this thread.
+    handler_result const plain = handler.get(plain_ctx);
+    ASSERT_TRUE(std::holds_alternative<response>(plain));
+    EXPECT_EQ(status_of(std::get<response>(plain)), 200U);
+
+    std::promise<response> answered;
+    std::get<deferred>(first).start([&answered](response r) { answered.set_value(std::move(r)); });
+    first = response{json_response(200, "")};  // as the middleware drops it once started
+    response const r = answered.get_future().get();
+    ASSERT_TRUE(std::holds_alternative<string_response>(r));
+    EXPECT_EQ(std::get<string_response>(r).body(),
+              R"({"from":0,"to":24,"group_by":["src_app"],"order_by":"bytes",)"
+              R"("top":[{"src_app":"baz","bytes_tx":300,"bytes_rx":1500}],)"
+              R"("other":{"groups":1,"bytes_tx":300,"bytes_rx":900},)"
+              R"("total":{"groups":2,"bytes_tx":600,"bytes_rx":2400}})");
+    // The slot comes back once the pool task that answered ends.
+    bool freed = false;
+    for (int i = 0; i < 1000 && !freed; ++i) {
+        freed = std::holds_alternative<deferred>(handler.summary(ctx));
+        if (!freed) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    EXPECT_TRUE(freed);
 }
 
 }  // namespace

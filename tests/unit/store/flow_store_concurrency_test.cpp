@@ -146,6 +146,67 @@ TEST(FlowStoreConcurrencyTest, SnapshotNeverSeesPartOfABatch) {
     }
 }
 
+TEST(FlowStoreConcurrencyTest, RangeCopyNeverSeesPartOfABatch) {
+    flow_store store{store_options{64, 1'000'000}};
+    constexpr std::size_t writers = 4;
+    constexpr std::size_t batches_per_writer = 1000;
+    // Each batch touches four keys in each of three hours: a range copy or hour totals
+    // read hour by hour, or shard by shard, would catch one half applied.
+    constexpr std::size_t keys_per_hour = 4;
+    constexpr std::uint32_t hours = 3;
+    std::atomic<std::size_t> writers_done{0};
+    std::atomic<std::size_t> torn{0};
+    std::size_t copies = 0;
+
+    std::thread reader([&] {
+        while (writers_done.load() < writers) {
+            std::vector<flow_store::exported_key> rows;
+            std::vector<hour_stat> const stats = store.copy_range(
+                10, 10 + hours, 1'000'000, [](app_key const&) { return true; }, rows);
+            ++copies;
+            if (rows.empty()) {
+                continue;
+            }
+            if (rows.size() != keys_per_hour * hours || stats.size() != hours) {
+                torn.fetch_add(1);
+                continue;
+            }
+            for (auto const& r : rows) {
+                if (r.counters.bytes_tx != rows[0].counters.bytes_tx) {
+                    torn.fetch_add(1);
+                    break;
+                }
+            }
+            for (hour_stat const& h : stats) {
+                if (h.bytes_tx != stats[0].bytes_tx || h.keys != keys_per_hour ||
+                    h.bytes_tx != uint128{rows[0].counters.bytes_tx} * keys_per_hour) {
+                    torn.fetch_add(1);
+                    break;
+                }
+            }
+        }
+    });
+    run_threads(writers, [&](std::size_t) {
+        for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            flow_batch batch;
+            for (std::uint32_t h = 0; h < hours; ++h) {
+                for (std::size_t k = 0; k < keys_per_hour; ++k) {
+                    batch.add(key_name(k), "dest", "vpc", 10 + h, {1, 2}, k);
+                }
+            }
+            EXPECT_TRUE(apply(store, batch));
+        }
+        writers_done.fetch_add(1);
+    });
+    reader.join();
+
+    EXPECT_EQ(torn.load(), 0U);
+    EXPECT_GT(copies, 0U);
+    std::vector<hour_stat> const stats = store.hour_stats(0, 100);
+    ASSERT_EQ(stats.size(), hours);
+    EXPECT_EQ(stats[0].bytes_rx, uint128{2} * writers * batches_per_writer * keys_per_hour);
+}
+
 TEST(FlowStoreConcurrencyTest, ConcurrentReservationsNeverPassMaxKeys) {
     constexpr std::uint64_t max_keys = 100;
     flow_store store{store_options{16, max_keys}};

@@ -842,5 +842,56 @@ TEST(FlowStoreTest, BatchesInFlightNeverRefuseABatchThatKeepsTheStoreHalfFull) {
     EXPECT_EQ(store.snapshot(1).size(), 50U);
 }
 
+TEST(FlowStoreTest, HourStatsAreKeptAsBatchesApplyAndDropWithRetention) {
+    flow_store store;
+    apply(store, batch_of({{"foo", "bar", "vpc-0", 1, {100, 300}},
+                           {"foo", "bar", "vpc-0", 1, {200, 600}},
+                           {"baz", "qux", "vpc-0", 1, {100, 500}},
+                           {"baz", "qux", "vpc-0", 2, {100, 500}}}));
+
+    std::vector<hour_stat> const stats = store.hour_stats(0, 10);
+
+    ASSERT_EQ(stats.size(), 2U);
+    EXPECT_EQ(stats[0], (hour_stat{1, 2, 400, 1400}));
+    EXPECT_EQ(stats[1], (hour_stat{2, 1, 100, 500}));
+    EXPECT_EQ(store.hour_stats(2, 3), (std::vector<hour_stat>{stats[1]}));
+    EXPECT_TRUE(store.hour_stats(3, 2147483647U).empty());
+    store.drop_hours_before(2);
+    EXPECT_EQ(store.hour_stats(0, 10), (std::vector<hour_stat>{stats[1]}));
+}
+
+TEST(FlowStoreTest, HourStatsCountWhatASaturatedAddKept) {
+    flow_store store;
+    store.replay(batch_of({{"a", "b", "c", 1, {max_counter, 0}}}));
+    store.replay(batch_of({{"a", "b", "c", 1, {5, 1}}, {"x", "b", "c", 1, {max_counter, 0}}}));
+
+    std::vector<hour_stat> const stats = store.hour_stats(1, 2);
+
+    ASSERT_EQ(stats.size(), 1U);
+    EXPECT_EQ(stats[0].bytes_tx, uint128{max_counter} * 2);
+    EXPECT_EQ(stats[0].bytes_rx, 1U);
+}
+
+TEST(FlowStoreTest, CopyRangeFiltersAndRefusesOverMaxRows) {
+    flow_store store;
+    apply(store, batch_of({{"a", "b", "c", 1, {1, 1}},
+                           {"b", "b", "c", 2, {1, 1}},
+                           {"a", "b", "c", 3, {1, 1}}}));
+    std::uint32_t const a = store.names().find("a");
+    std::vector<flow_store::exported_key> rows;
+
+    auto stats = store.copy_range(
+        1, 3, 10, [a](app_key const& k) { return k.src == a; }, rows);
+
+    EXPECT_EQ(stats.size(), 2U);
+    ASSERT_EQ(rows.size(), 1U);
+    EXPECT_EQ(rows[0].hour, 1U);
+    rows.clear();
+    stats = store.copy_range(
+        0, 4, 2, [](app_key const&) { return true; }, rows);
+    EXPECT_EQ(stats.size(), 3U);
+    EXPECT_TRUE(rows.empty());
+}
+
 }  // namespace
 }  // namespace flowd

@@ -1,0 +1,465 @@
+#include "flowd/query/plan.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <map>
+
+#include "flowd/codec/query.hpp"
+#include "flowd/domain/flow_record.hpp"
+
+namespace flowd {
+namespace {
+
+constexpr std::uint64_t hour_end = std::uint64_t{max_hour} + 1;  // 2^31: `to` may equal it
+
+problem bad_query(std::string detail) {
+    return problem{problem_type::invalid_query, std::move(detail), {}, {}};
+}
+
+std::optional<std::uint64_t> parse_uint(std::string_view v) {
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) {
+        return std::nullopt;
+    }
+    std::uint64_t n = 0;
+    auto const r = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (r.ec != std::errc{} || r.ptr != v.data() + v.size()) {
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::string_view usage(query_route route) noexcept {
+    switch (route) {
+        case query_route::flows:
+            return "known: hour or from&to, src_app, dest_app, vpc_id (and their _prefix, "
+                   "_exclude), group_by, order_by, limit, format";
+        case query_route::summary:
+            return "known: hour or from&to, src_app, dest_app, vpc_id (and their _prefix, "
+                   "_exclude), group_by, order_by, top, series, format";
+        case query_route::hours:
+            return "known: hour or from&to";
+    }
+    return {};
+}
+
+std::optional<group_field> field_of(std::string_view name) noexcept {
+    for (group_field const f :
+         {group_field::src_app, group_field::dest_app, group_field::vpc_id, group_field::hour}) {
+        if (name == field_name(f)) {
+            return f;
+        }
+    }
+    return std::nullopt;
+}
+
+// Writes every byte outside [A-Za-z0-9_.-] as %XX, so a value's canonical spelling is one.
+void append_encoded(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    for (char const ch : s) {
+        auto const c = static_cast<unsigned char>(ch);
+        bool const plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+        if (plain) {
+            out.push_back(ch);
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xfU]);
+        }
+    }
+}
+
+}  // namespace
+
+std::string_view field_name(group_field f) noexcept {
+    switch (f) {
+        case group_field::src_app:
+            return "src_app";
+        case group_field::dest_app:
+            return "dest_app";
+        case group_field::vpc_id:
+            return "vpc_id";
+        case group_field::hour:
+            return "hour";
+    }
+    return {};
+}
+
+std::string_view order_name(order_key k) noexcept {
+    switch (k) {
+        case order_key::none:
+            return "";
+        case order_key::bytes:
+            return "bytes";
+        case order_key::bytes_tx:
+            return "bytes_tx";
+        case order_key::bytes_rx:
+            return "bytes_rx";
+    }
+    return {};
+}
+
+bool dimension_filter::passes(std::string_view name) const noexcept {
+    if (std::find(excludes.begin(), excludes.end(), name) != excludes.end()) {
+        return false;
+    }
+    if (equals.empty() && prefixes.empty()) {
+        return true;
+    }
+    if (std::find(equals.begin(), equals.end(), name) != equals.end()) {
+        return true;
+    }
+    return std::any_of(prefixes.begin(), prefixes.end(),
+                       [name](std::string const& p) { return name.starts_with(p); });
+}
+
+bool query_plan::plain_hour() const noexcept {
+    return route == query_route::flows && to - from == 1 && !has_filters() && !group_by_given &&
+           order == order_key::none && !limit;
+}
+
+boost::system::result<query_plan, problem> parse_query_plan(query_route route,
+                                                            std::string_view query,
+                                                            query_limits const& limits,
+                                                            bool allow_min_seq) {
+    query_plan plan;
+    plan.route = route;
+    // name -> decoded values in the order given; the map keeps `normalised` sorted.
+    std::map<std::string, std::vector<std::string>> params;
+    std::size_t pos = 0;
+    while (pos < query.size()) {
+        std::size_t amp = query.find('&', pos);
+        if (amp == std::string_view::npos) {
+            amp = query.size();
+        }
+        std::string_view const part = query.substr(pos, amp - pos);
+        pos = amp + 1;
+        if (part.empty()) {
+            continue;  // SPEC: "&&" and a trailing '&' are ignored
+        }
+        std::size_t const eq = part.find('=');
+        auto name = percent_decode(part.substr(0, eq));
+        auto value = eq == std::string_view::npos ? std::optional<std::string>{""}
+                                                  : percent_decode(part.substr(eq + 1));
+        if (!name || !value) {
+            return bad_query("malformed percent-encoding in " + quote_value(part));
+        }
+        if (name->empty()) {
+            return bad_query("empty parameter name in " + quote_value(part) + "; " +
+                             std::string(usage(route)));
+        }
+        if (value->empty()) {
+            return bad_query("parameter " + quote_value(*name) + " is empty");
+        }
+        params[*name].push_back(std::move(*value));
+    }
+
+    bool const rows_route = route != query_route::hours;
+    auto is_filter = [rows_route](std::string_view n) {
+        if (!rows_route) {
+            return false;
+        }
+        for (std::string_view const d : {"src_app", "dest_app", "vpc_id"}) {
+            if (n == d || (n.starts_with(d) &&
+                           (n.substr(d.size()) == "_prefix" || n.substr(d.size()) == "_exclude"))) {
+                return true;
+            }
+        }
+        return false;
+    };
+    auto known = [&](std::string_view n) {
+        if (n == "hour" || n == "from" || n == "to" || is_filter(n)) {
+            return true;
+        }
+        if (n == "min_seq") {
+            return allow_min_seq;
+        }
+        switch (route) {
+            case query_route::flows:
+                return n == "group_by" || n == "order_by" || n == "limit" || n == "format";
+            case query_route::summary:
+                return n == "group_by" || n == "order_by" || n == "top" || n == "series" ||
+                       n == "format";
+            case query_route::hours:
+                return false;
+        }
+        return false;
+    };
+    for (auto const& [name, values] : params) {
+        if (!known(name)) {
+            return bad_query("unknown parameter " + quote_value(name) + "; " +
+                             std::string(usage(route)));
+        }
+        if (values.size() > 1 && !is_filter(name)) {
+            return bad_query("parameter " + quote_value(name) +
+                             " is repeated (only the filters may be)");
+        }
+    }
+    auto single = [&params](std::string const& n) -> std::string const* {
+        auto const it = params.find(n);
+        return it == params.end() ? nullptr : &it->second.front();
+    };
+
+    // The range: hour=N, or from=A&to=B.
+    std::string const* hour = single("hour");
+    std::string const* from = single("from");
+    std::string const* to = single("to");
+    if (hour != nullptr && (from != nullptr || to != nullptr)) {
+        return bad_query("give either 'hour' or 'from' and 'to', not both");
+    }
+    if (hour != nullptr) {
+        auto const h = parse_uint(*hour);
+        if (!h || *h > max_hour) {
+            return bad_query("'hour' must be a base-10 integer 0..2147483647, got " +
+                             quote_value(*hour));
+        }
+        plan.from = static_cast<std::uint32_t>(*h);
+        plan.to = plan.from + 1;
+    } else if (from != nullptr || to != nullptr) {
+        if (from == nullptr || to == nullptr) {
+            return bad_query(std::string("missing '") + (from == nullptr ? "from" : "to") +
+                             "': a range is from=A&to=B, the hours A <= h < B");
+        }
+        auto const a = parse_uint(*from);
+        auto const b = parse_uint(*to);
+        if (!a || *a > max_hour) {
+            return bad_query("'from' must be a base-10 integer 0..2147483647, got " +
+                             quote_value(*from));
+        }
+        if (!b || *b > hour_end) {
+            return bad_query("'to' must be a base-10 integer 1..2147483648, got " +
+                             quote_value(*to));
+        }
+        if (*b <= *a) {
+            return bad_query("'to' (" + *to + ") must be greater than 'from' (" + *from +
+                             "): the range is from <= hour < to");
+        }
+        plan.from = static_cast<std::uint32_t>(*a);
+        plan.to = static_cast<std::uint32_t>(*b);
+    } else if (route == query_route::hours) {
+        plan.from = 0;
+        plan.to = static_cast<std::uint32_t>(hour_end);
+    } else {
+        return bad_query("missing the range: give hour=N, or from=A&to=B (the hours A <= h < B)");
+    }
+
+    // Filters: D, D_prefix, D_exclude, each repeatable.
+    if (rows_route) {
+        for (std::size_t d = 0; d < 3; ++d) {
+            std::string const base(field_name(static_cast<group_field>(d)));
+            dimension_filter& f = plan.filters.at(d);
+            if (auto it = params.find(base); it != params.end()) {
+                f.equals = it->second;
+            }
+            if (auto it = params.find(base + "_prefix"); it != params.end()) {
+                f.prefixes = it->second;
+            }
+            if (auto it = params.find(base + "_exclude"); it != params.end()) {
+                f.excludes = it->second;
+            }
+        }
+    }
+
+    // group_by, echoed as given (distinct fields).
+    if (route == query_route::summary) {
+        plan.group_by = {group_field::src_app, group_field::dest_app, group_field::vpc_id};
+        plan.order = order_key::bytes;
+    } else {
+        plan.group_by = {group_field::src_app, group_field::dest_app, group_field::vpc_id,
+                         group_field::hour};
+    }
+    if (std::string const* g = single("group_by")) {
+        std::vector<group_field> fields;
+        std::string_view rest = *g;
+        for (;;) {
+            std::size_t const comma = rest.find(',');
+            std::string_view const item = rest.substr(0, comma);
+            auto const f = field_of(item);
+            if (!f || (route == query_route::summary && *f == group_field::hour)) {
+                return bad_query(
+                    "'group_by' is a comma list of distinct fields out of " +
+                    std::string(route == query_route::summary ? "src_app, dest_app, vpc_id"
+                                                              : "src_app, dest_app, vpc_id, hour") +
+                    "; got " + quote_value(*g) +
+                    (route == query_route::summary && f ? " (use series=hour for hours)" : ""));
+            }
+            if (std::find(fields.begin(), fields.end(), *f) != fields.end()) {
+                return bad_query("'group_by' names " + quote_value(item) + " twice");
+            }
+            fields.push_back(*f);
+            if (comma == std::string_view::npos) {
+                break;
+            }
+            rest.remove_prefix(comma + 1);
+        }
+        plan.group_by = std::move(fields);
+        plan.group_by_given = true;
+    }
+    if (std::string const* o = single("order_by")) {
+        if (*o == "bytes") {
+            plan.order = order_key::bytes;
+        } else if (*o == "bytes_tx") {
+            plan.order = order_key::bytes_tx;
+        } else if (*o == "bytes_rx") {
+            plan.order = order_key::bytes_rx;
+        } else {
+            return bad_query("'order_by' must be bytes, bytes_tx or bytes_rx, got " +
+                             quote_value(*o));
+        }
+    }
+    if (std::string const* l = single("limit")) {
+        auto const n = parse_uint(*l);
+        if (!n || *n == 0) {
+            return bad_query("'limit' must be a base-10 integer >= 1, got " + quote_value(*l));
+        }
+        plan.limit = *n;
+    }
+    if (std::string const* t = single("top")) {
+        auto const n = parse_uint(*t);
+        if (!n || *n == 0 || *n > 1000) {
+            return bad_query("'top' must be a base-10 integer 1..1000, got " + quote_value(*t));
+        }
+        plan.top = static_cast<std::uint32_t>(*n);
+    }
+    if (std::string const* s = single("series")) {
+        if (*s != "hour") {
+            return bad_query("'series' must be hour, got " + quote_value(*s));
+        }
+        plan.series_hour = true;
+    }
+    if (std::string const* f = single("format")) {
+        if (*f == "json") {
+            plan.format = answer_format::json;
+        } else if (*f == "csv") {
+            plan.format = answer_format::csv;
+        } else if (*f == "ndjson" && route == query_route::flows) {
+            plan.format = answer_format::ndjson;
+        } else {
+            return bad_query(std::string("'format' must be ") +
+                             (route == query_route::flows ? "json, ndjson or csv" : "json or csv") +
+                             ", got " + quote_value(*f));
+        }
+    }
+    if (std::string const* m = single("min_seq")) {
+        auto const n = parse_uint(*m);
+        if (!n) {
+            return bad_query("'min_seq' must be a base-10 stream sequence, got " + quote_value(*m));
+        }
+        plan.min_seq = *n;
+    }
+
+    // The cost bound the parser can decide alone (SPEC: 422 naming limit, value, request).
+    if (route != query_route::hours && plan.to - plan.from > limits.max_query_hours) {
+        return problem{problem_type::query_too_large,
+                       "the range " + std::to_string(plan.from) + " <= hour < " +
+                           std::to_string(plan.to) + " spans " +
+                           std::to_string(plan.to - plan.from) +
+                           " hours, more than max_query_hours (" +
+                           std::to_string(limits.max_query_hours) + "); split it",
+                       {},
+                       {}};
+    }
+
+    // Canonical spelling: the range as from/to, then the other parameters sorted by name,
+    // filter values sorted (an IN-list's order does not change the answer); min_seq left
+    // out (it says when to answer, not what).
+    plan.normalised = "from=" + std::to_string(plan.from) + "&to=" + std::to_string(plan.to);
+    for (auto const& [name, values] : params) {
+        if (name == "hour" || name == "from" || name == "to" || name == "min_seq") {
+            continue;
+        }
+        std::vector<std::string> sorted = values;
+        if (is_filter(name)) {
+            std::sort(sorted.begin(), sorted.end());
+        }
+        for (std::string const& v : sorted) {
+            plan.normalised += '&';
+            plan.normalised += name;
+            plan.normalised += '=';
+            append_encoded(plan.normalised, v);
+        }
+    }
+    return plan;
+}
+
+answer_format negotiate_format(std::string_view accept, bool ndjson_ok) {
+    // q of json, ndjson, csv: -1 until named; a specific type beats a wildcard (RFC 9110).
+    std::array<double, 3> specific{-1, -1, -1};
+    std::array<double, 3> wildcard{-1, -1, -1};
+    auto lower = [](std::string_view s) {
+        std::string out(s);
+        std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+            return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+        });
+        return out;
+    };
+    auto trim = [](std::string_view s) {
+        std::size_t const b = s.find_first_not_of(" \t");
+        if (b == std::string_view::npos) {
+            return std::string_view{};
+        }
+        return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+    };
+    std::size_t pos = 0;
+    while (pos <= accept.size()) {
+        std::size_t comma = accept.find(',', pos);
+        if (comma == std::string_view::npos) {
+            comma = accept.size();
+        }
+        std::string_view const item = accept.substr(pos, comma - pos);
+        pos = comma + 1;
+        std::size_t const semi = item.find(';');
+        std::string const type = lower(trim(item.substr(0, semi)));
+        double q = 1;
+        if (semi != std::string_view::npos) {
+            std::string_view params = item.substr(semi + 1);
+            while (!params.empty()) {
+                std::size_t const next = params.find(';');
+                std::string_view const p = trim(params.substr(0, next));
+                if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+                    std::string const w(p.substr(2));
+                    char* end = nullptr;
+                    double const v = std::strtod(w.c_str(), &end);
+                    q = (end == w.c_str() || v < 0) ? 0 : std::min(v, 1.0);
+                }
+                if (next == std::string_view::npos) {
+                    break;
+                }
+                params.remove_prefix(next + 1);
+            }
+        }
+        auto set = [](double& slot, double v) { slot = std::max(slot, v); };
+        if (type == "application/json") {
+            set(specific[0], q);
+        } else if (type == "application/x-ndjson" || type == "application/ndjson") {
+            set(specific[1], q);
+        } else if (type == "text/csv") {
+            set(specific[2], q);
+        } else if (type == "*/*") {
+            for (double& w : wildcard) {
+                set(w, q);
+            }
+        } else if (type == "application/*") {
+            set(wildcard[0], q);
+            set(wildcard[1], q);
+        } else if (type == "text/*") {
+            set(wildcard[2], q);
+        }
+    }
+    answer_format best = answer_format::json;
+    double best_q = 0;
+    for (std::size_t i = 0; i < 3; ++i) {
+        if (i == 1 && !ndjson_ok) {
+            continue;
+        }
+        double const q = specific.at(i) >= 0 ? specific.at(i) : std::max(0.0, wildcard.at(i));
+        if (q > best_q) {
+            best_q = q;
+            best = static_cast<answer_format>(i);
+        }
+    }
+    return best;
+}
+
+}  // namespace flowd
