@@ -184,6 +184,12 @@ std::vector<option> const& options() {
         {"header_timeout", false, duration_field(&config::header_timeout)},
         {"body_timeout", false, duration_field(&config::body_timeout)},
         {"idle_timeout", false, duration_field(&config::idle_timeout)},
+        {"seal_after", false,
+         [](config& c, std::string const& key, std::string const& value) {
+             // 0 turns sealing off (SPEC: off by default); anything else is a duration.
+             c.seal_after =
+                 value == "0" ? std::chrono::milliseconds(0) : parse_duration(key, value);
+         }},
         {"max_connections", false, uint_field(&config::max_connections, 1, 10'000'000)},
         {"tls_cert_file", false, path_field(&config::tls_cert_file)},
         {"tls_key_file", false, path_field(&config::tls_key_file)},

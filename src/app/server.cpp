@@ -358,6 +358,7 @@ flows_options server::flows_options_of() {
     }
     o.query = query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
     o.query_threads = cfg_.query_threads;
+    o.seal_after = cfg_.seal_after;
     o.max_concurrent_queries = cfg_.max_concurrent_queries != 0 ? cfg_.max_concurrent_queries
                                                                 : 2 * std::size_t{cfg_.threads};
     // ETags name versions of the data: with a data directory or a cluster stream the same

@@ -67,6 +67,8 @@ problem_info info(problem_type t) noexcept {
             return {503, "starting", "Starting"};
         case problem_type::query_too_large:
             return {422, "query-too-large", "Query too large"};
+        case problem_type::hour_sealed:
+            return {422, "hour-sealed", "Hour sealed"};
         case problem_type::bad_request:
             return {400, "", "Bad Request"};
     }

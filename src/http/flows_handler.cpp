@@ -82,20 +82,34 @@ std::uint64_t body_fingerprint(std::string_view body) noexcept {
 }
 
 std::optional<problem> flows_handler::check_retention(flow_batch const& batch) const {
-    if (options_.retention_hours == 0) {
+    if (options_.retention_hours == 0 && options_.seal_after.count() == 0) {
         return std::nullopt;
     }
     std::uint64_t const now_ms = options_.clock();
-    retention_window const w = retention_window_at(now_ms, options_.retention_hours);
+    retention_window const w = options_.retention_hours == 0
+                                   ? retention_window{0, max_hour}
+                                   : retention_window_at(now_ms, options_.retention_hours);
+    std::uint32_t const sealed = sealed_before();
+    // SPEC: per record in order, hour-out-of-retention before hour-sealed.
     batch_entry const* worst = nullptr;
     for (batch_entry const& e : batch.entries()) {
-        if ((e.record.hour < w.first || e.record.hour > w.last) &&
-            (worst == nullptr || e.first_record < worst->first_record)) {
+        bool const at_fault =
+            e.record.hour < w.first || e.record.hour > w.last || e.record.hour < sealed;
+        if (at_fault && (worst == nullptr || e.first_record < worst->first_record)) {
             worst = &e;
         }
     }
     if (worst == nullptr) {
         return std::nullopt;
+    }
+    if (worst->record.hour >= w.first && worst->record.hour <= w.last) {
+        return problem{problem_type::hour_sealed,
+                       "record " + std::to_string(worst->first_record) + ": hour " +
+                           std::to_string(worst->record.hour) +
+                           " is sealed (Unix hours; seal_after " +
+                           std::to_string(options_.seal_after.count()) + " ms; hours before " +
+                           std::to_string(sealed) + " are sealed); nothing was applied",
+                       worst->first_record, "hour"};
     }
     return problem{problem_type::hour_out_of_retention,
                    "record " + std::to_string(worst->first_record) + ": hour " +
@@ -379,10 +393,35 @@ private:
     std::atomic<std::size_t>* running_;
 };
 
-void flows_handler::set_cache_headers(http::response_header<>& h, std::string const& etag) {
+std::uint32_t flows_handler::sealed_before() const noexcept {
+    auto const after = static_cast<std::uint64_t>(options_.seal_after.count());
+    if (after == 0) {
+        return 0;
+    }
+    std::uint64_t const now_ms = options_.clock();
+    // Hour H is sealed once now >= (H + 1) h + seal_after: every H < (now - seal_after) / 1 h.
+    std::uint64_t const before = now_ms > after ? (now_ms - after) / 3'600'000 : 0;
+    return static_cast<std::uint32_t>(std::min<std::uint64_t>(before, max_hour + 1));
+}
+
+void flows_handler::set_cache_headers(http::response_header<>& h, std::string const& etag,
+                                      query_plan const& plan, std::uint32_t sealed) const {
     h.set(http::field::etag, etag);
     h.set(http::field::vary, "Accept, Accept-Encoding");
-    h.set(http::field::cache_control, "no-cache");
+    if (plan.to > sealed) {
+        h.set(http::field::cache_control, "no-cache");
+        return;
+    }
+    constexpr std::int64_t year = 31'536'000;
+    std::int64_t max_age = year;
+    if (options_.retention_hours != 0) {
+        // Hour `from` leaves the window once the current hour reaches from + retention_hours.
+        auto const now_s = static_cast<std::int64_t>(options_.clock() / 1000);
+        std::int64_t const leaves =
+            (static_cast<std::int64_t>(plan.from) + options_.retention_hours) * 3600;
+        max_age = std::clamp<std::int64_t>(leaves - now_s, 0, year);
+    }
+    h.set(http::field::cache_control, "public, max-age=" + std::to_string(max_age) + ", immutable");
 }
 
 handler_result flows_handler::query(request_context& ctx, query_route route) {
@@ -492,18 +531,20 @@ response flows_handler::answer_query(query_request const& q) {
     query_plan const& plan = q.plan;
     route_id const route = route_of(plan.route);
     auto const started = std::chrono::steady_clock::now();
+    std::uint32_t const sealed = sealed_before();
     if (!q.if_none_match.empty()) {
         // A 304 costs the totals of the hours in range, never a row.
         std::vector<hour_stat> const stats = store_.hour_stats(plan.from, plan.to);
-        std::string const etag = answer_etag(plan, q.format, q.gzip, stats, options_.etag_seed);
+        std::string const etag =
+            answer_etag(plan, q.format, q.gzip, stats, sealed, options_.etag_seed);
         if (etag_matches(q.if_none_match, etag)) {
             string_response r{http::status::not_modified, 11};
-            set_cache_headers(r.base(), etag);
+            set_cache_headers(r.base(), etag, plan, sealed);
             return response{std::move(r)};
         }
     }
     if (plan.plain_hour() && q.format == answer_format::json) {
-        response r = answer_plain_hour(q);
+        response r = answer_plain_hour(q, sealed);
         metrics_.observe_query(
             route, 0,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -516,7 +557,9 @@ response flows_handler::answer_query(query_request const& q) {
         }
         return response{problem_response(answer.error(), q.request_id)};
     }
-    std::string const etag = answer_etag(plan, q.format, q.gzip, answer->stats, options_.etag_seed);
+    answer->sealed_before = sealed;
+    std::string const etag =
+        answer_etag(plan, q.format, q.gzip, answer->stats, sealed, options_.etag_seed);
     std::uint64_t const scanned = answer->rows_scanned;
     auto writer = std::make_shared<answer_writer>(std::move(*answer));
     metrics_.observe_query(
@@ -533,12 +576,12 @@ response flows_handler::answer_query(query_request const& q) {
         if (q.gzip) {
             r.set(http::field::content_encoding, "gzip");
         }
-        set_cache_headers(r.base(), etag);
+        set_cache_headers(r.base(), etag, plan, sealed);
         return response{std::move(r)};
     }
     stream_response r{http::status::ok, 11};
     r.set(http::field::content_type, content_type_of(q.format));
-    set_cache_headers(r.base(), etag);
+    set_cache_headers(r.base(), etag, plan, sealed);
     if (q.gzip) {
         r.set(http::field::content_encoding, "gzip");
     }
@@ -548,13 +591,13 @@ response flows_handler::answer_query(query_request const& q) {
     return response{std::move(r)};
 }
 
-response flows_handler::answer_plain_hour(query_request const& q) const {
+response flows_handler::answer_plain_hour(query_request const& q, std::uint32_t sealed) const {
     hour_stat stats;
     hour_snapshot snap = store_.snapshot(q.plan.from, {}, &stats);
     std::string const etag =
         answer_etag(q.plan, q.format, q.gzip,
                     stats.keys == 0 ? std::vector<hour_stat>{} : std::vector<hour_stat>{stats},
-                    options_.etag_seed);
+                    sealed, options_.etag_seed);
     metrics_.count_rows_scanned(route_id::flows, snap.size());
 
     // Serialise up to the threshold: an answer that ends there goes whole with a
@@ -569,12 +612,12 @@ response flows_handler::answer_plain_hour(query_request const& q) const {
         if (q.gzip) {
             r.set(http::field::content_encoding, "gzip");
         }
-        set_cache_headers(r.base(), etag);
+        set_cache_headers(r.base(), etag, q.plan, sealed);
         return response{std::move(r)};
     }
     stream_response r{http::status::ok, 11};
     r.set(http::field::content_type, "application/json");
-    set_cache_headers(r.base(), etag);
+    set_cache_headers(r.base(), etag, q.plan, sealed);
     if (q.gzip) {
         r.set(http::field::content_encoding, "gzip");
     }

@@ -570,7 +570,7 @@ void answer_writer::write_hours(std::string& out) const {
         append_decimal(out, h.bytes_tx);
         out += ",\"bytes_rx\":";
         append_decimal(out, h.bytes_rx);
-        out += ",\"sealed\":false}";
+        out += h.hour < answer_.sealed_before ? ",\"sealed\":true}" : ",\"sealed\":false}";
     }
     out.push_back(']');
 }
@@ -681,8 +681,11 @@ private:
 }  // namespace
 
 std::string answer_etag(query_plan const& plan, answer_format format, bool gzip,
-                        std::vector<hour_stat> const& stats, std::uint64_t seed) {
+                        std::vector<hour_stat> const& stats, std::uint32_t sealed_before,
+                        std::uint64_t seed) {
     etag_hash h;
+    // How many hours of the range are sealed: sealing changes the answer's headers.
+    h.add_word(std::clamp(sealed_before, plan.from, plan.to) - plan.from);
     h.add_word(static_cast<std::uint64_t>(plan.route));
     h.add(plan.normalised);
     h.add_word(static_cast<std::uint64_t>(format));

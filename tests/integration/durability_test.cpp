@@ -16,6 +16,7 @@ namespace flowd::test {
 namespace {
 
 namespace fs = std::filesystem;
+namespace http = boost::beast::http;
 using nlohmann::json;
 
 // Per key "src|dest|vpc" of one hour: (bytes_tx, bytes_rx).
@@ -396,6 +397,70 @@ TEST(DurabilityTest, RetentionRejectsOldHoursAndDropsThemAtRestart) {
                   .result_int(),
               200U);
     EXPECT_EQ(get_hour(c, now), (hour_totals{{"new|b|c", {2, 2}}})) << "the 422 changed nothing";
+}
+
+// SPEC "Caching: ETag, 304, sealed hours": with seal_after, an hour is sealed once the
+// clock passes its end plus seal_after. A batch touching one is 422 hour-sealed; an
+// answer whose whole range is sealed is immutable; /hours says which are sealed; sealing
+// changes the ETag.
+TEST(DurabilityTest, SealedHoursRefuseBatchesAndAnswerImmutable) {
+    temp_dir data;
+    std::uint32_t const now = current_unix_hour();
+    std::uint32_t const old = now - 5;
+    std::string etag_before;
+    {
+        flowd_process flowd{with_dir(data.path())};
+        http_client c{flowd.port()};
+        ASSERT_EQ(c.post("/flows", "[" + flow_json("a", "b", "c", 1, 2, old) + "," +
+                                       flow_json("a", "b", "c", 3, 4, now) + "]")
+                      .result_int(),
+                  200U);
+        auto const r =
+            c.get("/flows?from=" + std::to_string(old) + "&to=" + std::to_string(old + 1));
+        EXPECT_EQ(r[http::field::cache_control], "no-cache");
+        etag_before = std::string(r[http::field::etag]);
+        flowd.signal(SIGTERM);
+        ASSERT_EQ(flowd.wait_exit(), 0);
+    }
+    flowd_process flowd{with_dir(data.path()), {{"FLOWD_SEAL_AFTER", "1h"}}};
+    http_client c{flowd.port()};
+    std::string const old_range = "from=" + std::to_string(old) + "&to=" + std::to_string(old + 1);
+
+    auto const sealed = c.get("/flows?" + old_range);
+    EXPECT_EQ(sealed.body(), "[" + flow_json("a", "b", "c", 1, 2, old) + "]");
+    EXPECT_EQ(sealed[http::field::cache_control], "public, max-age=31536000, immutable");
+    EXPECT_NE(std::string(sealed[http::field::etag]), etag_before) << "sealing changes the ETag";
+    auto const open =
+        c.get("/flows?from=" + std::to_string(old) + "&to=" + std::to_string(now + 1));
+    EXPECT_EQ(open[http::field::cache_control], "no-cache");
+    auto const hours = json::parse(c.get("/hours").body());
+    ASSERT_EQ(hours.size(), 2U);
+    EXPECT_EQ(hours[0]["hour"], old);
+    EXPECT_EQ(hours[0]["sealed"], true);
+    EXPECT_EQ(hours[1]["hour"], now);
+    EXPECT_EQ(hours[1]["sealed"], false);
+
+    auto const late = c.post("/flows", "[" + flow_json("x", "b", "c", 1, 1, now) + "," +
+                                           flow_json("x", "b", "c", 1, 1, old) + "]");
+    EXPECT_TRUE(is_problem(late, 422, "hour-sealed"));
+    EXPECT_EQ(json::parse(late.body())["record"], 1);
+    EXPECT_EQ(json::parse(late.body())["field"], "hour");
+    EXPECT_EQ(c.get("/flows?" + old_range).body(), sealed.body()) << "the 422 changed nothing";
+    EXPECT_EQ(c.post("/flows", "[" + flow_json("x", "b", "c", 1, 1, now) + "]").result_int(), 200U);
+
+    // With retention on, max-age stops when the range's first hour leaves the window.
+    flowd.signal(SIGTERM);
+    ASSERT_EQ(flowd.wait_exit(), 0);
+    flowd_process kept{with_dir(data.path()),
+                       {{"FLOWD_SEAL_AFTER", "1h"}, {"FLOWD_RETENTION_HOURS", "24"}}};
+    http_client k{kept.port()};
+    std::string const cc(k.get("/flows?" + old_range)[http::field::cache_control]);
+    ASSERT_EQ(cc.rfind("public, max-age=", 0), 0U) << cc;
+    long const max_age = std::stol(cc.substr(16));
+    // Hour `old` = now - 5 leaves the window at the start of hour now + 19: 18 to 19 hours
+    // from a moment inside hour `now`.
+    EXPECT_GE(max_age, 18 * 3600 - 60);
+    EXPECT_LE(max_age, 19 * 3600 + 60);
 }
 
 }  // namespace

@@ -46,6 +46,8 @@ struct config {
     bool truncate_corrupt_log = false;  // recover what precedes a corrupt log record
     // Retention (0: off) and idempotent retries.
     std::uint32_t retention_hours = 0;
+    // Sealing: Unix hour H is sealed once the clock passes its end plus this; 0: off.
+    std::chrono::milliseconds seal_after{0};
     std::chrono::milliseconds idempotency_window{600'000};
     std::size_t idempotency_max_keys = 1'000'000;
     // Connections and TLS on the main listener (all three files empty: plain HTTP).

@@ -37,6 +37,7 @@ enum class problem_type {
     tls_required,     // 400: plain HTTP sent to a TLS listener
     starting,         // 503: recovering the data directory or still starting
     query_too_large,
+    hour_sealed,  // 422: a record's hour is sealed (seal_after)
     bad_request,
 };
 

@@ -53,6 +53,9 @@ struct flows_options {
     // Threads that compute range, grouping and summary answers, off the I/O threads.
     // 0: compute them on the I/O thread that received the request.
     std::size_t query_threads = 0;
+    // SPEC sealing: Unix hour H is sealed once the clock passes its end plus seal_after;
+    // a batch with a record in a sealed hour is 422 hour-sealed. 0: off.
+    std::chrono::milliseconds seal_after{0};
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -114,10 +117,14 @@ private:
     };
     handler_result query(request_context& ctx, query_route route);
     [[nodiscard]] response answer_query(query_request const& q);
-    [[nodiscard]] response answer_plain_hour(query_request const& q) const;
-    // The 200's caching headers (SPEC: ETag, Vary, Cache-Control on every 200).
-    static void set_cache_headers(boost::beast::http::response_header<>& h,
-                                  std::string const& etag);
+    [[nodiscard]] response answer_plain_hour(query_request const& q, std::uint32_t sealed) const;
+    // The 200's caching headers (SPEC: ETag, Vary, Cache-Control on every 200): an answer
+    // whose whole range is sealed is immutable for a year, or until its first hour leaves
+    // the retention window; any other no-cache.
+    void set_cache_headers(boost::beast::http::response_header<>& h, std::string const& etag,
+                           query_plan const& plan, std::uint32_t sealed_before) const;
+    // Hours before the returned one are sealed now; 0 when sealing is off.
+    [[nodiscard]] std::uint32_t sealed_before() const noexcept;
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
     [[nodiscard]] bool serving() const noexcept {

@@ -33,6 +33,8 @@ struct query_answer {
     // The hours of the range that hold data, with their totals (also the ETag's input).
     std::vector<hour_stat> stats;
     std::uint64_t rows_scanned = 0;
+    // Hours before this one are sealed (seal_after); 0: none. Set by the caller.
+    std::uint32_t sealed_before = 0;
     // /flows: the answer's rows, ordered and cut. /flows/summary: the top rows.
     std::vector<answer_row> rows;
     // /flows/summary only.
@@ -80,10 +82,12 @@ void append_csv_cell(std::string& out, std::string_view cell);
 
 // The strong ETag (quoted) of an answer: the route, the canonical query, the format, the
 // content coding, the totals of the hours in range (they move with every batch that
-// changes an hour and vanish with retention) and `seed` (0 with a data directory or a
-// cluster; random per process in memory-only mode, where history does not survive).
+// changes an hour and vanish with retention), which of them are sealed (hours before
+// `sealed_before`) and `seed` (0 with a data directory or a cluster; random per process in
+// memory-only mode, where history does not survive).
 [[nodiscard]] std::string answer_etag(query_plan const& plan, answer_format format, bool gzip,
-                                      std::vector<hour_stat> const& stats, std::uint64_t seed);
+                                      std::vector<hour_stat> const& stats,
+                                      std::uint32_t sealed_before, std::uint64_t seed);
 
 // True when an If-None-Match value names `etag` (or is "*").
 [[nodiscard]] bool etag_matches(std::string_view if_none_match, std::string_view etag) noexcept;

@@ -44,6 +44,7 @@ std::vector<catalogue_entry> const catalogue{
     {problem_type::tls_required, 400, "tls-required"},
     {problem_type::starting, 503, "starting"},
     {problem_type::query_too_large, 422, "query-too-large"},
+    {problem_type::hour_sealed, 422, "hour-sealed"},
 };
 
 TEST(ProblemTest, EveryTypeHasTheSpecStatusSlugAndATitle) {

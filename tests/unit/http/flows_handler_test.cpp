@@ -95,6 +95,44 @@ protected:
     flows_handler handler_{store_, ingest_, metrics_, flows_options{}};
 };
 
+// SPEC sealing, with a clock of the test's: hour 100 ends at 101 h; with seal_after 30 min
+// it is sealed from 101.5 h on. Per record in order, out of retention before sealed.
+TEST(FlowsHandlerSealTest, RecordInASealedHourIsHourSealedAndNothingIsApplied) {
+    prometheus::Registry registry;
+    service_metrics metrics{registry, "test", "none"};
+    flow_store store{store_options{8, 1000}};
+    memory_ingest ingest{store, metrics};
+    std::uint64_t now_ms = 101 * 3'600'000ULL + 1'800'000ULL;
+    flows_options options;
+    options.clock = [&now_ms] { return now_ms; };
+    options.seal_after = std::chrono::minutes(30);
+    flows_handler handler{store, ingest, metrics, options};
+    auto post = [&](std::string body) {
+        request req{http::verb::post, "/flows", 11};
+        req.set(http::field::content_type, "application/json");
+        req.body() = std::move(body);
+        request_context ctx{req, "req-1", "/flows", "", false};
+        handler_result result = handler.post(ctx);
+        if (auto* r = std::get_if<response>(&result)) {
+            return std::move(*r);
+        }
+        std::optional<response> answered;
+        std::get<deferred>(result).start([&answered](response r) { answered = std::move(r); });
+        return std::move(*answered);
+    };
+
+    response const sealed = post("[" + record("a", 1, 101) + "," + record("a", 1, 100) + "]");
+
+    ASSERT_EQ(status_of(sealed), 422U);
+    auto const body = nlohmann::json::parse(std::get<string_response>(sealed).body());
+    EXPECT_EQ(body.at("type"), "https://flowd.invalid/problems/hour-sealed");
+    EXPECT_EQ(body.at("record"), 1);
+    EXPECT_EQ(body.at("field"), "hour");
+    EXPECT_EQ(store.key_count(), 0U);
+    now_ms -= 1;  // a millisecond before the seal: hour 100 is still open
+    EXPECT_EQ(status_of(post("[" + record("a", 1, 100) + "]")), 200U);
+}
+
 TEST_F(FlowsHandlerTest, PostsSeedBatchAndGetsItBackSorted) {
     response const posted = post(seed_body);
     response const hour1 = get("hour=1");

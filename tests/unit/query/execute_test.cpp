@@ -207,7 +207,7 @@ TEST(QueryExecuteTest, EtagIsStableAndMovesWithTheData) {
     ASSERT_TRUE(plan && other_hours);
     auto etag = [&](query_plan const& p, answer_format f = answer_format::json, bool gz = false,
                     std::uint64_t seed = 0) {
-        return answer_etag(p, f, gz, store.hour_stats(p.from, p.to), seed);
+        return answer_etag(p, f, gz, store.hour_stats(p.from, p.to), 0, seed);
     };
     std::string const first = etag(*plan);
 
