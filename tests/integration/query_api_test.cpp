@@ -171,6 +171,18 @@ TEST(QueryApiLimitsTest, ScanAndGroupLimitsFromConfig) {
     EXPECT_NE(scan.body().find("max_query_scan_rows (3)"), std::string::npos) << scan.body();
     EXPECT_TRUE(is_problem(groups, 422, "query-too-large"));
     EXPECT_NE(groups.body().find("max_query_groups (1)"), std::string::npos) << groups.body();
+
+    // SPEC's GET order: 422 before 304, even for an If-None-Match that matches anything.
+    EXPECT_TRUE(is_problem(client.get("/flows/summary?hour=2", {{"If-None-Match", "*"}}), 422,
+                           "query-too-large"));
+    // Within the bound, a query that had to be computed to know still revalidates.
+    std::string const one_group = "/flows/summary?hour=1&group_by=vpc_id";
+    auto const first = client.get(one_group);
+    ASSERT_EQ(first.result_int(), 200U) << first.body();
+    auto const again =
+        client.get(one_group, {{"If-None-Match", std::string(first[http::field::etag])}});
+    EXPECT_EQ(again.result_int(), 304U);
+    EXPECT_TRUE(again.body().empty());
 }
 
 TEST(QueryApiEtagTest, EtagSurvivesARestartWithADataDirectory) {

@@ -229,7 +229,9 @@ TEST(OpsDashboardTest, EveryExpressionNamesExportedMetricsAndIsValidPromQL) {
           "flowd_store_hour_buckets", "flowd_store_memory_bytes", "flowd_wal_bytes_total",
           "flowd_wal_fsync_duration_seconds_bucket",
           "flowd_checkpoint_last_success_timestamp_seconds", "process_cpu_seconds_total",
-          "process_resident_memory_bytes"}) {
+          "process_resident_memory_bytes", "flowd_query_duration_seconds_count",
+          "flowd_query_duration_seconds_bucket", "flowd_query_rows_scanned_total",
+          "flowd_store_max_bytes"}) {
         EXPECT_EQ(used.count(name), 1U) << "no dashboard panel shows " << name;
     }
     // The alert rules name only exported metrics too (plus Prometheus' own `up`).
