@@ -157,9 +157,18 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                             .Register(registry)),
       request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(
           route_count * method_labels.size() * status_slots)) {
-    // SPEC Metrics: every value of `limit` exported at 0 from the start.
+    // SPEC Metrics: every value of `limit` and of `source` exported at 0 from the start
+    // (cluster mode's apply loop counts `stream`; `flow` is for flow exporters). Family::Add
+    // of the same labels returns the same counter, so their owners share these.
     for (std::string_view const limit : limit_names) {
         limit_rejections_.Add({{"limit", std::string(limit)}});
+    }
+    auto& applied = prometheus::BuildCounter()
+                        .Name("flowd_flows_applied_total")
+                        .Help("Records applied to the store, by source")
+                        .Register(registry);
+    for (char const* source : {"stream", "flow"}) {
+        applied.Add({{"source", source}});
     }
     auto& scanned = prometheus::BuildCounter()
                         .Name("flowd_query_rows_scanned_total")

@@ -194,6 +194,14 @@ TEST(MetricsEndpointTest, KnownSeriesExistAtZeroAndNoneForDisallowedMethods) {
         EXPECT_EQ(metric_value(at_start, "flowd_limit_rejections_total", {{"limit", limit}}), 0.0)
             << limit;
     }
+    for (std::string const source : {"post", "replay", "stream", "flow"}) {
+        EXPECT_EQ(metric_value(at_start, "flowd_flows_applied_total", {{"source", source}}), 0.0)
+            << source;
+    }
+    for (std::string const result : {"accepted", "rejected", "duplicate"}) {
+        EXPECT_EQ(metric_value(at_start, "flowd_batches_total", {{"result", result}}), 0.0)
+            << result;
+    }
     EXPECT_FALSE(metric_value(at_start, "flowd_http_request_duration_seconds_count",
                               {{"route", "/flows"}, {"method", "PUT"}})
                      .has_value());
