@@ -22,20 +22,36 @@ std::string peer_address(boost::asio::ip::tcp::socket const& socket) {
     return address.to_string();
 }
 
-std::optional<response> middleware::handle(request& req, request_meta const& meta,
-                                           respond_fn later) const {
-    std::string request_id;
+namespace {
+
+// The client's X-Request-Id when acceptable (SPEC), else a new one.
+std::string request_id_of(request const& req) {
     if (auto it = req.find("X-Request-Id"); it != req.end() && acceptable_request_id(it->value())) {
-        request_id = std::string(it->value());
-    } else {
-        request_id = new_request_id();
+        return std::string(it->value());
     }
+    return new_request_id();
+}
+
+// The handler's view of a request: its target split into path and query, and the
+// session's transport facts.
+request_context context_of(request& req, std::string_view request_id, request_meta const& meta) {
     std::string_view const target = req.target();
     std::size_t const q = target.find('?');
-    std::string_view const path = target.substr(0, q);
-    std::string_view const query =
-        q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
-    route_id const route = routes_.route_of(path);
+    request_context ctx{req, request_id, target.substr(0, q),
+                        q == std::string_view::npos ? std::string_view{} : target.substr(q + 1),
+                        meta.body_too_large};
+    ctx.tls_client_cn = meta.tls_client_cn;
+    ctx.remote_ip = meta.remote_ip;
+    return ctx;
+}
+
+}  // namespace
+
+std::optional<response> middleware::handle(request& req, request_meta const& meta,
+                                           respond_fn later) const {
+    std::string const request_id = request_id_of(req);
+    request_context ctx = context_of(req, request_id, meta);
+    route_id const route = routes_.route_of(ctx.path);
 
     if (meta.draining) {
         response r = problem_response(
@@ -47,9 +63,6 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
         return finish(std::move(r), answered_request::of(req), request_id, meta, route);
     }
 
-    request_context ctx{req, request_id, path, query, meta.body_too_large};
-    ctx.tls_client_cn = meta.tls_client_cn;
-    ctx.remote_ip = meta.remote_ip;
     handler_result result = routes_.dispatch(ctx);
     if (auto* now = std::get_if<response>(&result)) {
         return finish(std::move(*now), answered_request::of(req), request_id, meta, route);
@@ -63,27 +76,15 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
 }
 
 std::optional<response> middleware::precheck(request& req, request_meta const& meta) const {
-    std::string request_id;
-    if (auto it = req.find("X-Request-Id"); it != req.end() && acceptable_request_id(it->value())) {
-        request_id = std::string(it->value());
-    } else {
-        request_id = new_request_id();
-    }
-    std::string_view const target = req.target();
-    std::size_t const q = target.find('?');
-    std::string_view const path = target.substr(0, q);
-    std::string_view const query =
-        q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
-    request_context ctx{req, request_id, path, query, meta.body_too_large};
-    ctx.tls_client_cn = meta.tls_client_cn;
-    ctx.remote_ip = meta.remote_ip;
+    std::string const request_id = request_id_of(req);
+    request_context ctx = context_of(req, request_id, meta);
     std::optional<response> refused = routes_.precheck(ctx);
     if (!refused) {
         return std::nullopt;
     }
     answered_request head = answered_request::of(req);
     head.keep_alive = false;  // the body stays unread
-    return finish(std::move(*refused), head, request_id, meta, routes_.route_of(path));
+    return finish(std::move(*refused), head, request_id, meta, routes_.route_of(ctx.path));
 }
 
 middleware::answered_request middleware::answered_request::of(request const& req) {
