@@ -5,11 +5,19 @@
 #include <bit>
 #include <shared_mutex>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
 namespace flowd {
 namespace {
+
+// Marks a copied row for removal in fold_range_changes(): no stored hour reaches it.
+constexpr std::uint32_t to_remove = 0xffffffffU;
+
+struct app_key_hasher {
+    std::size_t operator()(app_key const& k) const noexcept { return hash_app_key(k); }
+};
 
 // Adds `delta` to `c`, each sum stopping at max_counter; true when one had to.
 bool add_saturating(flow_counters& c, flow_counters const& delta) noexcept {
@@ -318,6 +326,9 @@ void flow_store::commit(prepared_batch&& batch) {
     // behind the previous item's upsert.
     constexpr std::uint32_t run = 16;
     std::array<hour_table*, run> tables{};
+    // What this batch changed in shards that a range copy in progress has copied already
+    // (empty, and never allocated, while no copy runs).
+    std::vector<exported_key> changed;
     {
         std::shared_lock gate{gate_};
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
@@ -328,6 +339,8 @@ void flow_store::commit(prepared_batch&& batch) {
             }
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
+            bool const watched = !recorders_.empty() && watched_by_copy(s);
+            changed.clear();
             std::uint64_t peak = sh.peak.load(std::memory_order_relaxed);
             for (std::uint32_t first = begin; first < end; first += run) {
                 std::uint32_t const last = std::min(end, first + run);
@@ -348,9 +361,18 @@ void flow_store::commit(prepared_batch&& batch) {
                     }
                     table.add_totals(c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx);
                     peak = std::max({peak, c.bytes_tx, c.bytes_rx});
+                    if (watched) {
+                        changed.push_back(
+                            {it.key,
+                             it.hour,
+                             {c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx}});
+                    }
                 }
             }
             sh.peak.store(peak, std::memory_order_relaxed);
+            if (watched) {
+                note_range_changes(s, changed);
+            }
         }
     }
     // The reservation becomes the real count: give back what a concurrent batch inserted
@@ -401,6 +423,17 @@ std::size_t flow_store::drop_hours_before(std::uint32_t first_kept) {
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
+            // A range copy that has this shard already must forget what leaves it now.
+            for (range_copy* r : recorders_) {
+                if (r->copied[s] == 0) {
+                    continue;
+                }
+                r->dropped_before[s] = std::max(r->dropped_before[s], first_kept);
+                std::scoped_lock changes{r->mutex};
+                std::erase_if(r->changes, [s, first_kept](range_change const& c) {
+                    return c.shard == s && c.row.hour < first_kept;
+                });
+            }
             for (auto it = sh.hours.begin(); it != sh.hours.end();) {
                 if (it->first < first_kept) {
                     keys += it->second.size();
@@ -437,6 +470,97 @@ std::vector<hour_stat> flow_store::stats_locked(std::uint32_t from, std::uint32_
         out.push_back(st);
     }
     return out;
+}
+
+void flow_store::begin_range_copy(range_copy& rc) const {
+    std::unique_lock gate{gate_};
+    recorders_.push_back(&rc);
+    rc.stats = stats_locked(rc.from, rc.to);
+}
+
+bool flow_store::end_range_copy(range_copy& rc) const {
+    std::unique_lock gate{gate_};
+    std::erase(recorders_, &rc);
+    rc.stats = stats_locked(rc.from, rc.to);
+    std::scoped_lock changes{rc.mutex};
+    return !rc.overflowed;
+}
+
+void flow_store::note_range_changes(std::size_t s, std::vector<exported_key> const& changed) const {
+    for (range_copy* r : recorders_) {
+        if (r->copied[s] == 0) {
+            continue;
+        }
+        std::scoped_lock changes{r->mutex};
+        for (exported_key const& c : changed) {
+            if (c.hour < r->from || c.hour >= r->to) {
+                continue;
+            }
+            if (r->changes.size() >= r->max_changes) {
+                r->overflowed = true;
+                break;
+            }
+            r->changes.push_back({c, static_cast<std::uint32_t>(s)});
+        }
+    }
+}
+
+void flow_store::fold_range_changes(range_copy& rc, std::vector<exported_key>& out) {
+    // Rows of tables that retention dropped after their copy are gone.
+    bool dropped = false;
+    for (range_copy::segment const& seg : rc.segments) {
+        if (seg.hour < rc.dropped_before[seg.shard]) {
+            for (std::size_t i = seg.begin; i < seg.end; ++i) {
+                out[i].hour = to_remove;
+            }
+            dropped = true;
+        }
+    }
+    if (!rc.changes.empty()) {
+        // Changes by (shard, hour), then each group added to its table's copied rows: a map
+        // over that segment only, so the cost is the rows of the tables that changed.
+        std::sort(rc.changes.begin(), rc.changes.end(),
+                  [](range_change const& a, range_change const& b) {
+                      return std::pair{a.shard, a.row.hour} < std::pair{b.shard, b.row.hour};
+                  });
+        std::sort(rc.segments.begin(), rc.segments.end(),
+                  [](range_copy::segment const& a, range_copy::segment const& b) {
+                      return std::pair{a.shard, a.hour} < std::pair{b.shard, b.hour};
+                  });
+        std::unordered_map<app_key, std::size_t, app_key_hasher> at;
+        for (std::size_t i = 0; i < rc.changes.size();) {
+            std::uint32_t const s = rc.changes[i].shard;
+            std::uint32_t const hour = rc.changes[i].row.hour;
+            at.clear();
+            auto const seg = std::lower_bound(
+                rc.segments.begin(), rc.segments.end(), std::pair{s, hour},
+                [](range_copy::segment const& g, std::pair<std::uint32_t, std::uint32_t> k) {
+                    return std::pair{g.shard, g.hour} < k;
+                });
+            if (seg != rc.segments.end() && seg->shard == s && seg->hour == hour &&
+                hour >= rc.dropped_before[s]) {
+                for (std::size_t r = seg->begin; r < seg->end; ++r) {
+                    at.emplace(out[r].key, r);
+                }
+            }
+            for (; i < rc.changes.size() && rc.changes[i].shard == s &&
+                   rc.changes[i].row.hour == hour;
+                 ++i) {
+                exported_key const& c = rc.changes[i].row;
+                auto [it, fresh] = at.emplace(c.key, out.size());
+                if (fresh) {
+                    out.push_back(c);
+                } else {
+                    // Saturated as commit() saturates: the changes are what it added.
+                    out[it->second].counters.bytes_tx += c.counters.bytes_tx;
+                    out[it->second].counters.bytes_rx += c.counters.bytes_rx;
+                }
+            }
+        }
+    }
+    if (dropped) {
+        std::erase_if(out, [](exported_key const& r) { return r.hour == to_remove; });
+    }
 }
 
 std::vector<hour_stat> flow_store::hour_stats(std::uint32_t from, std::uint32_t to) const {

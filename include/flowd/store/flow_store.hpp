@@ -162,37 +162,68 @@ public:
     // respect to batches. Cost: the hours held (or the range, when shorter) per shard.
     [[nodiscard]] std::vector<hour_stat> hour_stats(std::uint32_t from, std::uint32_t to) const;
 
-    // Copies the rows of the hours from <= h < to for which keep(app_key) is true into `out`,
-    // atomically with respect to batches (the gate held exclusive, as snapshot() does), and
-    // returns the hours' totals read in the same section. When the range holds more than
-    // `max_rows` stored rows it copies nothing (the caller refuses the query by the totals).
-    // `keep` runs under the gate: it must be cheap and must not call into the store (it
-    // may read names()).
+    // Copies the rows of the hours from <= h < to for which keep(app_key) is true into `out`
+    // (in no particular order), and returns the hours' totals. The copy equals the store at
+    // one instant between two batches, as snapshot() does, but without stopping writers for
+    // the whole scan: shards are copied one at a time under their own mutex, and what
+    // batches and retention change in a shard after its copy is recorded and folded in at
+    // the end, when the gate is taken exclusive once, briefly, to close the copy. Writers
+    // wait for at most one shard's copy. When the range holds more than `max_rows` stored
+    // rows it copies nothing (the caller refuses the query by the totals). `keep` runs under
+    // a shard's mutex: it must be cheap and must not call into the store (it may read
+    // names()).
     template <class Keep>
     std::vector<hour_stat> copy_range(std::uint32_t from, std::uint32_t to, std::uint64_t max_rows,
                                       Keep&& keep, std::vector<exported_key>& out) const {
-        std::unique_lock gate{gate_};
-        std::vector<hour_stat> stats = stats_locked(from, to);
+        range_copy rc{from, to, options_.shard_count};
+        begin_range_copy(rc);
         std::uint64_t rows = 0;
-        for (hour_stat const& h : stats) {
+        for (hour_stat const& h : rc.stats) {
             rows += h.keys;
         }
         if (rows > max_rows) {
-            return stats;
+            end_range_copy(rc);
+            return std::move(rc.stats);
         }
-        out.reserve(out.size() + rows);
+        // A quarter of the rows (at least 64 Ki) of changes is plenty for a scan that takes
+        // milliseconds; past it the copy is redone with writers held.
+        rc.max_changes = std::max<std::size_t>(std::size_t{1} << 16, rows / 4);
+        std::size_t const first = out.size();
+        out.reserve(first + rows);
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
             shard const& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
+            rc.copied[s] = 1;
             for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
+                std::size_t const begin = out.size();
                 table.for_each([&](app_key const& k, flow_counters const& c) {
                     if (keep(k)) {
                         out.push_back({k, hour, c});
                     }
                 });
+                rc.segments.push_back({static_cast<std::uint32_t>(s), hour, begin, out.size()});
             });
         }
-        return stats;
+        if (!end_range_copy(rc)) {
+            out.resize(first);
+            std::unique_lock gate{gate_};
+            rc.stats = stats_locked(from, to);
+            for (std::size_t s = 0; s < options_.shard_count; ++s) {
+                shard const& sh = shards_[s];
+                std::scoped_lock lock{sh.mutex};
+                for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
+                    table.for_each([&](app_key const& k, flow_counters const& c) {
+                        if (keep(k)) {
+                            out.push_back({k, hour, c});
+                        }
+                    });
+                });
+            }
+            return std::move(rc.stats);
+        }
+        std::erase_if(rc.changes, [&keep](range_change const& c) { return !keep(c.row.key); });
+        fold_range_changes(rc, out);
+        return std::move(rc.stats);
     }
     [[nodiscard]] string_interner const& names() const noexcept { return names_; }
 
@@ -248,6 +279,52 @@ private:
             }
         }
     }
+    // A change to a row that a copy_range() in progress has copied already: the counters a
+    // batch added (or the row it created), tagged with its shard.
+    struct range_change {
+        exported_key row;
+        std::uint32_t shard;
+    };
+    // One copy_range() in progress, registered in recorders_ while it runs.
+    struct range_copy {
+        range_copy(std::uint32_t f, std::uint32_t t, std::size_t shards)
+            : from(f), to(t), copied(shards, 0), dropped_before(shards, 0) {}
+        std::uint32_t from;
+        std::uint32_t to;
+        // Per shard, guarded by that shard's mutex: copied yet; the first hour retention
+        // kept when it ran on the shard after its copy (0: it did not).
+        std::vector<std::uint8_t> copied;
+        std::vector<std::uint32_t> dropped_before;
+        // Copier only: where each copied (shard, hour) table's kept rows lie in `out`.
+        struct segment {
+            std::uint32_t shard;
+            std::uint32_t hour;
+            std::size_t begin;
+            std::size_t end;
+        };
+        std::vector<segment> segments;
+        std::size_t max_changes = 0;
+        std::mutex mutex;
+        std::vector<range_change> changes;  // guarded by mutex
+        bool overflowed = false;            // guarded by mutex
+        std::vector<hour_stat> stats;       // at the start, then at the end
+    };
+    // Registers `rc` and reads the range's totals, with the gate held exclusive.
+    void begin_range_copy(range_copy& rc) const;
+    // Unregisters `rc` and reads the totals at this instant, with the gate held exclusive;
+    // false when more changes came than rc.max_changes (the copy must be redone).
+    bool end_range_copy(range_copy& rc) const;
+    // Brings out[first..] (the copied rows) to the instant end_range_copy() closed.
+    static void fold_range_changes(range_copy& rc, std::vector<exported_key>& out);
+    // Records, for every copy that has copied shard `s` already, what a commit changed there.
+    // The shard's mutex and the gate (shared) must be held.
+    void note_range_changes(std::size_t s, std::vector<exported_key> const& changed) const;
+    // True when a copy in progress has copied shard `s`; its mutex and the gate must be held.
+    [[nodiscard]] bool watched_by_copy(std::size_t s) const noexcept {
+        return std::any_of(recorders_.begin(), recorders_.end(),
+                           [s](range_copy const* r) { return r->copied[s] != 0; });
+    }
+
     // hour_stats() with the gate held.
     [[nodiscard]] std::vector<hour_stat> stats_locked(std::uint32_t from, std::uint32_t to) const;
 
@@ -274,6 +351,9 @@ private:
     std::unique_ptr<shard[]> shards_;
     string_interner names_;
     mutable batch_gate gate_;
+    // The copy_range() calls in progress. Changed only with the gate held exclusive, read
+    // with it held shared (by commit() and drop_hours_before()).
+    mutable std::vector<range_copy*> recorders_;
     // Keys present plus keys reserved by prepared batches.
     std::atomic<std::uint64_t> keys_{0};
     // The part of keys_ reserved by prepared batches without counting (prepared_batch::
