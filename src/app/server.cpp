@@ -355,6 +355,7 @@ flows_options server::flows_options_of() {
             cluster_->wait_applied(seq, wait, std::move(done));
         };
         o.min_seq_wait = cfg_.min_seq_wait;
+        o.seal_clock = [this] { return cluster_->applied_stamp_ms(); };
     }
     o.query = query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
     o.query_threads = cfg_.query_threads;

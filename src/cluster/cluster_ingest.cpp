@@ -551,6 +551,20 @@ bool cluster_ingest::set_up_stream_and_consumer() {
     }
     jsStreamInfo_Destroy(si);
 
+    if (applied_seq() != 0 && applied_stamp_ms() == 0) {
+        // Resumed from a checkpoint: the stamp of its last message, for sealing. A message
+        // gone from the stream leaves it unknown (no hour sealed for caching) until the next.
+        natsMsg* last = nullptr;
+        jerr = static_cast<jsErrCode>(0);
+        if (js_GetMsg(&last, js_, options_.stream.c_str(), applied_seq(), nullptr, &jerr) ==
+            NATS_OK) {
+            applied_stamp_ms_.store(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(natsMsg_GetTime(last), 0)) /
+                    1'000'000,
+                std::memory_order_release);
+            natsMsg_Destroy(last);
+        }
+    }
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = options_.stream.c_str();
@@ -652,6 +666,9 @@ void cluster_ingest::apply_message(void* raw) {
         log_->error("cluster: stream message {} is not a flowd batch record; skipped", seq);
     }
     metrics_.records_applied.Increment();
+    applied_stamp_ms_.store(
+        static_cast<std::uint64_t>(std::max<std::int64_t>(stamp_ns, 0)) / 1'000'000,
+        std::memory_order_release);
     applied_.store(seq, std::memory_order_release);
     metrics_.applied_seq.Set(static_cast<double>(seq));
     metrics_.apply_lag_records.Set(static_cast<double>(left));

@@ -89,7 +89,7 @@ std::optional<problem> flows_handler::check_retention(flow_batch const& batch) c
     retention_window const w = options_.retention_hours == 0
                                    ? retention_window{0, max_hour}
                                    : retention_window_at(now_ms, options_.retention_hours);
-    std::uint32_t const sealed = sealed_before();
+    std::uint32_t const sealed = sealed_before(now_ms);
     // SPEC: per record in order, hour-out-of-retention before hour-sealed.
     batch_entry const* worst = nullptr;
     for (batch_entry const& e : batch.entries()) {
@@ -393,12 +393,18 @@ private:
     std::atomic<std::size_t>* running_;
 };
 
-std::uint32_t flows_handler::sealed_before() const noexcept {
+std::uint32_t flows_handler::sealed_for_caching() const {
+    if (options_.seal_after.count() == 0) {
+        return 0;
+    }
+    return sealed_before(options_.seal_clock ? options_.seal_clock() : options_.clock());
+}
+
+std::uint32_t flows_handler::sealed_before(std::uint64_t now_ms) const noexcept {
     auto const after = static_cast<std::uint64_t>(options_.seal_after.count());
     if (after == 0) {
         return 0;
     }
-    std::uint64_t const now_ms = options_.clock();
     // Hour H is sealed once now >= (H + 1) h + seal_after: every H < (now - seal_after) / 1 h.
     std::uint64_t const before = now_ms > after ? (now_ms - after) / 3'600'000 : 0;
     return static_cast<std::uint32_t>(std::min<std::uint64_t>(before, max_hour + 1));
@@ -531,7 +537,7 @@ response flows_handler::answer_query(query_request const& q) {
     query_plan const& plan = q.plan;
     route_id const route = route_of(plan.route);
     auto const started = std::chrono::steady_clock::now();
-    std::uint32_t const sealed = sealed_before();
+    std::uint32_t const sealed = sealed_for_caching();
     // SPEC's GET order puts 422 before 304: a query that may have more groups than
     // max_query_groups (only when its range holds more rows than that) is computed first.
     bool const counts_groups =

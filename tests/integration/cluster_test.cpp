@@ -328,6 +328,68 @@ TEST_F(ClusterTest, TwoNodesAnswerIdenticalExactTotals) {
     EXPECT_EQ(rows[3].at("bytes_rx"), 6);
 }
 
+// SPEC caching in cluster mode: nodes at one stream sequence answer range, summary and
+// /hours queries with the same bytes and the same ETag, and treat an hour as sealed once
+// they applied a message stamped after its seal time. Node w (no sealing) writes an hour
+// long past; nodes a and b seal after 1 s and would refuse that POST themselves.
+TEST_F(ClusterTest, NodesAtOneSequenceAnswerTheSameBytesAndETags) {
+    nats_cluster nats;
+    auto w = start_node(nats, "w", "ETAGS");
+    auto a = start_node(nats, "a", "ETAGS", {{"FLOWD_SEAL_AFTER", "1s"}});
+    auto b = start_node(nats, "b", "ETAGS", {{"FLOWD_SEAL_AFTER", "1s"}});
+    ASSERT_TRUE(wait_ready(*w)) << w->log();
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client cw{w->port()};
+    http_client ca{a->port()};
+    http_client cb{b->port()};
+    std::uint32_t const old = unix_hour_now() - 3;
+    std::uint32_t const now = unix_hour_now();
+
+    auto const refused = ca.post("/flows", "[" + flow_json("web", "db", "vpc-0", 1, 1, old) + "]");
+    EXPECT_EQ(refused.result_int(), 422) << refused.body();
+    std::uint64_t last = 0;
+    for (std::uint64_t i = 0; i < 12; ++i) {
+        http_client& c = i % 3 == 0 ? cw : (i % 3 == 1 ? ca : cb);
+        std::uint32_t const hour = i % 3 == 0 ? old : now;
+        auto const r =
+            c.post("/flows", "[" +
+                                 flow_json("app-" + std::to_string(i % 5), "db",
+                                           "vpc-" + std::to_string(i % 2), 10 + i, i, hour) +
+                                 "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last = std::max(last, seq_of(r));
+    }
+
+    std::string const seq = "&min_seq=" + std::to_string(last);
+    std::string const range = "from=" + std::to_string(old) + "&to=" + std::to_string(now + 1);
+    for (std::string const& target :
+         {"/flows?" + range + "&group_by=src_app&order_by=bytes" + seq,
+          "/flows/summary?" + range + "&group_by=vpc_id&top=1&series=hour" + seq,
+          "/flows/summary?" + range + "&top=2&format=csv" + seq, "/hours?" + range + seq,
+          "/flows?hour=" + std::to_string(old) + seq}) {
+        auto const ra = ca.get(target);
+        auto const rb = cb.get(target);
+        ASSERT_EQ(ra.result_int(), 200) << target << ": " << ra.body();
+        ASSERT_EQ(rb.result_int(), 200) << target << ": " << rb.body();
+        EXPECT_EQ(ra.body(), rb.body()) << target;
+        EXPECT_FALSE(ra["ETag"].empty()) << target;
+        EXPECT_EQ(ra["ETag"], rb["ETag"]) << target;
+        EXPECT_EQ(ra["Cache-Control"], rb["Cache-Control"]) << target;
+    }
+
+    // The old hour is sealed on both (they applied messages stamped long after its seal),
+    // the current one is not.
+    auto const hours = nlohmann::json::parse(cb.get("/hours?" + range + seq).body());
+    ASSERT_EQ(hours.size(), 2U) << hours.dump();
+    EXPECT_EQ(hours[0].at("hour"), old);
+    EXPECT_EQ(hours[0].at("sealed"), true);
+    EXPECT_EQ(hours[1].at("sealed"), false);
+    auto const sealed = ca.get("/flows?hour=" + std::to_string(old) + seq);
+    EXPECT_NE(sealed["Cache-Control"].find("immutable"), std::string::npos)
+        << sealed["Cache-Control"];
+}
+
 TEST_F(ClusterTest, MinSeqIsUnknownOutsideClusterModeAndTimesOutPastTheStream) {
     flowd_process local;
     http_client cl{local.port()};

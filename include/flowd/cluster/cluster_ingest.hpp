@@ -120,6 +120,12 @@ public:
     [[nodiscard]] std::uint64_t applied_seq() const noexcept {
         return applied_.load(std::memory_order_acquire);
     }
+    // The stream's stamp (Unix ms) of the last message applied (after a restart from a
+    // checkpoint, read back from the stream); 0 while unknown. SPEC: the clock by which
+    // a node treats hours as sealed for caching, the same on every node at one sequence.
+    [[nodiscard]] std::uint64_t applied_stamp_ms() const noexcept {
+        return applied_stamp_ms_.load(std::memory_order_acquire);
+    }
     // True once the node applied everything the stream held when it first reached it.
     [[nodiscard]] bool caught_up() const noexcept {
         return caught_up_.load(std::memory_order_acquire);
@@ -184,6 +190,8 @@ private:
     __natsSubscription* sub_ = nullptr;  // owned by the apply thread
 
     std::atomic<std::uint64_t> applied_{0};
+    // The stream's stamp (Unix ms) of message applied_; 0 until known.
+    std::atomic<std::uint64_t> applied_stamp_ms_{0};
     std::atomic<bool> caught_up_{false};
     std::atomic<bool> closing_{false};
     std::atomic<std::uint64_t> next_id_{0};

@@ -56,6 +56,11 @@ struct flows_options {
     // SPEC sealing: Unix hour H is sealed once the clock passes its end plus seal_after;
     // a batch with a record in a sealed hour is 422 hour-sealed. 0: off.
     std::chrono::milliseconds seal_after{0};
+    // Cluster mode (SPEC): the node that receives a POST decides sealing by its clock, but
+    // treats an hour as sealed for caching only once it applied the stream past a message
+    // stamped after the hour's seal time: this returns the stamp (Unix ms) of the last
+    // message applied, so that nodes at the same stream sequence agree. Empty: clock.
+    std::function<std::uint64_t()> seal_clock{};
 };
 
 // The hours a batch may carry under retention: [first, last].
@@ -123,8 +128,10 @@ private:
     // the retention window; any other no-cache.
     void set_cache_headers(boost::beast::http::response_header<>& h, std::string const& etag,
                            query_plan const& plan, std::uint32_t sealed_before) const;
-    // Hours before the returned one are sealed now; 0 when sealing is off.
-    [[nodiscard]] std::uint32_t sealed_before() const noexcept;
+    // Hours before the returned one are sealed at `now_ms`; 0 when sealing is off.
+    [[nodiscard]] std::uint32_t sealed_before(std::uint64_t now_ms) const noexcept;
+    // The same for ETags, /hours and Cache-Control: at seal_clock() when there is one.
+    [[nodiscard]] std::uint32_t sealed_for_caching() const;
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
     [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
     [[nodiscard]] bool serving() const noexcept {

@@ -133,6 +133,58 @@ TEST(FlowsHandlerSealTest, RecordInASealedHourIsHourSealedAndNothingIsApplied) {
     EXPECT_EQ(status_of(post("[" + record("a", 1, 100) + "]")), 200U);
 }
 
+// SPEC, cluster mode: POST decides sealing by the node's clock, caching by the stamp of
+// the last stream message applied (seal_clock), so nodes at one sequence agree.
+TEST(FlowsHandlerSealTest, CachingSealsHoursByTheSealClockNotTheWallClock) {
+    prometheus::Registry registry;
+    service_metrics metrics{registry, "test", "none"};
+    flow_store store{store_options{8, 1000}};
+    memory_ingest ingest{store, metrics};
+    std::uint64_t now_ms = 100 * 3'600'000ULL;
+    std::uint64_t stamp_ms = 0;
+    flows_options options;
+    options.clock = [&now_ms] { return now_ms; };
+    options.seal_clock = [&stamp_ms] { return stamp_ms; };
+    options.seal_after = std::chrono::minutes(30);
+    flows_handler handler{store, ingest, metrics, options};
+    auto run = [](handler_result result) {
+        if (auto* r = std::get_if<response>(&result)) {
+            return std::move(*r);
+        }
+        std::optional<response> answered;
+        std::get<deferred>(result).start([&answered](response r) { answered = std::move(r); });
+        return std::move(*answered);
+    };
+    auto hours = [&] {
+        request req{http::verb::get, "/hours?from=100&to=101", 11};
+        request_context ctx{req, "req-2", "/hours", "from=100&to=101", false};
+        return std::get<string_response>(run(handler.hours(ctx)));
+    };
+    {
+        request req{http::verb::post, "/flows", 11};
+        req.set(http::field::content_type, "application/json");
+        req.body() = "[" + record("a", 1, 100) + "]";
+        request_context ctx{req, "req-1", "/flows", "", false};
+        ASSERT_EQ(status_of(run(handler.post(ctx))), 200U);
+    }
+    now_ms = 101 * 3'600'000ULL + 1'800'000ULL;  // hour 100 sealed by the node's clock
+
+    request req{http::verb::post, "/flows", 11};
+    req.set(http::field::content_type, "application/json");
+    req.body() = "[" + record("a", 1, 100) + "]";
+    request_context ctx{req, "req-3", "/flows", "", false};
+    EXPECT_EQ(status_of(run(handler.post(ctx))), 422U);
+    string_response const open = hours();
+    EXPECT_EQ(open.body(), R"([{"hour":100,"keys":1,"bytes_tx":1,"bytes_rx":1,"sealed":false}])");
+    EXPECT_EQ(open[http::field::cache_control], "no-cache");
+
+    stamp_ms = now_ms;  // a message stamped after the seal time was applied
+    string_response const sealed = hours();
+    EXPECT_EQ(sealed.body(), R"([{"hour":100,"keys":1,"bytes_tx":1,"bytes_rx":1,"sealed":true}])");
+    EXPECT_NE(sealed[http::field::cache_control], "no-cache");
+    EXPECT_NE(sealed[http::field::etag], open[http::field::etag]);
+}
+
 TEST_F(FlowsHandlerTest, PostsSeedBatchAndGetsItBackSorted) {
     response const posted = post(seed_body);
     response const hour1 = get("hour=1");
