@@ -6,13 +6,14 @@
 #   BENCH_ONLY (default: every section) runs only the sections named, comma-separated:
 #     post (POST B=1/100/1000 against nginx and the parse ceiling, and POST B=1000 with
 #     --threads 2 sharing both cores with the generator), wal, recovery, get, memory, micro,
+#     queries (range and summary queries against DuckDB, 304s, POST beside summaries),
 #     cluster (scripts/bench-cluster.sh).
 #     A partial run prints its tables and leaves BENCHMARKS.md alone, e.g.
 #     BENCH_ONLY=post scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
-only=${BENCH_ONLY:-post,wal,recovery,get,memory,micro,cluster}
+only=${BENCH_ONLY:-post,wal,recovery,get,memory,queries,micro,cluster}
 out=BENCHMARKS.md
 if [ -n "${BENCH_ONLY:-}" ]; then out=/dev/null; fi
 want() { [[ ",$only," == *",$1,"* ]]; }
@@ -22,7 +23,7 @@ client_cpu=1
 if [ "$(nproc)" -lt 2 ]; then client_cpu=0; fi
 
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" --target flowd flowd-loadgen flowd-parse-ceiling flowd-micro >/dev/null
+cmake --build --preset release -j "$(nproc)" --target flowd flowd-loadgen flowd-parse-ceiling flowd-micro flowd-querybench >/dev/null
 bin=build/release
 loadgen() { taskset -c "$client_cpu" "$bin/bench/flowd-loadgen" "$@"; }
 field() { sed -n "s/.*RESULT.* $1=\([^ ]*\).*/\1/p; s/^RESULT $1=\([^ ]*\).*/\1/p" | head -n1; }
@@ -235,6 +236,101 @@ stop_flowd
 printf '%s\n' "${mem_rows[@]}"
 fi
 
+if want queries; then
+echo "== queries: 100,000 keys x 24 hours against DuckDB (1 thread, same core), interleaved"
+# The anchor, installed here only (never by make build or make test).
+duck_dir=$bin/bench-npm
+if [ ! -d "$duck_dir/node_modules/@duckdb/node-api" ]; then
+    command -v npm >/dev/null || { echo "bench: npm is missing (apt-get install npm)" >&2; exit 1; }
+    npm install --prefix "$duck_dir" --no-audit --no-fund --silent @duckdb/node-api@1.5.6-r.1 >/dev/null
+fi
+qb() { taskset -c "$client_cpu" "$bin/bench/flowd-querybench" "$@"; }
+pairs=5
+# The ratio of each pair (flowd's median of 3 / the anchor's median of 3), then the median
+# of the pair ratios and their min-max: "median (min-max)".
+ratio_summary() { sort -g | awk '{ r[NR] = $1 } END { printf "%.3f (%.3f-%.3f)", r[int((NR + 1) / 2)], r[1], r[NR] }'; }
+start_flowd
+qb load --port "$flowd_port" --csv "$work/rows.csv" | tail -n1
+q_rows=$(metric flowd_store_keys)
+q_mem=$(metric flowd_store_memory_bytes)
+coproc DUCK { taskset -c "$server_cpu" env NODE_PATH="$duck_dir/node_modules" node bench/duckdb_anchor.mjs "$work/rows.csv" 2>&1; }
+pids+=($DUCK_PID)
+read -r ready <&"${DUCK[0]}"
+echo "duckdb: $ready"
+declare -A q_target=(
+    [top_src]="/flows/summary?from=0&to=24&group_by=src_app&top=10"
+    [top_key]="/flows/summary?from=0&to=24&group_by=src_app,dest_app,vpc_id&top=10"
+    [hour5]="/flows?hour=5")
+declare -A q_label=(
+    [top_src]="top 10 by src_app over 24 h (\`/flows/summary?from=0&to=24&group_by=src_app&top=10\`)"
+    [top_key]="top 10 by the full key over 24 h (\`group_by=src_app,dest_app,vpc_id\`)"
+    [hour5]="one hour of 100,000 rows in key order (\`/flows?hour=5\`, JSON written)")
+declare -A q_goal=([top_src]="<= 0.25" [top_key]="<= 0.25" [hour5]="<= 0.5")
+q_rows_md=()
+for q in top_src top_key hour5; do
+    ratios=() f_ms=() d_ms=()
+    for _ in $(seq "$pairs"); do
+        echo "$q 3" >&"${DUCK[1]}"
+        read -r d <&"${DUCK[0]}"
+        f=$(qb time --port "$flowd_port" --target "${q_target[$q]}" --repeat 3)
+        dm=$(echo "$d" | field median_ms)
+        fm=$(echo "$f" | field median_ms)
+        d_ms+=("$dm") f_ms+=("$fm")
+        ratios+=("$(awk -v a="$fm" -v b="$dm" 'BEGIN{printf "%.4f", a/b}')")
+    done
+    q_bytes=$(echo "$f" | field bytes)
+    med() { printf '%s\n' "$@" | sort -g | awk '{ r[NR] = $1 } END { printf "%s", r[int((NR + 1) / 2)] }'; }
+    q_rows_md+=("| ${q_label[$q]} | $(med "${f_ms[@]}") | $q_bytes | $(med "${d_ms[@]}") | $(printf '%s\n' "${ratios[@]}" | ratio_summary) | ${q_goal[$q]} |")
+done
+echo "quit" >&"${DUCK[1]}" || true
+kill "$DUCK_PID" 2>/dev/null || true
+# The client's own ceiling: nginx serving the hour's answer as a static file, timed alike.
+curl -sf "127.0.0.1:$flowd_port/flows?hour=5" -o "$work/hour5.json"
+chmod a+x "$work" && chmod a+r "$work/hour5.json"
+start_nginx "location = /flows { default_type application/json; alias $work/hour5.json; }"
+ceil=$(qb time --port "$nginx_port" --target "/flows?hour=5" --repeat 9)
+kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+q_ceiling="nginx serving the same $(echo "$ceil" | field bytes) bytes as a static file to the same client: $(echo "$ceil" | field median_ms) ms (min $(echo "$ceil" | field min_ms), max $(echo "$ceil" | field max_ms))"
+
+# A 304 revalidation against /healthz: wrk (one thread, 32 connections) on the client core.
+etag=$(curl -s -D - -o /dev/null "127.0.0.1:$flowd_port${q_target[top_src]}" | sed -n 's/^[Ee][Tt]ag: *\(.*\)\r$/\1/p')
+r304=() rh=()
+for _ in 1 2 3; do
+    a=$(taskset -c "$client_cpu" wrk -t1 -c32 -d3s -H "If-None-Match: $etag" "http://127.0.0.1:$flowd_port${q_target[top_src]}" | awk '/Requests\/sec/ { print $2 }')
+    b=$(taskset -c "$client_cpu" wrk -t1 -c32 -d3s "http://127.0.0.1:$flowd_port/healthz" | awk '/Requests\/sec/ { print $2 }')
+    r304+=("$a") rh+=("$b")
+done
+q_304_ratios=$(for i in 0 1 2; do awk -v a="${r304[$i]}" -v b="${rh[$i]}" 'BEGIN{printf "%.4f\n", a/b}'; done | ratio_summary)
+q_304="304 revalidation ${r304[*]} req/s; /healthz ${rh[*]} req/s; 304 / healthz per pair: **$q_304_ratios** (goal >= 0.8)"
+stop_flowd
+
+# POST B=1000 alone and beside a client running 24-hour summaries back to back: flowd
+# --threads 2 on one core, both clients on the other. The store holds the query dataset.
+flowd_threads=2 start_flowd
+qb load --port "$flowd_port" >/dev/null
+w_rows=()
+w_tp=() w_p99=()
+for _ in 1 2 3; do
+    for mode in alone with; do
+        if [ "$mode" = with ]; then
+            qb loop --port "$flowd_port" --target "${q_target[top_src]}" --duration "$((secs + 1))" >"$work/loop.out" &
+            loop_pid=$!
+            sleep 0.5
+        fi
+        f=$(loadgen --port "$flowd_port" --connections 32 --duration "$secs" --batch 1000 --keys 1000 --hours 24)
+        w_tp+=("$(echo "$f" | field flows_per_s)") w_p99+=("$(echo "$f" | field p99_ms)")
+        if [ "$mode" = with ]; then
+            wait "$loop_pid" || true
+            w_q=$(field queries <"$work/loop.out")
+        fi
+    done
+    i=$((${#w_tp[@]} - 2))
+    w_rows+=("| pair $(((i / 2) + 1)) | ${w_tp[$i]} / ${w_p99[$i]} | ${w_tp[$((i + 1))]} / ${w_p99[$((i + 1))]} | $w_q | $(awk -v a="${w_tp[$((i + 1))]}" -v b="${w_tp[$i]}" 'BEGIN{printf "%.2f", a/b}') | $(awk -v a="${w_p99[$((i + 1))]}" -v b="${w_p99[$i]}" 'BEGIN{printf "%.2f", a/b}') |")
+done
+stop_flowd
+printf '%s\n' "${q_rows_md[@]}" "$q_ceiling" "$q_304" "${w_rows[@]}"
+fi
+
 if want micro; then
 echo "== microbenchmarks of the hot path's stages"
 micro=$(taskset -c "$server_cpu" "$bin/bench/flowd-micro" --benchmark_min_time=0.3 2>/dev/null |
@@ -320,6 +416,40 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo
     echo "RSS includes the process baseline (code, thread stacks, the parser's buffers), so it"
     echo "overstates per-key cost at small key counts."
+    echo
+    echo "## Queries (100,000 keys x 24 hours = 2,400,000 stored rows) against DuckDB"
+    echo
+    echo "Data: flowd-querybench (bench/query_bench.cpp) POSTs 100,000 keys (names from 2,000"
+    echo "applications and 50 VPCs) in each of 24 hours: $q_rows rows, flowd_store_memory_bytes"
+    echo "$q_mem. The anchor is DuckDB (@duckdb/node-api, installed by this script into"
+    echo "build/release/bench-npm; 1 thread; an in-memory table of the same rows read from the"
+    echo "loader's CSV; bench/duckdb_anchor.mjs), pinned to flowd's core and timed inside node"
+    echo "(query plus reading every result row). flowd's time is time to last byte measured by"
+    echo "flowd-querybench on the other core (one keep-alive connection, the answer read into a"
+    echo "buffer reserved up front). $pairs interleaved pairs (DuckDB x3, flowd x3); the ratio is"
+    echo "flowd / DuckDB per pair, shown as the median (min-max) of the pairs."
+    echo
+    echo "| question | flowd ms | flowd answer bytes | DuckDB ms | flowd / DuckDB | goal |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    printf '%s\n' "${q_rows_md[@]}"
+    echo
+    echo "The client's own ceiling: $q_ceiling."
+    echo
+    echo "$q_304."
+    echo
+    echo "POST B=1000 (flowd-loadgen, 32 connections, K=1000 over 24 h, ${secs} s) alone and beside"
+    echo "a client running \`${q_target[top_src]}\` back to back; flowd --threads 2 pinned to core"
+    echo "$server_cpu, both clients on core $client_cpu, 3 interleaved pairs (goal: throughput >= 0.6 x"
+    echo "alone, p99 <= 3 x alone):"
+    echo
+    echo "| pair | alone flows/s / p99 ms | with summaries flows/s / p99 ms | summaries answered | throughput ratio | p99 ratio |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    printf '%s\n' "${w_rows[@]}"
+    echo
+    echo "What the query side adds per stored row: each (shard, hour) table keeps its key count"
+    echo "and its two 128-bit sums (32 bytes a table; 64 shards x 24 hours = 1,536 tables here,"
+    echo "49 KB for 2.4 M rows: 0.02 bytes a row); ETags are computed from those totals, so no"
+    echo "per-row version is stored."
     echo
     echo "## Microbenchmarks (bench/micro.cpp, Google Benchmark, one core)"
     echo
