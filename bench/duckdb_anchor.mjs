@@ -5,7 +5,7 @@
 // "RESULT name=NAME median_ms=... min_ms=... max_ms=... rows=...". Each time covers the
 // query and reading every row of its result into JavaScript values.
 //
-//   node bench/duckdb_anchor.mjs FILE.csv   (with @duckdb/node-api on NODE_PATH)
+//   node duckdb_anchor.mjs FILE.csv   (from a folder whose node_modules has @duckdb/node-api)
 import { createInterface } from 'node:readline';
 import { DuckDBInstance } from '@duckdb/node-api';
 

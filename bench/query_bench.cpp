@@ -169,12 +169,12 @@ int load(args const& a) {
                     body += ',';
                 }
                 body += R"({"src_app":")" + names[k].src + R"(","dest_app":")" + names[k].dest +
-                        R"(","vpc_id":")" + names[k].vpc + R"(","bytes_tx":)" +
-                        std::to_string(tx) + R"(,"bytes_rx":)" + std::to_string(rx) +
-                        R"(,"hour":)" + std::to_string(h) + "}";
+                        R"(","vpc_id":")" + names[k].vpc + R"(","bytes_tx":)" + std::to_string(tx) +
+                        R"(,"bytes_rx":)" + std::to_string(rx) + R"(,"hour":)" + std::to_string(h) +
+                        "}";
                 if (csv.is_open()) {
-                    csv << names[k].src << ',' << names[k].dest << ',' << names[k].vpc << ','
-                        << tx << ',' << rx << ',' << h << '\n';
+                    csv << names[k].src << ',' << names[k].dest << ',' << names[k].vpc << ',' << tx
+                        << ',' << rx << ',' << h << '\n';
                 }
                 ++posted;
             }

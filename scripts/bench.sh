@@ -253,7 +253,9 @@ start_flowd
 qb load --port "$flowd_port" --csv "$work/rows.csv" | tail -n1
 q_rows=$(metric flowd_store_keys)
 q_mem=$(metric flowd_store_memory_bytes)
-coproc DUCK { taskset -c "$server_cpu" env NODE_PATH="$duck_dir/node_modules" node bench/duckdb_anchor.mjs "$work/rows.csv" 2>&1; }
+# ES modules resolve packages from the script's folder (not NODE_PATH): run a copy there.
+cp bench/duckdb_anchor.mjs "$duck_dir/"
+coproc DUCK { taskset -c "$server_cpu" node "$duck_dir/duckdb_anchor.mjs" "$work/rows.csv" 2>&1; }
 pids+=($DUCK_PID)
 read -r ready <&"${DUCK[0]}"
 echo "duckdb: $ready"

@@ -225,6 +225,51 @@ public:
         fold_range_changes(rc, out);
         return std::move(rc.stats);
     }
+    // copy_range() for a caller that only sums: each kept row goes to
+    // visit(key, hour, counters) under its shard's mutex instead of into a vector; once the
+    // range is closed, what batches added since to shards already visited goes to visit()
+    // too (counters only add, so the sums come out as at one instant between batches).
+    // Returns the hours' totals; when the range holds more than `max_rows` rows it visits
+    // nothing. Returns nothing when retention dropped a visited table meanwhile, or too
+    // many changes came: the caller drops what it summed and copies instead.
+    template <class Keep, class Visit>
+    std::optional<std::vector<hour_stat>> visit_range(std::uint32_t from, std::uint32_t to,
+                                                      std::uint64_t max_rows, Keep&& keep,
+                                                      Visit&& visit) const {
+        range_copy rc{from, to, options_.shard_count};
+        begin_range_copy(rc);
+        std::uint64_t rows = 0;
+        for (hour_stat const& h : rc.stats) {
+            rows += h.keys;
+        }
+        if (rows > max_rows) {
+            end_range_copy(rc);
+            return std::move(rc.stats);
+        }
+        rc.max_changes = std::max<std::size_t>(std::size_t{1} << 16, rows / 4);
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            shard const& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            rc.copied[s] = 1;
+            for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
+                table.for_each([&](app_key const& k, flow_counters const& c) {
+                    if (keep(k)) {
+                        visit(k, hour, c);
+                    }
+                });
+            });
+        }
+        if (!end_range_copy(rc) || std::any_of(rc.dropped_before.begin(), rc.dropped_before.end(),
+                                               [from](std::uint32_t d) { return d > from; })) {
+            return std::nullopt;
+        }
+        for (range_change const& c : rc.changes) {
+            if (keep(c.row.key)) {
+                visit(c.row.key, c.row.hour, c.row.counters);
+            }
+        }
+        return std::move(rc.stats);
+    }
     [[nodiscard]] string_interner const& names() const noexcept { return names_; }
 
     // Keys present plus the new keys of prepared batches that counted them (near
