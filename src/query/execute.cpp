@@ -311,7 +311,16 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
     };
     bool summed = false;
     if (!keeps_rows) {
-        index.emplace(std::size_t{1} << 12);
+        // Room for the largest hour's keys, a bound on most groupings' size (growing there
+        // rehashed a 100,000-group index five times over).
+        std::uint64_t largest = 0;
+        if (single < 0) {
+            for (hour_stat const& h : store.hour_stats(plan.from, plan.to)) {
+                largest = std::max(largest, h.keys);
+            }
+        }
+        index.emplace(static_cast<std::size_t>(
+            std::min<std::uint64_t>(largest, limits.max_query_groups) + 16));
         if (auto stats =
                 store.visit_range(plan.from, plan.to, limits.max_query_scan_rows, keep, add)) {
             a.stats = std::move(*stats);
