@@ -4,8 +4,8 @@
 #   1. ci:   RelWithDebInfo, warnings as errors, every test (unit + integration)
 #   2. asan: AddressSanitizer + UndefinedBehaviorSanitizer, every test
 #   3. tsan: ThreadSanitizer, the store concurrency tests
-#   4. fuzz: the libFuzzer harnesses (fuzz/, clang, ASan + UBSan), 80 s in all
-#      (FUZZ_SECONDS per harness, default 20, for 4 harnesses); any crash, leak,
+#   4. fuzz: the libFuzzer harnesses (fuzz/, clang, ASan + UBSan), 100 s in all
+#      (FUZZ_SECONDS per harness, default 20, for 5 harnesses); any crash, leak,
 #      UBSan report or violated invariant fails it
 # STAGES="fuzz" (or "format ci", ...) runs only the named stages; unset runs them all.
 set -euo pipefail
