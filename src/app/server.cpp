@@ -261,6 +261,9 @@ server::server(config const& cfg, loggers logs)
           [this] {
               listener_->stop();
               metrics_listener_->stop();
+              if (flow_) {
+                  flow_->stop();
+              }
           },
           [this] { ioc_.stop(); }, logs_.app),
       reload_signals_(ioc_, SIGHUP),
@@ -291,6 +294,12 @@ server::server(config const& cfg, loggers logs)
         throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
                                  " (metrics): " + e.code().message());
     }
+
+    flow_ = make_flow_collector(cfg_, ioc_,
+                                cluster_   ? static_cast<ingest&>(*cluster_)
+                                : durable_ ? static_cast<ingest&>(*durable_)
+                                           : memory_ingest_,
+                                *registry_, logs_.app);
 
     // Logged only once both listeners are bound, so a start that fails (a port in use)
     // leaves exactly one line on stderr: the error main() prints.
@@ -479,6 +488,9 @@ void server::wait_reload() {
             return;  // operation_aborted: the server is stopping
         }
         reload_tokens();
+        if (flow_) {
+            flow_->reload_apps();
+        }
         wait_reload();
     });
 }
@@ -522,6 +534,10 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/hours", route_id::hours,
         [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/flow-exporters", route_id::flow_exporters,
+        [this](request_context&) { return flow_exporters_answer(flow_.get()); },
+        route_access::read);
     // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
     // (plain HTTP, no client certificate, for probes under mTLS).
     struct probe_route {
@@ -600,6 +616,9 @@ int server::run() {
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
     listener_->run();
     metrics_listener_->run();
+    if (flow_) {
+        flow_->start();
+    }
     // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
     // /flows say 503 until the data directory is loaded.
     std::vector<std::thread> threads;

@@ -1,0 +1,530 @@
+#include "flowd/app/flow_collector.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "flowd/http/flows_handler.hpp"
+#include "flowd/http/responses.hpp"
+
+namespace flowd {
+
+namespace net = boost::asio;
+
+namespace {
+
+constexpr std::array<char const*, 4> version_labels{"5", "9", "10", "other"};
+constexpr std::array<datagram_result, 5> results{
+    datagram_result::decoded, datagram_result::malformed, datagram_result::unknown_version,
+    datagram_result::no_template, datagram_result::not_allowed};
+constexpr std::array<char const*, 5> result_labels{"decoded", "malformed", "unknown_version",
+                                                   "no_template", "not_allowed"};
+// Datagrams read per wake-up before the strand lets the timer in.
+constexpr int datagrams_per_wake = 64;
+// Micro-batches submitted and not yet answered; past this the batch keeps filling.
+constexpr std::size_t max_in_flight = 4;
+constexpr auto warn_every = std::chrono::seconds(10);
+
+unsigned version_index(unsigned version) noexcept {
+    switch (version) {
+        case 5:
+            return 0;
+        case 9:
+            return 1;
+        case 10:
+            return 2;
+        default:
+            return 3;
+    }
+}
+
+std::string utc_text(std::uint64_t unix_ms) {
+    auto const secs = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[40];
+    std::size_t const n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::string s(buf, n);
+    char ms[8];
+    std::snprintf(ms, sizeof ms, ".%03uZ", static_cast<unsigned>(unix_ms % 1000));
+    return s + ms;
+}
+
+std::string endpoint_text(net::ip::udp::endpoint const& ep) {
+    std::string const host = ep.address().to_string();
+    return (ep.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
+}
+
+ip_address address_of(sockaddr_storage const& ss) {
+    if (ss.ss_family == AF_INET) {
+        sockaddr_in sin{};
+        std::memcpy(&sin, &ss, sizeof sin);
+        return ip_address::from_v4(ntohl(sin.sin_addr.s_addr));
+    }
+    sockaddr_in6 sin6{};
+    std::memcpy(&sin6, &ss, sizeof sin6);
+    return ip_address::from_v6(sin6.sin6_addr.s6_addr);
+}
+
+}  // namespace
+
+flow_metrics::flow_metrics(prometheus::Registry& registry)
+    : dropped_unavailable(prometheus::BuildCounter()
+                              .Name("flowd_flow_records_dropped_total")
+                              .Help("Flow records decoded but not applied, by reason")
+                              .Register(registry)
+                              .Add({{"reason", "unavailable"}})),
+      socket_drops(prometheus::BuildCounter()
+                       .Name("flowd_flow_socket_drops_total")
+                       .Help("Datagrams the kernel dropped because the flow socket's receive "
+                             "buffer was full (SO_RXQ_OVFL); raise flow_rcvbuf_bytes")
+                       .Register(registry)
+                       .Add({})),
+      templates_refused(prometheus::BuildCounter()
+                            .Name("flowd_flow_templates_refused_total")
+                            .Help("Templates not kept because their exporter had "
+                                  "flow_max_templates already")
+                            .Register(registry)
+                            .Add({})),
+      apps_reload_failures(prometheus::BuildCounter()
+                               .Name("flowd_flow_apps_reload_failures_total")
+                               .Help("Reloads of apps_file (SIGHUP) that failed; the previous "
+                                     "mapping stays")
+                               .Register(registry)
+                               .Add({})),
+      exporters(prometheus::BuildGauge()
+                    .Name("flowd_flow_exporters")
+                    .Help("Exporters (address, observation domain) tracked")
+                    .Register(registry)
+                    .Add({})),
+      templates(prometheus::BuildGauge()
+                    .Name("flowd_flow_templates")
+                    .Help("Templates held, all exporters together")
+                    .Register(registry)
+                    .Add({})) {
+    auto& packets_family = prometheus::BuildCounter()
+                               .Name("flowd_flow_packets_total")
+                               .Help("Flow datagrams received, by version and result")
+                               .Register(registry);
+    for (std::size_t v = 0; v < version_labels.size(); ++v) {
+        for (std::size_t r = 0; r < results.size(); ++r) {
+            packets_.at(v * results.size() + r) = &packets_family.Add(
+                {{"version", version_labels.at(v)}, {"result", result_labels.at(r)}});
+        }
+    }
+    auto& records_family = prometheus::BuildCounter()
+                               .Name("flowd_flow_records_total")
+                               .Help("Flow records decoded, by version")
+                               .Register(registry);
+    auto& gaps_family = prometheus::BuildCounter()
+                            .Name("flowd_flow_sequence_gaps_total")
+                            .Help(
+                                "Sizes of sequence gaps summed (records for v5 and IPFIX, "
+                                "packets for v9)")
+                            .Register(registry);
+    for (std::size_t v = 0; v < 3; ++v) {
+        records_.at(v) = &records_family.Add({{"version", version_labels.at(v)}});
+        gaps_.at(v) = &gaps_family.Add({{"version", version_labels.at(v)}});
+    }
+    auto& dropped_family = prometheus::BuildCounter()
+                               .Name("flowd_flow_records_dropped_total")
+                               .Help("Flow records decoded but not applied, by reason")
+                               .Register(registry);
+    for (std::size_t i = 0; i < drop_reason_count; ++i) {
+        dropped_.at(i) = &dropped_family.Add(
+            {{"reason", std::string(drop_reason_label(static_cast<drop_reason>(i)))}});
+    }
+    dropped_.at(drop_reason_count) = &dropped_unavailable;
+}
+
+prometheus::Counter& flow_metrics::packets(unsigned version, datagram_result r) {
+    auto const ri =
+        static_cast<std::size_t>(std::find(results.begin(), results.end(), r) - results.begin());
+    return *packets_.at(version_index(version) * results.size() + ri);
+}
+
+prometheus::Counter& flow_metrics::records(unsigned version) {
+    return *records_.at(std::min(version_index(version), 2U));
+}
+
+prometheus::Counter& flow_metrics::gaps(unsigned version) {
+    return *gaps_.at(std::min(version_index(version), 2U));
+}
+
+prometheus::Counter& flow_metrics::dropped(drop_reason r) {
+    return *dropped_.at(static_cast<std::size_t>(r));
+}
+
+flow_collector::flow_collector(net::io_context& ioc, ingest& sink, prometheus::Registry& registry,
+                               flow_collector_options options, std::shared_ptr<spdlog::logger> log)
+    : ioc_(ioc),
+      strand_(net::make_strand(ioc)),
+      socket_(strand_),
+      timer_(strand_),
+      sink_(sink),
+      metrics_(registry),
+      options_(std::move(options)),
+      log_(std::move(log)),
+      buffer_(65'536),
+      decoder_(options_.limits),
+      apps_(std::make_shared<apps_table const>(
+          options_.apps_file.empty() ? apps_table{} : apps_table::load(options_.apps_file))),
+      batch_(std::make_shared<flow_batcher>()) {
+    socket_.open(options_.listen.protocol());
+    if (options_.listen.address().is_v6()) {
+        // [::] receives IPv4 exporters too, as IPv4-mapped addresses (normalised later).
+        socket_.set_option(net::ip::v6_only(false));
+    }
+    if (options_.rcvbuf_bytes != 0) {
+        socket_.set_option(
+            net::socket_base::receive_buffer_size(static_cast<int>(options_.rcvbuf_bytes)));
+    }
+    int const on = 1;
+    // Counts the datagrams the kernel drops on a full buffer, read with each datagram.
+    (void)::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
+    socket_.bind(options_.listen);
+    socket_.non_blocking(true);
+}
+
+flow_collector::~flow_collector() = default;
+
+net::ip::udp::endpoint flow_collector::local_endpoint() const {
+    return socket_.local_endpoint();
+}
+
+void flow_collector::start() {
+    net::socket_base::receive_buffer_size effective;
+    socket_.get_option(effective);
+    log_->info(
+        "flow listening on {} (NetFlow v5/v9, IPFIX; receive buffer {} bytes{}; apps file {}: "
+        "{} applications, {} prefixes)",
+        endpoint_text(socket_.local_endpoint()), effective.value(),
+        options_.rcvbuf_bytes == 0 ? ", the kernel default"
+                                   : ", flow_rcvbuf_bytes " + std::to_string(options_.rcvbuf_bytes),
+        options_.apps_file.empty() ? "(none)" : options_.apps_file, apps_->app_count(),
+        apps_->prefix_count());
+    net::post(strand_, [this] {
+        do_wait();
+        schedule_flush();
+    });
+}
+
+void flow_collector::stop() {
+    {
+        std::scoped_lock lock{mutex_};
+        stopped_ = true;
+    }
+    net::post(strand_, [this] {
+        boost::system::error_code ec;
+        socket_.close(ec);
+        timer_.cancel();
+    });
+    flush();
+}
+
+void flow_collector::do_wait() {
+    socket_.async_wait(net::socket_base::wait_read,
+                       [this](boost::system::error_code ec) { on_readable(ec); });
+}
+
+void flow_collector::on_readable(boost::system::error_code ec) {
+    if (ec) {
+        return;  // closed at shutdown
+    }
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(std::uint32_t))];
+    bool full = false;
+    for (int i = 0; i < datagrams_per_wake; ++i) {
+        sockaddr_storage from{};
+        iovec iov{buffer_.data(), buffer_.size()};
+        msghdr msg{};
+        msg.msg_name = &from;
+        msg.msg_namelen = sizeof from;
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t const n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+        if (n < 0) {
+            break;  // EAGAIN: drained; anything else: try again on the next wake-up
+        }
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                std::uint32_t total = 0;
+                std::memcpy(&total, CMSG_DATA(c), sizeof total);
+                // A running count kept by the kernel, modulo 2^32.
+                metrics_.socket_drops.Increment(static_cast<double>(total - socket_drops_seen_));
+                socket_drops_seen_ = total;
+            }
+        }
+        handle_datagram(address_of(from), buffer_.data(), static_cast<std::size_t>(n),
+                        wall_clock_ms());
+        std::scoped_lock lock{mutex_};
+        full = full || batch_->records() >= options_.batch_records;
+    }
+    if (full) {
+        flush();
+    }
+    do_wait();
+}
+
+void flow_collector::handle_datagram(ip_address const& from, std::uint8_t const* data,
+                                     std::size_t size, std::uint64_t now_ms) {
+    unsigned const claimed = size >= 2 ? unsigned{data[0]} << 8 | data[1] : 0;
+    if (!options_.allowed_exporters.empty() &&
+        std::none_of(options_.allowed_exporters.begin(), options_.allowed_exporters.end(),
+                     [&](address_range const& r) { return r.contains(from); })) {
+        metrics_.packets(claimed, datagram_result::not_allowed).Increment();
+        return;
+    }
+    std::scoped_lock lock{mutex_};
+    flows_.clear();
+    decode_outcome const o = decoder_.decode(from, std::span(data, size), now_ms, flows_);
+    metrics_.packets(o.result == datagram_result::unknown_version ? 0 : o.version, o.result)
+        .Increment();
+    metrics_.exporters.Set(static_cast<double>(decoder_.exporter_count()));
+    metrics_.templates.Set(static_cast<double>(decoder_.template_count()));
+    if (o.templates_refused != 0) {
+        metrics_.templates_refused.Increment(static_cast<double>(o.templates_refused));
+    }
+    if (o.gap != 0) {
+        metrics_.gaps(o.version).Increment(static_cast<double>(o.gap));
+    }
+    if (flows_.empty()) {
+        return;
+    }
+    metrics_.records(o.version).Increment(static_cast<double>(flows_.size()));
+    add_flows(flows_, apps_->vpc_of(from, o.domain), now_ms);
+}
+
+void flow_collector::add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
+                               std::uint64_t now_ms) {
+    apps_table const& apps = *apps_;
+    retention_window const window = options_.retention_hours == 0
+                                        ? retention_window{0, max_hour}
+                                        : retention_window_at(now_ms, options_.retention_hours);
+    // As POST: hour H is sealed once now >= (H + 1) h + seal_after.
+    auto const after = static_cast<std::uint64_t>(options_.seal_after.count());
+    std::uint64_t const sealed = after == 0 || now_ms <= after ? 0 : (now_ms - after) / 3'600'000;
+    std::array<std::size_t, drop_reason_count> drops{};
+    std::string src_text;
+    std::string dst_text;
+    for (decoded_flow const& f : flows) {
+        std::string const* src = apps.app_of(f.src);
+        std::string const* dst = apps.app_of(f.dst);
+        if (src == nullptr || dst == nullptr) {
+            switch (apps.unmatched()) {
+                case apps_table::unmatched_policy::drop:
+                    ++drops[static_cast<std::size_t>(drop_reason::unmatched)];
+                    continue;
+                case apps_table::unmatched_policy::name:
+                    src = src != nullptr ? src : &apps.unmatched_name();
+                    dst = dst != nullptr ? dst : &apps.unmatched_name();
+                    break;
+                case apps_table::unmatched_policy::address:
+                    if (src == nullptr) {
+                        src_text = f.src.to_string();
+                        src = &src_text;
+                    }
+                    if (dst == nullptr) {
+                        dst_text = f.dst.to_string();
+                        dst = &dst_text;
+                    }
+                    break;
+            }
+        }
+        auto const hour = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(f.end_unix_ms / 3'600'000, max_hour));
+        if (hour < window.first || hour > window.last) {
+            ++drops[static_cast<std::size_t>(drop_reason::retention)];
+            continue;
+        }
+        if (hour < sealed) {
+            ++drops[static_cast<std::size_t>(drop_reason::sealed)];
+            continue;
+        }
+        if (!batch_->add(*src, *dst, vpc, hour, flow_counters{f.octets, f.reverse_octets})) {
+            ++drops[static_cast<std::size_t>(drop_reason::overflow)];
+        }
+    }
+    for (std::size_t i = 0; i < drops.size(); ++i) {
+        if (drops.at(i) != 0) {
+            metrics_.dropped(static_cast<drop_reason>(i))
+                .Increment(static_cast<double>(drops.at(i)));
+        }
+    }
+}
+
+void flow_collector::schedule_flush() {
+    timer_.expires_after(options_.batch_interval);
+    timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) {
+            return;
+        }
+        flush();
+        schedule_flush();
+    });
+}
+
+void flow_collector::flush() {
+    std::shared_ptr<flow_batcher> taken;
+    {
+        std::scoped_lock lock{mutex_};
+        if (batch_->empty()) {
+            return;
+        }
+        if (in_flight_ >= max_in_flight) {
+            // The ingest is behind (a slow disk, a stream without quorum): keep filling, within
+            // a bound, rather than queue batches without end.
+            if (batch_->records() < 8 * options_.batch_records) {
+                return;
+            }
+            metrics_.dropped_unavailable.Increment(static_cast<double>(batch_->records()));
+            batch_->clear();
+            log_rate_limited("the ingest is behind: a micro-batch of flow records was dropped");
+            return;
+        }
+        taken = std::exchange(batch_, std::make_shared<flow_batcher>());
+        ++in_flight_;
+    }
+    submit(std::move(taken));
+}
+
+void flow_collector::submit(std::shared_ptr<flow_batcher> batch) {
+    flow_batch b = batch->build();
+    ingest_request info{"flow", std::nullopt, wall_clock_ms(), ingest_source::flow};
+    sink_.submit(std::move(b), std::move(info), [this, batch](ingest_outcome o) {
+        if (o.error && o.error->type == problem_type::counter_overflow && o.error->record) {
+            // One key's stored sum would pass 2^63-1: drop that key's records, apply the rest.
+            metrics_.dropped(drop_reason::overflow)
+                .Increment(static_cast<double>(batch->remove_key(*o.error->record)));
+            if (!batch->empty()) {
+                submit(batch);
+                return;
+            }
+        } else if (o.error) {
+            bool const full = o.error->type == problem_type::store_full;
+            (full ? metrics_.dropped(drop_reason::store_full) : metrics_.dropped_unavailable)
+                .Increment(static_cast<double>(batch->records()));
+            std::scoped_lock lock{mutex_};
+            log_rate_limited("a micro-batch of " + std::to_string(batch->records()) +
+                             " flow records was dropped: " + o.error->detail);
+        }
+        std::scoped_lock lock{mutex_};
+        --in_flight_;
+    });
+}
+
+void flow_collector::log_rate_limited(std::string const& what) {
+    auto const now = std::chrono::steady_clock::now();
+    if (now - last_warn_ < warn_every) {
+        ++suppressed_warnings_;
+        return;
+    }
+    last_warn_ = now;
+    log_->warn("{} ({} more such warnings in the last {} s)", what, suppressed_warnings_,
+               std::chrono::duration_cast<std::chrono::seconds>(warn_every).count());
+    suppressed_warnings_ = 0;
+}
+
+void flow_collector::reload_apps() {
+    if (options_.apps_file.empty()) {
+        log_->info("SIGHUP: no apps_file configured, nothing to reload");
+        return;
+    }
+    try {
+        auto next = std::make_shared<apps_table const>(apps_table::load(options_.apps_file));
+        std::size_t const apps = next->app_count();
+        std::size_t const prefixes = next->prefix_count();
+        {
+            std::scoped_lock lock{mutex_};
+            apps_ = std::move(next);
+        }
+        log_->info("SIGHUP: reloaded {}: {} applications, {} prefixes", options_.apps_file, apps,
+                   prefixes);
+    } catch (apps_file_error const& e) {
+        metrics_.apps_reload_failures.Increment();
+        log_->error("SIGHUP: apps file not reloaded, the previous mapping stays in use: {}",
+                    e.what());
+    }
+}
+
+std::string flow_collector::exporters_json() const {
+    std::vector<exporter_info> list;
+    {
+        std::scoped_lock lock{mutex_};
+        list = decoder_.exporters();
+    }
+    std::string out = "[";
+    for (exporter_info const& e : list) {
+        if (out.size() > 1) {
+            out += ',';
+        }
+        out += "{\"address\":\"" + e.address.to_string() +
+               "\",\"domain\":" + std::to_string(e.domain) +
+               ",\"version\":" + std::to_string(e.version) + ",\"last_seen\":\"" +
+               utc_text(e.last_seen_unix_ms) + "\",\"packets\":" + std::to_string(e.packets) +
+               ",\"records\":" + std::to_string(e.records) +
+               ",\"templates\":" + std::to_string(e.templates) +
+               ",\"sequence_gaps\":" + std::to_string(e.sequence_gaps) + "}";
+    }
+    out += "]";
+    return out;
+}
+
+std::unique_ptr<flow_collector> make_flow_collector(config const& cfg, net::io_context& ioc,
+                                                    ingest& sink, prometheus::Registry& registry,
+                                                    std::shared_ptr<spdlog::logger> log) {
+    if (cfg.flow_listen.empty()) {
+        return nullptr;
+    }
+    host_port const hp = parse_host_port("flow_listen", cfg.flow_listen);
+    boost::system::error_code ec;
+    net::ip::address address = net::ip::make_address(hp.host, ec);
+    if (ec) {
+        net::io_context resolve_ioc;
+        net::ip::udp::resolver resolver{resolve_ioc};
+        auto const results = resolver.resolve(hp.host, std::to_string(hp.port), ec);
+        if (ec || results.empty()) {
+            throw config_error("flow_listen: cannot resolve host '" + hp.host + "'");
+        }
+        address = results.begin()->endpoint().address();
+    }
+    flow_collector_options o;
+    o.listen = net::ip::udp::endpoint{address, hp.port};
+    o.rcvbuf_bytes = cfg.flow_rcvbuf_bytes;
+    for (std::string const& item : split_list(cfg.flow_allowed_exporters)) {
+        std::string why;
+        auto const r = parse_cidr(item, why);
+        if (!r) {
+            throw config_error("flow_allowed_exporters: " + why);
+        }
+        o.allowed_exporters.push_back(*r);
+    }
+    o.limits.max_exporters = cfg.flow_max_exporters;
+    o.limits.max_templates = cfg.flow_max_templates;
+    o.batch_interval = cfg.flow_batch_interval;
+    o.batch_records = cfg.flow_batch_records;
+    o.retention_hours = cfg.retention_hours;
+    o.seal_after = cfg.seal_after;
+    o.apps_file = cfg.apps_file;
+    try {
+        return std::make_unique<flow_collector>(ioc, sink, registry, std::move(o), std::move(log));
+    } catch (apps_file_error const& e) {
+        throw config_error(std::string("apps_file: ") + e.what());
+    } catch (boost::system::system_error const& e) {
+        throw std::runtime_error("cannot listen on " + cfg.flow_listen +
+                                 " (flow): " + e.code().message());
+    }
+}
+
+handler_result flow_exporters_answer(flow_collector const* collector) {
+    return response{json_response(200, collector == nullptr ? "[]" : collector->exporters_json())};
+}
+
+}  // namespace flowd
