@@ -481,6 +481,9 @@ std::unique_ptr<flow_collector> make_flow_collector(config const& cfg, net::io_c
                                                     ingest& sink, prometheus::Registry& registry,
                                                     std::shared_ptr<spdlog::logger> log) {
     if (cfg.flow_listen.empty()) {
+        // The series exist at 0 all the same (SPEC Metrics), so dashboards and rules that
+        // name them work on every flowd; the registry keeps them after this object goes.
+        (void)flow_metrics{registry};
         return nullptr;
     }
     host_port const hp = parse_host_port("flow_listen", cfg.flow_listen);
