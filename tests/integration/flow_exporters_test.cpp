@@ -34,13 +34,13 @@ unmatched: unknown
 // `flow listening on` line.
 class FlowExportersTest : public ::testing::Test {
 protected:
-    void start(std::vector<std::string> extra = {}, std::string const& apps = apps_yaml) {
-        apps_path_ = dir_.write("apps.yaml", apps);
+    void start(std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
+        apps_path_ = dir_.write("apps.yaml", apps_yaml);
         std::vector<std::string> args{"--flow-listen", "127.0.0.1:0"};
         args.insert(args.end(), extra.begin(), extra.end());
-        flowd_ = std::make_unique<flowd_process>(
-            args, std::map<std::string, std::string>{{"FLOWD_APPS_FILE", apps_path_},
-                                                     {"FLOWD_FLOW_BATCH_INTERVAL", "20ms"}});
+        env.emplace("FLOWD_APPS_FILE", apps_path_);
+        env.emplace("FLOWD_FLOW_BATCH_INTERVAL", "20ms");
+        flowd_ = std::make_unique<flowd_process>(args, env);
         std::smatch m;
         std::string const log = flowd_->log();
         ASSERT_TRUE(std::regex_search(log, m, std::regex(R"(flow listening on \S+:(\d+))"))) << log;
@@ -232,6 +232,37 @@ TEST_F(FlowExportersTest, ExportersOutsideTheAllowListAreNotDecoded) {
                1;
     }));
     EXPECT_EQ(client_->get("/flow-exporters").body(), "[]");
+}
+
+TEST_F(FlowExportersTest, MicroBatchGoesAtFlowBatchRecordsBeforeItsInterval) {
+    // An interval no test waits for: only the record count can send the batch.
+    start({}, {{"FLOWD_FLOW_BATCH_INTERVAL", "1h"}, {"FLOWD_FLOW_BATCH_RECORDS", "3"}});
+
+    send(v5(10'000, 7000, 0, 0, 0,
+            {{host(10, 0, 1, 5), host(10, 0, 2, 9), 1, 0, 10'000},
+             {host(10, 0, 1, 5), host(10, 0, 2, 9), 2, 0, 10'000}}));
+    send(v5(10'000, 7000, 2, 0, 0, {{host(10, 0, 1, 5), host(10, 0, 2, 9), 4, 0, 10'000}}));
+
+    ASSERT_TRUE(applied(3)) << flowd_->log();
+    EXPECT_EQ(rows()[0]["bytes_tx"], 7);
+}
+
+TEST_F(FlowExportersTest, ShutdownSubmitsTheMicroBatchInProgress) {
+    temp_dir data;
+    start({"--data-dir", data.path()}, {{"FLOWD_FLOW_BATCH_INTERVAL", "1h"}});
+    send(v5(10'000, 7000, 0, 0, 0, {{host(10, 0, 1, 5), host(10, 0, 2, 9), 9, 0, 10'000}}));
+    ASSERT_TRUE(eventually([&] {
+        return metric("flowd_flow_records_total", {{"version", "5"}}) == 1;
+    }));
+
+    flowd_->signal(SIGTERM);
+    ASSERT_EQ(flowd_->wait_exit(), 0) << flowd_->log();
+    start({"--data-dir", data.path()});
+
+    EXPECT_EQ(
+        rows(),
+        nlohmann::json::parse(
+            R"([{"src_app":"web","dest_app":"db","vpc_id":"vpc-lab","bytes_tx":9,"bytes_rx":0,"hour":1}])"));
 }
 
 }  // namespace
