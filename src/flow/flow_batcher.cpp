@@ -19,7 +19,7 @@ std::string_view drop_reason_label(drop_reason r) noexcept {
 }
 
 std::uint32_t flow_batcher::name_id(std::string_view name) {
-    auto it = name_ids_.find(std::string(name));
+    auto it = name_ids_.find(name);
     if (it != name_ids_.end()) {
         return it->second;
     }

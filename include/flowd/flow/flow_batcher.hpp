@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,7 +62,14 @@ private:
     };
     std::uint32_t name_id(std::string_view name);
 
-    std::unordered_map<std::string, std::uint32_t> name_ids_;
+    // Transparent, so a lookup by string_view allocates nothing (three per record).
+    struct name_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    std::unordered_map<std::string, std::uint32_t, name_hash, std::equal_to<>> name_ids_;
     std::vector<std::string> names_;
     std::unordered_map<key, std::size_t, key_hash> index_;
     std::vector<entry> entries_;
