@@ -10,7 +10,7 @@ The hours are the last HOURS whole hours before now: softflowd reading a file st
 times as uptimes against its own (real) start, and uptimes are 32-bit milliseconds, so only
 times less than 49.7 days old come back as themselves.
 
-usage: make_pcap.py OUT.pcap [UNIX_NOW]
+usage: make_pcap.py OUT.pcap [UNIX_NOW [FLOWS_PER_HOUR]]
 """
 import json
 import random
@@ -46,20 +46,21 @@ def ip_packet(src: str, dst: str, proto: int, sport: int, dport: int, payload: i
 def main() -> None:
     now = int(sys.argv[2]) if len(sys.argv) > 2 else int(time.time())
     start = (now // 3600 - HOURS) * 3600
+    flows_per_hour = int(sys.argv[3]) if len(sys.argv) > 3 else 12
     rng = random.Random(18)
     packets = []  # (time, frame)
     expected = {}
     names = list(APPS)
     port = 20000
     for hour in range(HOURS):
-        for _ in range(12):
+        for _ in range(flows_per_hour):
             src_app, dst_app = rng.choice(names), rng.choice(names)
             src = APPS[src_app] + str(rng.randint(1, 20))
             dst = APPS[dst_app] + str(rng.randint(21, 40))
             if src == dst:
                 continue
             proto = rng.choice([6, 17])
-            port += 1
+            port = port + 1 if port < 65000 else 20000
             # Away from the hour's edges so the whole flow, and its end, is in this hour.
             t = start + hour * 3600 + rng.randint(60, 3000)
             key = f"{src_app}|{dst_app}|{(start + hour * 3600) // 3600}"
