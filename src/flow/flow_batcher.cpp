@@ -19,13 +19,20 @@ std::string_view drop_reason_label(drop_reason r) noexcept {
 }
 
 std::uint32_t flow_batcher::name_id(std::string_view name) {
-    auto it = name_ids_.find(name);
-    if (it != name_ids_.end()) {
-        return it->second;
+    auto const slot = (reinterpret_cast<std::uintptr_t>(name.data()) >> 3) % name_cache_.size();
+    cached_name& c = name_cache_[slot];
+    if (c.data == name.data() && c.size == name.size() && names_[c.id] == name) {
+        return c.id;
     }
-    auto const id = static_cast<std::uint32_t>(names_.size());
-    names_.emplace_back(name);
-    name_ids_.emplace(names_.back(), id);
+    std::uint32_t id = 0;
+    if (auto it = name_ids_.find(name); it != name_ids_.end()) {
+        id = it->second;
+    } else {
+        id = static_cast<std::uint32_t>(names_.size());
+        names_.emplace_back(name);
+        name_ids_.emplace(names_.back(), id);
+    }
+    c = cached_name{name.data(), name.size(), id};
     return id;
 }
 
@@ -77,6 +84,7 @@ std::size_t flow_batcher::remove_key(std::size_t i) {
 }
 
 void flow_batcher::clear() {
+    name_cache_ = {};
     name_ids_.clear();
     names_.clear();
     index_.clear();

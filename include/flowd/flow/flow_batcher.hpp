@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -70,6 +71,15 @@ private:
         }
     };
     std::unordered_map<std::string, std::uint32_t, name_hash, std::equal_to<>> name_ids_;
+    // Names mostly come from the apps table, the same few strings at the same addresses:
+    // a direct-mapped cache by address skips the hash. A hit is confirmed by comparing the
+    // bytes, so a string freed and another allocated at its address (a reload) is no hit.
+    struct cached_name {
+        char const* data = nullptr;
+        std::size_t size = 0;
+        std::uint32_t id = 0;
+    };
+    std::array<cached_name, 64> name_cache_{};
     std::vector<std::string> names_;
     std::unordered_map<key, std::size_t, key_hash> index_;
     std::vector<entry> entries_;

@@ -47,5 +47,19 @@ TEST(FlowBatcherTest, RemoveKeyTakesOutItsRecords) {
     EXPECT_EQ(b.keys(), 1U);
 }
 
+TEST(FlowBatcherTest, SameAddressWithOtherBytesIsAnotherName) {
+    flow_batcher b;
+    std::string name = "web";
+    ASSERT_TRUE(b.add(name, "db", "v", 1, {1, 0}));
+
+    name[0] = 'x';  // same buffer, other bytes: as a reloaded apps table may reuse memory
+    ASSERT_TRUE(b.add(name, "db", "v", 1, {2, 0}));
+
+    flow_batch const batch = b.build();
+    ASSERT_EQ(batch.entries().size(), 2U);
+    EXPECT_EQ(batch.entries()[0].record.src_app, "web");
+    EXPECT_EQ(batch.entries()[1].record.src_app, "xeb");
+}
+
 }  // namespace
 }  // namespace flowd
