@@ -616,9 +616,6 @@ int server::run() {
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
     listener_->run();
     metrics_listener_->run();
-    if (flow_) {
-        flow_->start();
-    }
     // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
     // /flows say 503 until the data directory is loaded.
     std::vector<std::thread> threads;
@@ -639,6 +636,11 @@ int server::run() {
         serving_.store(true, std::memory_order_release);
         drain_.set_ready(true);
         net::post(ioc_, [this] { schedule_retention(); });
+        // Flow records go through the ingest only once it has recovered; meanwhile the
+        // bound socket's buffer holds what arrives.
+        if (flow_) {
+            flow_->start();
+        }
         logs_.app->info("ready: {} I/O threads", cfg_.threads);
     }
     for (auto& t : threads) {
