@@ -34,9 +34,10 @@ unmatched: unknown
 // `flow listening on` line.
 class FlowExportersTest : public ::testing::Test {
 protected:
-    void start(std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {}) {
+    void start(std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {},
+               std::string const& flow_listen = "127.0.0.1:0") {
         apps_path_ = dir_.write("apps.yaml", apps_yaml);
-        std::vector<std::string> args{"--flow-listen", "127.0.0.1:0"};
+        std::vector<std::string> args{"--flow-listen", flow_listen};
         args.insert(args.end(), extra.begin(), extra.end());
         env.emplace("FLOWD_APPS_FILE", apps_path_);
         env.emplace("FLOWD_FLOW_BATCH_INTERVAL", "20ms");
@@ -48,10 +49,10 @@ protected:
         client_ = std::make_unique<http_client>(flowd_->port());
     }
 
-    void send(bytes const& datagram) {
-        net::ip::udp::socket s{ioc_, net::ip::udp::v4()};
-        s.send_to(net::buffer(datagram.b),
-                  net::ip::udp::endpoint{net::ip::make_address("127.0.0.1"), udp_port_});
+    void send(bytes const& datagram, std::string const& to = "127.0.0.1") {
+        auto const address = net::ip::make_address(to);
+        net::ip::udp::socket s{ioc_, address.is_v6() ? net::ip::udp::v6() : net::ip::udp::v4()};
+        s.send_to(net::buffer(datagram.b), net::ip::udp::endpoint{address, udp_port_});
     }
 
     std::vector<metric_sample> metrics() { return parse_metrics(client_->get("/metrics").body()); }
@@ -232,6 +233,16 @@ TEST_F(FlowExportersTest, ExportersOutsideTheAllowListAreNotDecoded) {
                1;
     }));
     EXPECT_EQ(client_->get("/flow-exporters").body(), "[]");
+}
+
+TEST_F(FlowExportersTest, Ipv6ListenerAndExporter) {
+    start({}, {}, "[::1]:0");
+
+    send(v5(10'000, 7000, 0, 0, 0, {{host(10, 0, 1, 5), host(10, 0, 2, 9), 5, 0, 10'000}}), "::1");
+
+    ASSERT_TRUE(applied(1)) << flowd_->log();
+    EXPECT_EQ(rows()[0]["vpc_id"], "exporter-::1");
+    EXPECT_EQ(nlohmann::json::parse(client_->get("/flow-exporters").body())[0]["address"], "::1");
 }
 
 TEST_F(FlowExportersTest, MicroBatchGoesAtFlowBatchRecordsBeforeItsInterval) {
