@@ -349,7 +349,7 @@ TEST(PacketDecoderTest, TemplateClaimingMoreFieldsThanItHasIsMalformed) {
 TEST(PacketDecoderTest, IpfixLengthPastTheDatagramIsMalformed) {
     packet_decoder d;
     bytes p = test::ipfix(7200, 0, 0, {ipfix_template()});
-    p.b.resize(p.b.size() - 1);
+    p.b.pop_back();
 
     EXPECT_EQ(run(d, p).outcome.result, datagram_result::malformed);
 }
