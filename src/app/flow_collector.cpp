@@ -280,26 +280,62 @@ void flow_collector::handle_datagram(ip_address const& from, std::uint8_t const*
         std::none_of(options_.allowed_exporters.begin(), options_.allowed_exporters.end(),
                      [&](address_range const& r) { return r.contains(from); })) {
         metrics_.packets(claimed, datagram_result::not_allowed).Increment();
+        warn_rate_limited("a datagram from " + from.to_string() +
+                          " was refused: not in flow_allowed_exporters");
         return;
     }
-    std::scoped_lock lock{mutex_};
-    flows_.clear();
-    decode_outcome const o = decoder_.decode(from, std::span(data, size), now_ms, flows_);
-    metrics_.packets(o.result == datagram_result::unknown_version ? 0 : o.version, o.result)
-        .Increment();
-    metrics_.exporters.Set(static_cast<double>(decoder_.exporter_count()));
-    metrics_.templates.Set(static_cast<double>(decoder_.template_count()));
+    decode_outcome o;
+    bool new_exporter = false;
+    {
+        std::scoped_lock lock{mutex_};
+        std::size_t const exporters_before = decoder_.exporter_count();
+        flows_.clear();
+        o = decoder_.decode(from, std::span(data, size), now_ms, flows_);
+        new_exporter = decoder_.exporter_count() > exporters_before;
+        metrics_.packets(o.result == datagram_result::unknown_version ? 0 : o.version, o.result)
+            .Increment();
+        metrics_.exporters.Set(static_cast<double>(decoder_.exporter_count()));
+        metrics_.templates.Set(static_cast<double>(decoder_.template_count()));
+        if (o.templates_refused != 0) {
+            metrics_.templates_refused.Increment(static_cast<double>(o.templates_refused));
+        }
+        if (o.gap != 0) {
+            metrics_.gaps(o.version).Increment(static_cast<double>(o.gap));
+        }
+        if (!flows_.empty()) {
+            metrics_.records(o.version).Increment(static_cast<double>(flows_.size()));
+            add_flows(flows_, apps_->vpc_of(from, o.domain), now_ms);
+        }
+    }
+    // Said after the lock: what an operator needs to find a misconfigured exporter.
+    std::string const who = from.to_string() + " (domain " + std::to_string(o.domain) + ")";
+    if (new_exporter) {
+        log_->info("new flow exporter {}, version {}", who, o.version);
+    }
+    switch (o.result) {
+        case datagram_result::malformed:
+            warn_rate_limited("a malformed datagram of " + std::to_string(size) + " bytes from " +
+                              from.to_string() + " was dropped (version " +
+                              std::to_string(claimed) + ")");
+            break;
+        case datagram_result::unknown_version:
+            warn_rate_limited("a datagram from " + from.to_string() + " of version " +
+                              std::to_string(claimed) +
+                              " was dropped: flowd takes NetFlow v5, v9 and IPFIX (10)");
+            break;
+        case datagram_result::not_allowed:
+            warn_rate_limited("exporter " + who + " is not tracked: flow_max_exporters (" +
+                              std::to_string(options_.limits.max_exporters) + ") reached");
+            break;
+        case datagram_result::decoded:
+        case datagram_result::no_template:
+            break;
+    }
     if (o.templates_refused != 0) {
-        metrics_.templates_refused.Increment(static_cast<double>(o.templates_refused));
+        warn_rate_limited("exporter " + who + ": " + std::to_string(o.templates_refused) +
+                          " templates refused, flow_max_templates (" +
+                          std::to_string(options_.limits.max_templates) + ") reached");
     }
-    if (o.gap != 0) {
-        metrics_.gaps(o.version).Increment(static_cast<double>(o.gap));
-    }
-    if (flows_.empty()) {
-        return;
-    }
-    metrics_.records(o.version).Increment(static_cast<double>(flows_.size()));
-    add_flows(flows_, apps_->vpc_of(from, o.domain), now_ms);
 }
 
 void flow_collector::add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
@@ -373,26 +409,30 @@ void flow_collector::schedule_flush() {
 
 void flow_collector::flush() {
     std::shared_ptr<flow_batcher> taken;
+    std::size_t dropped = 0;
     {
         std::scoped_lock lock{mutex_};
         if (batch_->empty()) {
             return;
         }
-        if (in_flight_ >= max_in_flight) {
+        if (in_flight_ < max_in_flight) {
+            taken = std::exchange(batch_, std::make_shared<flow_batcher>());
+            ++in_flight_;
+        } else if (batch_->records() >= 8 * options_.batch_records) {
             // The ingest is behind (a slow disk, a stream without quorum): keep filling, within
             // a bound, rather than queue batches without end.
-            if (batch_->records() < 8 * options_.batch_records) {
-                return;
-            }
-            metrics_.dropped_unavailable.Increment(static_cast<double>(batch_->records()));
+            dropped = batch_->records();
             batch_->clear();
-            log_rate_limited("the ingest is behind: a micro-batch of flow records was dropped");
-            return;
         }
-        taken = std::exchange(batch_, std::make_shared<flow_batcher>());
-        ++in_flight_;
     }
-    submit(std::move(taken));
+    if (dropped != 0) {
+        metrics_.dropped_unavailable.Increment(static_cast<double>(dropped));
+        warn_rate_limited("the ingest is behind: a micro-batch of " + std::to_string(dropped) +
+                          " flow records was dropped");
+    }
+    if (taken) {
+        submit(std::move(taken));
+    }
 }
 
 void flow_collector::submit(std::shared_ptr<flow_batcher> batch) {
@@ -411,25 +451,29 @@ void flow_collector::submit(std::shared_ptr<flow_batcher> batch) {
             bool const full = o.error->type == problem_type::store_full;
             (full ? metrics_.dropped(drop_reason::store_full) : metrics_.dropped_unavailable)
                 .Increment(static_cast<double>(batch->records()));
-            std::scoped_lock lock{mutex_};
-            log_rate_limited("a micro-batch of " + std::to_string(batch->records()) +
-                             " flow records was dropped: " + o.error->detail);
+            warn_rate_limited("a micro-batch of " + std::to_string(batch->records()) +
+                              " flow records was dropped: " + o.error->detail);
         }
         std::scoped_lock lock{mutex_};
         --in_flight_;
     });
 }
 
-void flow_collector::log_rate_limited(std::string const& what) {
-    auto const now = std::chrono::steady_clock::now();
-    if (now - last_warn_ < warn_every) {
-        ++suppressed_warnings_;
-        return;
+void flow_collector::warn_rate_limited(std::string const& what) {
+    std::size_t suppressed = 0;
+    {
+        std::scoped_lock lock{warn_mutex_};
+        auto const now = std::chrono::steady_clock::now();
+        if (last_warn_ != std::chrono::steady_clock::time_point{} &&
+            now - last_warn_ < warn_every) {
+            ++suppressed_warnings_;
+            return;
+        }
+        last_warn_ = now;
+        suppressed = std::exchange(suppressed_warnings_, 0);
     }
-    last_warn_ = now;
-    log_->warn("{} ({} more such warnings in the last {} s)", what, suppressed_warnings_,
-               std::chrono::duration_cast<std::chrono::seconds>(warn_every).count());
-    suppressed_warnings_ = 0;
+    log_->warn("{} ({} more warnings of the flow listener in the last {} s not shown)", what,
+               suppressed, std::chrono::duration_cast<std::chrono::seconds>(warn_every).count());
 }
 
 void flow_collector::reload_apps() {

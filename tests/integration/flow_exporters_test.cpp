@@ -160,6 +160,11 @@ TEST_F(FlowExportersTest, MalformedDatagramsAreCountedAndChangeNothing) {
         1);
     EXPECT_EQ(metric("flowd_flow_packets_total", {{"version", "other"}, {"result", "malformed"}}),
               1);
+    // The first is said (the rest within 10 s only counted), naming the sender.
+    EXPECT_NE(flowd_->log().find(
+                  "a malformed datagram of 30 bytes from 127.0.0.1 was dropped (version 9)"),
+              std::string::npos)
+        << flowd_->log();
 }
 
 TEST_F(FlowExportersTest, SighupReloadsTheAppsFileAndABadOneKeepsTheMapping) {
@@ -221,6 +226,8 @@ TEST_F(FlowExportersTest, FlowExportersListsEachExporterAndDomain) {
     EXPECT_EQ(list[0]["sequence_gaps"], 1);
     EXPECT_TRUE(list[0]["last_seen"].is_string());
     EXPECT_EQ(metric("flowd_flow_sequence_gaps_total", {{"version", "9"}}), 1);
+    EXPECT_NE(flowd_->log().find("new flow exporter 127.0.0.1 (domain 0), version 9"),
+              std::string::npos);
 }
 
 TEST_F(FlowExportersTest, ExportersOutsideTheAllowListAreNotDecoded) {

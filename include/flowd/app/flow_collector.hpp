@@ -96,7 +96,9 @@ private:
     void schedule_flush();
     void flush();
     void submit(std::shared_ptr<flow_batcher> batch);
-    void log_rate_limited(std::string const& what);
+    // Per-datagram trouble, said at most once every 10 s with a count of what was not said.
+    // Never called with mutex_ held.
+    void warn_rate_limited(std::string const& what);
 
     boost::asio::io_context& ioc_;
     boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -110,12 +112,13 @@ private:
     std::uint32_t socket_drops_seen_ = 0;
 
     mutable std::mutex mutex_;
-    packet_decoder decoder_;                             // guarded by mutex_
-    std::shared_ptr<apps_table const> apps_;             // guarded by mutex_
-    std::shared_ptr<flow_batcher> batch_;                // guarded by mutex_
-    std::vector<decoded_flow> flows_;                    // guarded by mutex_ (scratch)
-    std::chrono::steady_clock::time_point last_warn_{};  // guarded by mutex_
-    std::size_t suppressed_warnings_ = 0;                // guarded by mutex_
+    packet_decoder decoder_;                  // guarded by mutex_
+    std::shared_ptr<apps_table const> apps_;  // guarded by mutex_
+    std::shared_ptr<flow_batcher> batch_;     // guarded by mutex_
+    std::vector<decoded_flow> flows_;         // guarded by mutex_ (scratch)
+    std::mutex warn_mutex_;
+    std::chrono::steady_clock::time_point last_warn_{};  // guarded by warn_mutex_
+    std::size_t suppressed_warnings_ = 0;                // guarded by warn_mutex_
     std::size_t in_flight_ = 0;                          // guarded by mutex_
     bool stopped_ = false;                               // guarded by mutex_
 };
