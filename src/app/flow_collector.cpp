@@ -1,6 +1,7 @@
 #include "flowd/app/flow_collector.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 
 #include <boost/asio/bind_executor.hpp>
@@ -161,23 +162,99 @@ prometheus::Counter& flow_metrics::dropped(drop_reason r) {
     return *dropped_.at(static_cast<std::size_t>(r));
 }
 
-flow_collector::flow_collector(net::io_context& ioc, ingest& sink, prometheus::Registry& registry,
-                               flow_collector_options options, std::shared_ptr<spdlog::logger> log)
-    : ioc_(ioc),
-      strand_(net::make_strand(ioc)),
+// One UDP socket of the flow listener and what decodes its datagrams: with SO_REUSEPORT
+// the kernel keeps each exporter (its address and port) on one socket, so each socket has
+// its own templates and micro-batches. The socket and timer run on one strand; the
+// decoder, the batcher and the apps table are guarded by mutex_, which /flow-exporters
+// and SIGHUP also take. The class is thread-safe. It must outlive the io_context's run.
+class flow_receiver {
+public:
+    flow_receiver(boost::asio::io_context& ioc, ingest& sink, prometheus::Registry& registry,
+                  flow_collector_options const& options, boost::asio::ip::udp::endpoint listen,
+                  bool reuse_port, std::shared_ptr<apps_table const> apps,
+                  std::shared_ptr<spdlog::logger> log);
+    ~flow_receiver() = default;
+    flow_receiver(flow_receiver const&) = delete;
+    flow_receiver& operator=(flow_receiver const&) = delete;
+
+    // Starts receiving and the batch timer.
+    void start();
+    // Stops receiving and submits what is batched (shutdown).
+    void stop();
+    void set_apps(std::shared_ptr<apps_table const> apps);
+
+    [[nodiscard]] boost::asio::ip::udp::endpoint local_endpoint() const;
+    [[nodiscard]] int receive_buffer_bytes() const;
+    [[nodiscard]] std::vector<exporter_info> exporters() const;
+
+private:
+    void do_wait();
+    void on_readable(boost::system::error_code ec);
+    void handle_datagram(ip_address const& from, std::uint8_t const* data, std::size_t size,
+                         std::uint64_t now_ms);
+    void add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
+                   std::uint64_t now_ms);
+    void schedule_flush();
+    void flush();
+    void submit(std::shared_ptr<flow_batcher> batch);
+    // Per-datagram trouble, said at most once every 10 s with a count of what was not said.
+    // Never called with mutex_ held.
+    void warn_rate_limited(std::string const& what);
+
+    boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+    boost::asio::ip::udp::socket socket_;
+    boost::asio::steady_timer timer_;
+    ingest& sink_;
+    flow_metrics metrics_;
+    flow_collector_options options_;
+    boost::asio::ip::udp::endpoint listen_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::vector<std::uint8_t> buffer_;  // touched only on the strand
+    std::uint32_t socket_drops_seen_ = 0;
+
+    mutable std::mutex mutex_;
+    packet_decoder decoder_;                  // guarded by mutex_
+    std::shared_ptr<apps_table const> apps_;  // guarded by mutex_
+    std::shared_ptr<flow_batcher> batch_;     // guarded by mutex_
+    std::vector<decoded_flow> flows_;         // guarded by mutex_ (scratch)
+    std::mutex warn_mutex_;
+    std::chrono::steady_clock::time_point last_warn_{};  // guarded by warn_mutex_
+    std::size_t suppressed_warnings_ = 0;                // guarded by warn_mutex_
+    std::size_t in_flight_ = 0;                          // guarded by mutex_
+    bool stopped_ = false;                               // guarded by mutex_
+    // What this socket's decoder last added to the shared gauges.
+    std::size_t exporters_counted_ = 0;  // guarded by mutex_
+    std::size_t templates_counted_ = 0;  // guarded by mutex_
+};
+
+flow_receiver::flow_receiver(net::io_context& ioc, ingest& sink, prometheus::Registry& registry,
+                             flow_collector_options const& options, net::ip::udp::endpoint listen,
+                             bool reuse_port, std::shared_ptr<apps_table const> apps,
+                             std::shared_ptr<spdlog::logger> log)
+    : strand_(net::make_strand(ioc)),
       socket_(strand_),
       timer_(strand_),
       sink_(sink),
       metrics_(registry),
-      options_(std::move(options)),
+      options_(options),
+      listen_(listen),
       log_(std::move(log)),
       buffer_(65'536),
       decoder_(options_.limits),
-      apps_(std::make_shared<apps_table const>(
-          options_.apps_file.empty() ? apps_table{} : apps_table::load(options_.apps_file))),
+      apps_(std::move(apps)),
       batch_(std::make_shared<flow_batcher>()) {
-    socket_.open(options_.listen.protocol());
-    if (options_.listen.address().is_v6()) {
+    socket_.open(listen_.protocol());
+    if (reuse_port) {
+        // Several sockets on one port, one per I/O thread: the kernel spreads exporters
+        // over them by address and port, each exporter always to the same socket.
+        int const one = 1;
+        if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+            0) {
+            throw boost::system::system_error(
+                boost::system::error_code(errno, boost::system::system_category()), "SO_REUSEPORT");
+        }
+    }
+    if (listen_.address().is_v6()) {
         // [::] receives IPv4 exporters too, as IPv4-mapped addresses (normalised later).
         socket_.set_option(net::ip::v6_only(false));
     }
@@ -188,34 +265,28 @@ flow_collector::flow_collector(net::io_context& ioc, ingest& sink, prometheus::R
     int const on = 1;
     // Counts the datagrams the kernel drops on a full buffer, read with each datagram.
     (void)::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
-    socket_.bind(options_.listen);
+    socket_.bind(listen_);
     socket_.non_blocking(true);
 }
 
-flow_collector::~flow_collector() = default;
-
-net::ip::udp::endpoint flow_collector::local_endpoint() const {
+net::ip::udp::endpoint flow_receiver::local_endpoint() const {
     return socket_.local_endpoint();
 }
 
-void flow_collector::start() {
+int flow_receiver::receive_buffer_bytes() const {
     net::socket_base::receive_buffer_size effective;
     socket_.get_option(effective);
-    log_->info(
-        "flow listening on {} (NetFlow v5/v9, IPFIX; receive buffer {} bytes{}; apps file {}: "
-        "{} applications, {} prefixes)",
-        endpoint_text(socket_.local_endpoint()), effective.value(),
-        options_.rcvbuf_bytes == 0 ? ", the kernel default"
-                                   : ", flow_rcvbuf_bytes " + std::to_string(options_.rcvbuf_bytes),
-        options_.apps_file.empty() ? "(none)" : options_.apps_file, apps_->app_count(),
-        apps_->prefix_count());
+    return effective.value();
+}
+
+void flow_receiver::start() {
     net::post(strand_, [this] {
         do_wait();
         schedule_flush();
     });
 }
 
-void flow_collector::stop() {
+void flow_receiver::stop() {
     {
         std::scoped_lock lock{mutex_};
         stopped_ = true;
@@ -228,12 +299,12 @@ void flow_collector::stop() {
     flush();
 }
 
-void flow_collector::do_wait() {
+void flow_receiver::do_wait() {
     socket_.async_wait(net::socket_base::wait_read,
                        [this](boost::system::error_code ec) { on_readable(ec); });
 }
 
-void flow_collector::on_readable(boost::system::error_code ec) {
+void flow_receiver::on_readable(boost::system::error_code ec) {
     if (ec) {
         return;  // closed at shutdown
     }
@@ -273,8 +344,8 @@ void flow_collector::on_readable(boost::system::error_code ec) {
     do_wait();
 }
 
-void flow_collector::handle_datagram(ip_address const& from, std::uint8_t const* data,
-                                     std::size_t size, std::uint64_t now_ms) {
+void flow_receiver::handle_datagram(ip_address const& from, std::uint8_t const* data,
+                                    std::size_t size, std::uint64_t now_ms) {
     unsigned const claimed = size >= 2 ? unsigned{data[0]} << 8 | data[1] : 0;
     if (!options_.allowed_exporters.empty() &&
         std::none_of(options_.allowed_exporters.begin(), options_.allowed_exporters.end(),
@@ -294,8 +365,13 @@ void flow_collector::handle_datagram(ip_address const& from, std::uint8_t const*
         new_exporter = decoder_.exporter_count() > exporters_before;
         metrics_.packets(o.result == datagram_result::unknown_version ? 0 : o.version, o.result)
             .Increment();
-        metrics_.exporters.Set(static_cast<double>(decoder_.exporter_count()));
-        metrics_.templates.Set(static_cast<double>(decoder_.template_count()));
+        // The gauges are shared by every socket: each adds what its own counts moved by.
+        metrics_.exporters.Increment(static_cast<double>(decoder_.exporter_count()) -
+                                     static_cast<double>(exporters_counted_));
+        metrics_.templates.Increment(static_cast<double>(decoder_.template_count()) -
+                                     static_cast<double>(templates_counted_));
+        exporters_counted_ = decoder_.exporter_count();
+        templates_counted_ = decoder_.template_count();
         if (o.templates_refused != 0) {
             metrics_.templates_refused.Increment(static_cast<double>(o.templates_refused));
         }
@@ -338,8 +414,8 @@ void flow_collector::handle_datagram(ip_address const& from, std::uint8_t const*
     }
 }
 
-void flow_collector::add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
-                               std::uint64_t now_ms) {
+void flow_receiver::add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
+                              std::uint64_t now_ms) {
     apps_table const& apps = *apps_;
     retention_window const window = options_.retention_hours == 0
                                         ? retention_window{0, max_hour}
@@ -396,7 +472,7 @@ void flow_collector::add_flows(std::vector<decoded_flow> const& flows, std::stri
     }
 }
 
-void flow_collector::schedule_flush() {
+void flow_receiver::schedule_flush() {
     timer_.expires_after(options_.batch_interval);
     timer_.async_wait([this](boost::system::error_code ec) {
         if (ec) {
@@ -407,7 +483,7 @@ void flow_collector::schedule_flush() {
     });
 }
 
-void flow_collector::flush() {
+void flow_receiver::flush() {
     std::shared_ptr<flow_batcher> taken;
     std::size_t dropped = 0;
     {
@@ -435,7 +511,7 @@ void flow_collector::flush() {
     }
 }
 
-void flow_collector::submit(std::shared_ptr<flow_batcher> batch) {
+void flow_receiver::submit(std::shared_ptr<flow_batcher> batch) {
     flow_batch b = batch->build();
     ingest_request info{"flow", std::nullopt, wall_clock_ms(), ingest_source::flow};
     sink_.submit(std::move(b), std::move(info), [this, batch](ingest_outcome o) {
@@ -459,7 +535,7 @@ void flow_collector::submit(std::shared_ptr<flow_batcher> batch) {
     });
 }
 
-void flow_collector::warn_rate_limited(std::string const& what) {
+void flow_receiver::warn_rate_limited(std::string const& what) {
     std::size_t suppressed = 0;
     {
         std::scoped_lock lock{warn_mutex_};
@@ -476,21 +552,74 @@ void flow_collector::warn_rate_limited(std::string const& what) {
                suppressed, std::chrono::duration_cast<std::chrono::seconds>(warn_every).count());
 }
 
+void flow_receiver::set_apps(std::shared_ptr<apps_table const> apps) {
+    std::scoped_lock lock{mutex_};
+    apps_ = std::move(apps);
+}
+
+std::vector<exporter_info> flow_receiver::exporters() const {
+    std::scoped_lock lock{mutex_};
+    return decoder_.exporters();
+}
+
+flow_collector::flow_collector(net::io_context& ioc, ingest& sink, prometheus::Registry& registry,
+                               flow_collector_options options, std::shared_ptr<spdlog::logger> log,
+                               std::size_t sockets)
+    : options_(std::move(options)),
+      log_(std::move(log)),
+      metrics_(registry),
+      apps_(std::make_shared<apps_table const>(
+          options_.apps_file.empty() ? apps_table{} : apps_table::load(options_.apps_file))) {
+    sockets = std::max<std::size_t>(sockets, 1);
+    net::ip::udp::endpoint listen = options_.listen;
+    for (std::size_t i = 0; i < sockets; ++i) {
+        receivers_.push_back(std::make_unique<flow_receiver>(ioc, sink, registry, options_, listen,
+                                                             sockets > 1, apps_, log_));
+        // Port 0 picked a port: the other sockets join that one.
+        listen = receivers_.front()->local_endpoint();
+    }
+}
+
+flow_collector::~flow_collector() = default;
+
+net::ip::udp::endpoint flow_collector::local_endpoint() const {
+    return receivers_.front()->local_endpoint();
+}
+
+void flow_collector::start() {
+    log_->info(
+        "flow listening on {} (NetFlow v5/v9, IPFIX; {} socket{}; receive buffer {} bytes{}; apps "
+        "file {}: {} applications, {} prefixes)",
+        endpoint_text(local_endpoint()), receivers_.size(),
+        receivers_.size() == 1 ? "" : "s with SO_REUSEPORT, one per I/O thread",
+        receivers_.front()->receive_buffer_bytes(),
+        options_.rcvbuf_bytes == 0 ? ", the kernel default"
+                                   : ", flow_rcvbuf_bytes " + std::to_string(options_.rcvbuf_bytes),
+        options_.apps_file.empty() ? "(none)" : options_.apps_file, apps_->app_count(),
+        apps_->prefix_count());
+    for (auto& r : receivers_) {
+        r->start();
+    }
+}
+
+void flow_collector::stop() {
+    for (auto& r : receivers_) {
+        r->stop();
+    }
+}
+
 void flow_collector::reload_apps() {
     if (options_.apps_file.empty()) {
         log_->info("SIGHUP: no apps_file configured, nothing to reload");
         return;
     }
     try {
-        auto next = std::make_shared<apps_table const>(apps_table::load(options_.apps_file));
-        std::size_t const apps = next->app_count();
-        std::size_t const prefixes = next->prefix_count();
-        {
-            std::scoped_lock lock{mutex_};
-            apps_ = std::move(next);
+        apps_ = std::make_shared<apps_table const>(apps_table::load(options_.apps_file));
+        for (auto& r : receivers_) {
+            r->set_apps(apps_);
         }
-        log_->info("SIGHUP: reloaded {}: {} applications, {} prefixes", options_.apps_file, apps,
-                   prefixes);
+        log_->info("SIGHUP: reloaded {}: {} applications, {} prefixes", options_.apps_file,
+                   apps_->app_count(), apps_->prefix_count());
     } catch (apps_file_error const& e) {
         metrics_.apps_reload_failures.Increment();
         log_->error("SIGHUP: apps file not reloaded, the previous mapping stays in use: {}",
@@ -500,10 +629,30 @@ void flow_collector::reload_apps() {
 
 std::string flow_collector::exporters_json() const {
     std::vector<exporter_info> list;
-    {
-        std::scoped_lock lock{mutex_};
-        list = decoder_.exporters();
+    for (auto const& r : receivers_) {
+        std::vector<exporter_info> const some = r->exporters();
+        list.insert(list.end(), some.begin(), some.end());
     }
+    std::sort(list.begin(), list.end(), [](exporter_info const& a, exporter_info const& b) {
+        return a.address != b.address ? a.address < b.address : a.domain < b.domain;
+    });
+    // An exporter that sends from several ports can reach several sockets: one entry each.
+    std::vector<exporter_info> merged;
+    for (exporter_info const& e : list) {
+        if (!merged.empty() && merged.back().address == e.address &&
+            merged.back().domain == e.domain) {
+            exporter_info& m = merged.back();
+            m.version = e.last_seen_unix_ms > m.last_seen_unix_ms ? e.version : m.version;
+            m.last_seen_unix_ms = std::max(m.last_seen_unix_ms, e.last_seen_unix_ms);
+            m.packets += e.packets;
+            m.records += e.records;
+            m.templates = std::max(m.templates, e.templates);
+            m.sequence_gaps += e.sequence_gaps;
+        } else {
+            merged.push_back(e);
+        }
+    }
+    list = std::move(merged);
     std::string out = "[";
     for (exporter_info const& e : list) {
         if (out.size() > 1) {
@@ -561,7 +710,8 @@ std::unique_ptr<flow_collector> make_flow_collector(config const& cfg, net::io_c
     o.seal_after = cfg.seal_after;
     o.apps_file = cfg.apps_file;
     try {
-        return std::make_unique<flow_collector>(ioc, sink, registry, std::move(o), std::move(log));
+        return std::make_unique<flow_collector>(ioc, sink, registry, std::move(o), std::move(log),
+                                                std::max(1U, cfg.threads));
     } catch (apps_file_error const& e) {
         throw config_error(std::string("apps_file: ") + e.what());
     } catch (boost::system::system_error const& e) {

@@ -49,9 +49,14 @@ protected:
         client_ = std::make_unique<http_client>(flowd_->port());
     }
 
+    // From one socket per family, as an exporter sends from one port: with several
+    // sockets on the port (SO_REUSEPORT), the kernel keeps one sender on one of them.
     void send(bytes const& datagram, std::string const& to = "127.0.0.1") {
         auto const address = net::ip::make_address(to);
-        net::ip::udp::socket s{ioc_, address.is_v6() ? net::ip::udp::v6() : net::ip::udp::v4()};
+        net::ip::udp::socket& s = address.is_v6() ? sender_v6_ : sender_v4_;
+        if (!s.is_open()) {
+            s.open(address.is_v6() ? net::ip::udp::v6() : net::ip::udp::v4());
+        }
         s.send_to(net::buffer(datagram.b), net::ip::udp::endpoint{address, udp_port_});
     }
 
@@ -80,6 +85,8 @@ protected:
     std::unique_ptr<http_client> client_;
     std::uint16_t udp_port_ = 0;
     net::io_context ioc_;
+    net::ip::udp::socket sender_v4_{ioc_};
+    net::ip::udp::socket sender_v6_{ioc_};
 };
 
 // v9 template 256: IPv4 src/dst, IN_BYTES, LAST_SWITCHED.
@@ -250,6 +257,27 @@ TEST_F(FlowExportersTest, Ipv6ListenerAndExporter) {
     ASSERT_TRUE(applied(1)) << flowd_->log();
     EXPECT_EQ(rows()[0]["vpc_id"], "exporter-::1");
     EXPECT_EQ(nlohmann::json::parse(client_->get("/flow-exporters").body())[0]["address"], "::1");
+}
+
+TEST_F(FlowExportersTest, SeveralSocketsShareThePortAndTheGauges) {
+    // Three I/O threads: three sockets with SO_REUSEPORT; exporters from six source ports
+    // spread over them, each a v5 engine of its own.
+    start({"--threads", "3"});
+    std::vector<net::ip::udp::socket> exporters;
+    for (unsigned engine = 1; engine <= 6; ++engine) {
+        exporters.emplace_back(ioc_, net::ip::udp::v4());
+        bytes const d = v5(10'000, 7000, 0, engine, 0,
+                           {{host(10, 0, 1, 5), host(10, 0, 2, 9), engine, 0, 10'000}});
+        exporters.back().send_to(
+            net::buffer(d.b),
+            net::ip::udp::endpoint{net::ip::make_address("127.0.0.1"), udp_port_});
+    }
+
+    ASSERT_TRUE(applied(6)) << flowd_->log();
+    EXPECT_EQ(rows()[0]["bytes_tx"], 21);
+    EXPECT_EQ(nlohmann::json::parse(client_->get("/flow-exporters").body()).size(), 6U);
+    EXPECT_EQ(metric("flowd_flow_exporters", {}), 6);
+    EXPECT_NE(flowd_->log().find("3 sockets with SO_REUSEPORT"), std::string::npos);
 }
 
 TEST_F(FlowExportersTest, MicroBatchGoesAtFlowBatchRecordsBeforeItsInterval) {

@@ -62,20 +62,24 @@ struct flow_metrics {
     prometheus::Gauge& templates;
 };
 
-// Receives NetFlow v5/v9 and IPFIX datagrams on one UDP socket, decodes them, maps
-// addresses through the apps file, sums the records into micro-batches and submits each
-// through the same ingest as POST /flows. The socket and timer run on one strand; the
-// decoder, the batcher and the apps table are guarded by mutex_, which /flow-exporters
-// and SIGHUP also take. The class is thread-safe. It must outlive the io_context's run.
+class flow_receiver;
+
+// Receives NetFlow v5/v9 and IPFIX datagrams on UDP (one socket per I/O thread, with
+// SO_REUSEPORT, when there are several), decodes them, maps addresses through the apps
+// file, sums the records into micro-batches and submits each through the same ingest as
+// POST /flows. The class is thread-safe. It must outlive the io_context's run.
 class flow_collector {
 public:
+    // `sockets`: how many sockets share the port (1: no SO_REUSEPORT). Throws
+    // apps_file_error for a bad apps file, boost::system::system_error when it cannot bind.
     flow_collector(boost::asio::io_context& ioc, ingest& sink, prometheus::Registry& registry,
-                   flow_collector_options options, std::shared_ptr<spdlog::logger> log);
+                   flow_collector_options options, std::shared_ptr<spdlog::logger> log,
+                   std::size_t sockets = 1);
     ~flow_collector();
     flow_collector(flow_collector const&) = delete;
     flow_collector& operator=(flow_collector const&) = delete;
 
-    // Starts receiving and the batch timer.
+    // Starts receiving and the batch timers.
     void start();
     // Stops receiving and submits what is batched (shutdown).
     void stop();
@@ -87,40 +91,11 @@ public:
     [[nodiscard]] std::string exporters_json() const;
 
 private:
-    void do_wait();
-    void on_readable(boost::system::error_code ec);
-    void handle_datagram(ip_address const& from, std::uint8_t const* data, std::size_t size,
-                         std::uint64_t now_ms);
-    void add_flows(std::vector<decoded_flow> const& flows, std::string const& vpc,
-                   std::uint64_t now_ms);
-    void schedule_flush();
-    void flush();
-    void submit(std::shared_ptr<flow_batcher> batch);
-    // Per-datagram trouble, said at most once every 10 s with a count of what was not said.
-    // Never called with mutex_ held.
-    void warn_rate_limited(std::string const& what);
-
-    boost::asio::io_context& ioc_;
-    boost::asio::strand<boost::asio::io_context::executor_type> strand_;
-    boost::asio::ip::udp::socket socket_;
-    boost::asio::steady_timer timer_;
-    ingest& sink_;
-    flow_metrics metrics_;
     flow_collector_options options_;
     std::shared_ptr<spdlog::logger> log_;
-    std::vector<std::uint8_t> buffer_;  // touched only on the strand
-    std::uint32_t socket_drops_seen_ = 0;
-
-    mutable std::mutex mutex_;
-    packet_decoder decoder_;                  // guarded by mutex_
-    std::shared_ptr<apps_table const> apps_;  // guarded by mutex_
-    std::shared_ptr<flow_batcher> batch_;     // guarded by mutex_
-    std::vector<decoded_flow> flows_;         // guarded by mutex_ (scratch)
-    std::mutex warn_mutex_;
-    std::chrono::steady_clock::time_point last_warn_{};  // guarded by warn_mutex_
-    std::size_t suppressed_warnings_ = 0;                // guarded by warn_mutex_
-    std::size_t in_flight_ = 0;                          // guarded by mutex_
-    bool stopped_ = false;                               // guarded by mutex_
+    flow_metrics metrics_;
+    std::shared_ptr<apps_table const> apps_;  // what the receivers were last given
+    std::vector<std::unique_ptr<flow_receiver>> receivers_;
 };
 
 // The collector the config asks for (null when flow_listen is unset), bound to its port.
