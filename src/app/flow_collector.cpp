@@ -587,6 +587,11 @@ net::ip::udp::endpoint flow_collector::local_endpoint() const {
 }
 
 void flow_collector::start() {
+    std::shared_ptr<apps_table const> apps;
+    {
+        std::scoped_lock lock{apps_mutex_};
+        apps = apps_;
+    }
     log_->info(
         "flow listening on {} (NetFlow v5/v9, IPFIX; {} socket{}; receive buffer {} bytes{}; apps "
         "file {}: {} applications, {} prefixes)",
@@ -595,8 +600,8 @@ void flow_collector::start() {
         receivers_.front()->receive_buffer_bytes(),
         options_.rcvbuf_bytes == 0 ? ", the kernel default"
                                    : ", flow_rcvbuf_bytes " + std::to_string(options_.rcvbuf_bytes),
-        options_.apps_file.empty() ? "(none)" : options_.apps_file, apps_->app_count(),
-        apps_->prefix_count());
+        options_.apps_file.empty() ? "(none)" : options_.apps_file, apps->app_count(),
+        apps->prefix_count());
     for (auto& r : receivers_) {
         r->start();
     }
@@ -614,12 +619,14 @@ void flow_collector::reload_apps() {
         return;
     }
     try {
-        apps_ = std::make_shared<apps_table const>(apps_table::load(options_.apps_file));
+        auto next = std::make_shared<apps_table const>(apps_table::load(options_.apps_file));
         for (auto& r : receivers_) {
-            r->set_apps(apps_);
+            r->set_apps(next);
         }
         log_->info("SIGHUP: reloaded {}: {} applications, {} prefixes", options_.apps_file,
-                   apps_->app_count(), apps_->prefix_count());
+                   next->app_count(), next->prefix_count());
+        std::scoped_lock lock{apps_mutex_};
+        apps_ = std::move(next);
     } catch (apps_file_error const& e) {
         metrics_.apps_reload_failures.Increment();
         log_->error("SIGHUP: apps file not reloaded, the previous mapping stays in use: {}",

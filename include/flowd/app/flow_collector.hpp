@@ -94,7 +94,8 @@ private:
     flow_collector_options options_;
     std::shared_ptr<spdlog::logger> log_;
     flow_metrics metrics_;
-    std::shared_ptr<apps_table const> apps_;  // what the receivers were last given
+    std::mutex apps_mutex_;                   // SIGHUP and start() may meet
+    std::shared_ptr<apps_table const> apps_;  // guarded by apps_mutex_: what receivers have
     std::vector<std::unique_ptr<flow_receiver>> receivers_;
 };
 
