@@ -7,13 +7,13 @@
 #     post (POST B=1/100/1000 against nginx and the parse ceiling, and POST B=1000 with
 #     --threads 2 sharing both cores with the generator), wal, recovery, get, memory, micro,
 #     queries (range and summary queries against DuckDB, 304s, POST beside summaries),
-#     cluster (scripts/bench-cluster.sh).
+#     cluster (scripts/bench-cluster.sh), flow (scripts/bench-flow.sh: NetFlow/IPFIX).
 #     A partial run prints its tables and leaves BENCHMARKS.md alone, e.g.
 #     BENCH_ONLY=post scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
-only=${BENCH_ONLY:-post,wal,recovery,get,memory,queries,micro,cluster}
+only=${BENCH_ONLY:-post,wal,recovery,get,memory,queries,micro,cluster,flow}
 out=BENCHMARKS.md
 if [ -n "${BENCH_ONLY:-}" ]; then out=/dev/null; fi
 want() { [[ ",$only," == *",$1,"* ]]; }
@@ -23,7 +23,7 @@ client_cpu=1
 if [ "$(nproc)" -lt 2 ]; then client_cpu=0; fi
 
 cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" --target flowd flowd-loadgen flowd-parse-ceiling flowd-micro flowd-querybench >/dev/null
+cmake --build --preset release -j "$(nproc)" --target flowd flowd-loadgen flowd-parse-ceiling flowd-micro flowd-querybench flowd-flow-replay >/dev/null
 bin=build/release
 loadgen() { taskset -c "$client_cpu" "$bin/bench/flowd-loadgen" "$@"; }
 field() { sed -n "s/.*RESULT.* $1=\([^ ]*\).*/\1/p; s/^RESULT $1=\([^ ]*\).*/\1/p" | head -n1; }
@@ -345,6 +345,10 @@ if [ "$out" = /dev/null ]; then
         echo "== cluster mode (scripts/bench-cluster.sh)"
         scripts/bench-cluster.sh "$bin"
     fi
+    if want flow; then
+        echo "== flow exporters (scripts/bench-flow.sh)"
+        scripts/bench-flow.sh "$bin"
+    fi
     echo "== BENCH_ONLY=$only: BENCHMARKS.md left as it was"
     exit 0
 fi
@@ -468,5 +472,8 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
 echo "== cluster mode (scripts/bench-cluster.sh)"
 echo >>"$out"
 scripts/bench-cluster.sh "$bin" >>"$out"
+echo "== flow exporters (scripts/bench-flow.sh)"
+echo >>"$out"
+scripts/bench-flow.sh "$bin" >>"$out"
 echo "== wrote $out"
 cat "$out"

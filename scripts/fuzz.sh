@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses (fuzz/, clang, ASan + UBSan with every report fatal) and
 # runs each for a bounded time. `make fuzz` and a stage of `make test` call it.
 #   FUZZ_SECONDS    seconds per harness (default 60)
-#   FUZZ_HARNESSES  which ones (default: flow_json gzip query framing)
+#   FUZZ_HARNESSES  which ones (default: flow_json gzip query framing flow_packet)
 #   FUZZ_BUILD_DIR  build folder (default build/fuzz)
 # Seeds are read from fuzz/corpus/<harness>/ and tests/fuzz_regressions/<harness>/ and never
 # written; what the fuzzer learns goes to $FUZZ_BUILD_DIR/corpus/<harness>/. A crash, leak,
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 build=${FUZZ_BUILD_DIR:-build/fuzz}
 jobs=${JOBS:-$(nproc)}
-read -r -a harnesses <<<"${FUZZ_HARNESSES:-flow_json gzip query framing}"
+read -r -a harnesses <<<"${FUZZ_HARNESSES:-flow_json gzip query framing flow_packet}"
 
 cmake -S fuzz -B "$build" -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$build" -j "$jobs" --target "${harnesses[@]/#/fuzz_}"
@@ -28,6 +28,7 @@ for h in "${harnesses[@]}"; do
         gzip) opts=(-dict=fuzz/dict/flow_json.dict -max_len=16384) ;;
         query) opts=(-dict=fuzz/dict/query.dict -max_len=1024) ;;
         framing) opts=(-dict=fuzz/dict/framing.dict -max_len=4200) ;;
+        flow_packet) opts=(-max_len=8192) ;;
         *) echo "fuzz: unknown harness $h" >&2; exit 2 ;;
     esac
     seeds=(fuzz/corpus/"$h")

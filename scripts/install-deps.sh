@@ -19,6 +19,8 @@ packages=(
     clang libclang-rt-14-dev
     # operators' kit tests: promtool + prometheus, systemd-analyze
     prometheus systemd
+    # flow exporters stage: a real exporter reading a pcap, and a second collector
+    softflowd nfdump
 )
 
 missing=()

@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include "flowd/flow/apps_table.hpp"
+
 namespace flowd {
 namespace {
 
@@ -243,6 +245,23 @@ std::vector<option> const& options() {
         {"cluster_max_bytes", false,
          uint_field(&config::cluster_max_bytes, 0, std::uint64_t{1} << 60)},
         {"cluster_max_age_hours", false, uint_field(&config::cluster_max_age_hours, 0, 1'000'000)},
+        {"flow_listen", true, address_field(&config::flow_listen)},
+        {"apps_file", false, path_field(&config::apps_file)},
+        {"flow_rcvbuf_bytes", false, uint_field(&config::flow_rcvbuf_bytes, 0, 1U << 30)},
+        {"flow_allowed_exporters", false,
+         [](config& c, std::string const& key, std::string const& value) {
+             for (std::string const& item : split_list(value)) {
+                 std::string why;
+                 if (!parse_cidr(item, why)) {
+                     throw config_error(key + ": " + why);
+                 }
+             }
+             c.flow_allowed_exporters = value;
+         }},
+        {"flow_max_exporters", false, uint_field(&config::flow_max_exporters, 1, 1'000'000)},
+        {"flow_max_templates", false, uint_field(&config::flow_max_templates, 1, 65'535)},
+        {"flow_batch_interval", false, duration_field(&config::flow_batch_interval)},
+        {"flow_batch_records", false, uint_field(&config::flow_batch_records, 1, 10'000'000)},
     };
     return table;
 }
@@ -310,6 +329,25 @@ void apply_file(config& c, std::string const& path) {
 }
 
 }  // namespace
+
+std::vector<std::string> split_list(std::string const& value) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (pos < value.size()) {
+        std::size_t comma = value.find(',', pos);
+        if (comma == std::string::npos) {
+            comma = value.size();
+        }
+        std::string item = value.substr(pos, comma - pos);
+        item.erase(0, item.find_first_not_of(" \t"));
+        item.erase(item.find_last_not_of(" \t") + 1);
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+        pos = comma + 1;
+    }
+    return out;
+}
 
 host_port parse_host_port(std::string const& key, std::string const& value) {
     std::string host;
@@ -438,7 +476,8 @@ std::vector<config_key> config_keys() {
 std::string usage() {
     return "usage: flowd [--config FILE] [--listen HOST:PORT] [--metrics-listen HOST:PORT]\n"
            "             [--data-dir DIR] [--threads N] [--log-level trace|debug|info|warn|error]\n"
-           "             [--tokens-file FILE] [--cluster NATS_URLS] [--help] [--version]\n"
+           "             [--tokens-file FILE] [--cluster NATS_URLS] [--flow-listen HOST:PORT]\n"
+           "             [--help] [--version]\n"
            "       flowd token create --name NAME --scopes read,write\n"
            "\n"
            "Ingests network flow records over HTTP (POST /flows) and serves per-hour totals\n"
@@ -457,7 +496,8 @@ std::string usage() {
            "  --tokens-file FILE        bearer tokens: lines '<name> <scopes> sha256:<hex>';\n"
            "                            SIGHUP reloads it (default: no authentication)\n"
            "  --cluster NATS_URLS       cluster mode: nats://HOST:PORT[,...] of a NATS JetStream\n"
-           "                            cluster every node publishes to and applies from\n";
+           "                            cluster every node publishes to and applies from\n"
+           "  --flow-listen HOST:PORT   receive NetFlow v5/v9 and IPFIX over UDP (default off)\n";
 }
 
 std::string describe(config const& c) {
@@ -502,6 +542,17 @@ std::string describe(config const& c) {
                       " cluster_max_bytes=" + std::to_string(c.cluster_max_bytes) +
                       " cluster_max_age_hours=" + std::to_string(c.cluster_max_age_hours) +
                       " min_seq_wait=" + std::to_string(c.min_seq_wait.count()) + "ms") +
+           (c.flow_listen.empty()
+                ? ""
+                : " flow_listen=" + c.flow_listen +
+                      " apps_file=" + (c.apps_file.empty() ? "(none)" : c.apps_file) +
+                      " flow_rcvbuf_bytes=" + std::to_string(c.flow_rcvbuf_bytes) +
+                      " flow_allowed_exporters=" +
+                      (c.flow_allowed_exporters.empty() ? "(any)" : c.flow_allowed_exporters) +
+                      " flow_max_exporters=" + std::to_string(c.flow_max_exporters) +
+                      " flow_max_templates=" + std::to_string(c.flow_max_templates) +
+                      " flow_batch_interval=" + std::to_string(c.flow_batch_interval.count()) +
+                      "ms flow_batch_records=" + std::to_string(c.flow_batch_records)) +
            (c.config_file.empty() ? "" : " config=" + c.config_file);
 }
 

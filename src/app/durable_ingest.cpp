@@ -159,6 +159,7 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
     it.prepared.emplace(std::get<prepared_batch>(std::move(prepared)));
     it.done = std::move(done);
     it.records = batch.record_count();
+    it.source = info.source;
     bool notify = false;
     {
         std::unique_lock lock{mutex_};
@@ -287,7 +288,9 @@ void durable_ingest::write_group(std::vector<item>& items) {
         store_.commit(std::move(*it.prepared));
         it.prepared.reset();
         ++next_seq_;
-        metrics_.flows_applied_post.Increment(static_cast<double>(it.records));
+        (it.source == ingest_source::flow ? metrics_.flows_applied_flow
+                                          : metrics_.flows_applied_post)
+            .Increment(static_cast<double>(it.records));
         it.done(ingest_outcome{std::nullopt, it.records, std::nullopt});
     }
     items.clear();

@@ -31,7 +31,7 @@ void count_store_limit(service_metrics& metrics, store_rejection const& r) {
     }
 }
 
-void memory_ingest::submit(flow_batch batch, ingest_request, completion done) {
+void memory_ingest::submit(flow_batch batch, ingest_request info, completion done) {
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
         count_store_limit(metrics_, *rejected);
@@ -39,7 +39,8 @@ void memory_ingest::submit(flow_batch batch, ingest_request, completion done) {
     }
     std::size_t const n = batch.record_count();
     store_.commit(std::get<prepared_batch>(std::move(prepared)));
-    metrics_.flows_applied_post.Increment(static_cast<double>(n));
+    (info.source == ingest_source::flow ? metrics_.flows_applied_flow : metrics_.flows_applied_post)
+        .Increment(static_cast<double>(n));
     done(ingest_outcome{std::nullopt, n, std::nullopt});
 }
 

@@ -261,6 +261,9 @@ server::server(config const& cfg, loggers logs)
           [this] {
               listener_->stop();
               metrics_listener_->stop();
+              if (flow_) {
+                  flow_->stop();
+              }
           },
           [this] { ioc_.stop(); }, logs_.app),
       reload_signals_(ioc_, SIGHUP),
@@ -291,6 +294,12 @@ server::server(config const& cfg, loggers logs)
         throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
                                  " (metrics): " + e.code().message());
     }
+
+    flow_ = make_flow_collector(cfg_, ioc_,
+                                cluster_   ? static_cast<ingest&>(*cluster_)
+                                : durable_ ? static_cast<ingest&>(*durable_)
+                                           : memory_ingest_,
+                                *registry_, logs_.app);
 
     // Logged only once both listeners are bound, so a start that fails (a port in use)
     // leaves exactly one line on stderr: the error main() prints.
@@ -480,6 +489,9 @@ void server::wait_reload() {
             return;  // operation_aborted: the server is stopping
         }
         reload_tokens();
+        if (flow_) {
+            flow_->reload_apps();
+        }
         wait_reload();
     });
 }
@@ -523,6 +535,10 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/hours", route_id::hours,
         [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/flow-exporters", route_id::flow_exporters,
+        [this](request_context&) { return flow_exporters_answer(flow_.get()); },
+        route_access::read);
     // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
     // (plain HTTP, no client certificate, for probes under mTLS).
     struct probe_route {
@@ -621,6 +637,11 @@ int server::run() {
         serving_.store(true, std::memory_order_release);
         drain_.set_ready(true);
         net::post(ioc_, [this] { schedule_retention(); });
+        // Flow records go through the ingest only once it has recovered; meanwhile the
+        // bound socket's buffer holds what arrives.
+        if (flow_) {
+            flow_->start();
+        }
         logs_.app->info("ready: {} I/O threads", cfg_.threads);
     }
     for (auto& t : threads) {

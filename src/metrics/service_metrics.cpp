@@ -48,6 +48,8 @@ std::string_view route_label(route_id r) noexcept {
             return "/flows/summary";
         case route_id::hours:
             return "/hours";
+        case route_id::flow_exporters:
+            return "/flow-exporters";
     }
     return "other";
 }
@@ -78,6 +80,10 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                              .Help("Records applied to the store, by source")
                              .Register(registry)
                              .Add({{"source", "post"}})),
+      flows_applied_flow(prometheus::BuildCounter()
+                             .Name("flowd_flows_applied_total")
+                             .Register(registry)
+                             .Add({{"source", "flow"}})),
       batches_accepted(prometheus::BuildCounter()
                            .Name("flowd_batches_total")
                            .Help("POSTed batches by result")
@@ -158,7 +164,7 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
       request_counters_(std::make_unique<std::atomic<prometheus::Counter*>[]>(
           route_count * method_labels.size() * status_slots)) {
     // SPEC Metrics: every value of `limit` and of `source` exported at 0 from the start
-    // (cluster mode's apply loop counts `stream`; `flow` is for flow exporters). Family::Add
+    // (cluster mode's apply loop counts `stream`). Family::Add
     // of the same labels returns the same counter, so their owners share these.
     for (std::string_view const limit : limit_names) {
         limit_rejections_.Add({{"limit", std::string(limit)}});
@@ -167,9 +173,7 @@ service_metrics::service_metrics(prometheus::Registry& registry, std::string_vie
                         .Name("flowd_flows_applied_total")
                         .Help("Records applied to the store, by source")
                         .Register(registry);
-    for (char const* source : {"stream", "flow"}) {
-        applied.Add({{"source", source}});
-    }
+    applied.Add({{"source", "stream"}});
     auto& scanned = prometheus::BuildCounter()
                         .Name("flowd_query_rows_scanned_total")
                         .Help("Stored rows read by GET queries, by route")

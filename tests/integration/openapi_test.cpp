@@ -289,6 +289,9 @@ std::map<std::string, recipe> recipes() {
     r["GET /flows/summary 422"] = {
         "GET /flows/summary?from=0&to=745",
         [](flowd_process& p) { return http_client(p.port()).get("/flows/summary?from=0&to=745"); }};
+    r["GET /flow-exporters 200"] = {"GET /flow-exporters", [](flowd_process& p) {
+                                        return http_client(p.port()).get("/flow-exporters");
+                                    }};
     r["GET /hours 200"] = {"GET /hours",
                            [](flowd_process& p) { return http_client(p.port()).get("/hours"); }};
     r["GET /hours 304"] = {"GET /hours again with If-None-Match: its ETag",

@@ -75,6 +75,15 @@ struct config {
     // stream: it halts and is never ready.
     std::uint64_t cluster_max_bytes = 0;
     std::uint32_t cluster_max_age_hours = 0;
+    // Flow exporters (NetFlow v5/v9, IPFIX over UDP; empty flow_listen: off).
+    std::string flow_listen;
+    std::string apps_file;                  // empty: every address is unmatched
+    std::uint64_t flow_rcvbuf_bytes = 0;    // 0: the kernel's default
+    std::string flow_allowed_exporters;     // comma-separated prefixes; empty: any
+    std::size_t flow_max_exporters = 1024;  // (address, observation domain) pairs
+    std::size_t flow_max_templates = 256;   // per (address, observation domain)
+    std::chrono::milliseconds flow_batch_interval{200};
+    std::size_t flow_batch_records = 10'000;
     std::string config_file;  // empty: none given
 };
 
@@ -116,6 +125,9 @@ struct host_port {
     std::uint16_t port = 0;
 };
 [[nodiscard]] host_port parse_host_port(std::string const& key, std::string const& value);
+
+// A comma-separated list (flow_allowed_exporters), items trimmed, empty items left out.
+[[nodiscard]] std::vector<std::string> split_list(std::string const& value);
 
 // The settings as `key=value` pairs, for the startup log line.
 [[nodiscard]] std::string describe(config const& c);

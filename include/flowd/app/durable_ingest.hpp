@@ -64,6 +64,7 @@ private:
         std::optional<prepared_batch> prepared;
         completion done;
         std::size_t records = 0;
+        ingest_source source = ingest_source::post;
     };
     struct checkpoint_job {
         std::uint64_t seq = 0;

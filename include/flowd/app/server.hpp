@@ -12,6 +12,7 @@
 
 #include "flowd/app/config.hpp"
 #include "flowd/app/durable_ingest.hpp"
+#include "flowd/app/flow_collector.hpp"
 #include "flowd/app/logging.hpp"
 #include "flowd/app/memory_ingest.hpp"
 #include "flowd/app/shutdown.hpp"
@@ -91,6 +92,7 @@ private:
     shutdown_coordinator shutdown_;
     boost::asio::signal_set reload_signals_;
     boost::asio::steady_timer retention_timer_;
+    std::unique_ptr<flow_collector> flow_;  // null: flow_listen unset
 };
 
 // The threads flowd runs by default: the CPUs in the process's affinity mask.

@@ -29,6 +29,9 @@ struct ingest_outcome {
     std::optional<std::uint64_t> seq;
 };
 
+// Where a batch came from, for flowd_flows_applied_total{source}.
+enum class ingest_source { post, flow };
+
 // What a request adds to its batch beyond the records.
 struct ingest_request {
     std::string request_id;
@@ -37,6 +40,7 @@ struct ingest_request {
     // call on the thread that applied the batch, before any later checkpoint.
     std::optional<idempotency_claim> idempotency;
     std::uint64_t accepted_unix_ms = 0;
+    ingest_source source = ingest_source::post;
 };
 
 // Where POST /flows hands a validated batch: the memory store today; the write-ahead log

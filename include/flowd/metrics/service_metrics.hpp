@@ -19,8 +19,17 @@
 namespace flowd {
 
 // The fixed set of `route` label values (SPEC: never the raw path).
-enum class route_id : unsigned { flows, healthz, readyz, metrics, other, flows_summary, hours };
-inline constexpr std::size_t route_count = 7;
+enum class route_id : unsigned {
+    flows,
+    healthz,
+    readyz,
+    metrics,
+    other,
+    flows_summary,
+    hours,
+    flow_exporters
+};
+inline constexpr std::size_t route_count = 8;
 [[nodiscard]] std::string_view route_label(route_id r) noexcept;
 
 // The `method` label: the common methods by name, anything else as "other".
@@ -59,6 +68,8 @@ public:
     prometheus::Gauge& connections_open;
     prometheus::Counter& flows_ingested;
     prometheus::Counter& flows_applied_post;
+    // Records of flow exporters (NetFlow/IPFIX over UDP) applied by this node's ingest.
+    prometheus::Counter& flows_applied_flow;
     prometheus::Counter& batches_accepted;
     prometheus::Counter& batches_rejected;
     prometheus::Counter& batches_duplicate;

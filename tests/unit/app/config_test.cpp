@@ -445,5 +445,38 @@ TEST(ConfigTest, DescribeNamesEverySetting) {
     EXPECT_NE(d.find("grace_period=10000ms"), std::string::npos);
 }
 
+TEST(ConfigTest, FlowExporterKeys) {
+    config const c = parse({"--flow-listen", "[::]:2055"},
+                           {{"FLOWD_APPS_FILE", "/etc/flowd/apps.yaml"},
+                            {"FLOWD_FLOW_ALLOWED_EXPORTERS", "10.0.0.0/8, 2001:db8::/32"},
+                            {"FLOWD_FLOW_BATCH_INTERVAL", "50ms"},
+                            {"FLOWD_FLOW_BATCH_RECORDS", "500"},
+                            {"FLOWD_FLOW_MAX_TEMPLATES", "8"}});
+
+    EXPECT_EQ(c.flow_listen, "[::]:2055");
+    EXPECT_EQ(c.apps_file, "/etc/flowd/apps.yaml");
+    EXPECT_EQ(split_list(c.flow_allowed_exporters),
+              (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32"}));
+    EXPECT_EQ(c.flow_batch_interval, std::chrono::milliseconds(50));
+    EXPECT_EQ(c.flow_batch_records, 500U);
+    EXPECT_EQ(c.flow_max_templates, 8U);
+    EXPECT_EQ(config{}.flow_batch_interval, std::chrono::milliseconds(200));
+    EXPECT_EQ(config{}.flow_batch_records, 10'000U);
+    EXPECT_TRUE(config{}.flow_listen.empty());
+}
+
+TEST(ConfigTest, FlowAllowedExportersNamesABadPrefix) {
+    try {
+        (void)parse({}, {{"FLOWD_FLOW_ALLOWED_EXPORTERS", "10.0.0.0/8,10.1.2.3/16"}});
+        FAIL() << "no config_error";
+    } catch (config_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("'10.1.2.3/16' has bits set past its length"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW((void)parse({"--flow-listen", "2055"}), config_error);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_FLOW_MAX_EXPORTERS", "0"}}), config_error);
+}
+
 }  // namespace
 }  // namespace flowd
