@@ -917,13 +917,23 @@ void cluster_ingest::check_for_stall() {
 void cluster_ingest::apply_message(void* raw) {
     auto* msg = static_cast<natsMsg*>(raw);
     jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+    std::uint64_t seq = 0;
+    std::uint64_t left = 0;
+    std::int64_t stamp_ns = 0;
+    bool know_left = true;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        left = meta->NumPending;
+        stamp_ns = meta->Timestamp;
+        jsMsgMetaData_Destroy(meta);
+    } else if (natsMsg_GetSequence(msg) > 0) {
+        // Fetched by sequence (apply_by_get()): no consumer metadata, so no pending count.
+        seq = natsMsg_GetSequence(msg);
+        stamp_ns = natsMsg_GetTime(msg);
+        know_left = false;
+    } else {
         return;  // not a stream message (a heartbeat the library did not swallow)
     }
-    std::uint64_t const seq = meta->Sequence.Stream;
-    std::uint64_t const left = meta->NumPending;
-    std::int64_t const stamp_ns = meta->Timestamp;
-    jsMsgMetaData_Destroy(meta);
     std::uint64_t const applied = applied_seq();
     if (seq <= applied) {
         return;  // redelivered after a consumer reset
@@ -950,6 +960,9 @@ void cluster_ingest::apply_message(void* raw) {
         std::memory_order_release);
     applied_.store(seq, std::memory_order_release);
     metrics_.applied_seq.Set(static_cast<double>(seq));
+    if (!know_left) {
+        return;
+    }
     metrics_.apply_lag_records.Set(static_cast<double>(left));
     if (left == 0) {
         metrics_.apply_lag_seconds.Set(0.0);
@@ -961,6 +974,39 @@ void cluster_ingest::apply_message(void* raw) {
                                 stamp_ns) /
             1e9;
         metrics_.apply_lag_seconds.Set(std::max(0.0, age));
+    }
+}
+
+void cluster_ingest::apply_by_get() {
+    // A consumer is created through JetStream's meta leader: when the server killed was
+    // that leader, no consumer can be created until another is elected (seconds, past
+    // min_seq_wait). Reading a message by sequence is answered by the stream's own leader,
+    // so while the consumer is being recreated the node keeps applying this way. A missing
+    // sequence (the end of the stream, or one deleted) ends it; the consumer, once back,
+    // judges gaps as always.
+    if (!connected() || halted_.load(std::memory_order_acquire)) {
+        return;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 500;
+    std::size_t applied = 0;
+    for (; applied < 4096; ++applied) {
+        natsMsg* msg = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        if (js_GetMsg(&msg, js_, options_.stream.c_str(), applied_seq() + 1, &jo, &jerr) !=
+            NATS_OK) {
+            break;
+        }
+        apply_message(msg);
+        natsMsg_Destroy(msg);
+    }
+    if (applied != 0) {
+        log_->info(
+            "cluster: applied {} stream messages by sequence, up to {}, while the "
+            "consumer is recreated",
+            applied, applied_seq());
+        release_waiters(false);
     }
 }
 
@@ -1119,6 +1165,9 @@ void cluster_ingest::apply_loop() {
         if (sub_ == nullptr && clock::now() >= next_setup) {
             if (!connected() || !set_up_stream_and_consumer()) {
                 next_setup = clock::now() + resubscribe_after;
+                if (consume_outage_since_.load(std::memory_order_relaxed) != 0) {
+                    apply_by_get();
+                }
             }
         }
         if (sub_ != nullptr) {

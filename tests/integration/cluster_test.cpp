@@ -207,7 +207,9 @@ std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string 
                                           std::map<std::string, std::string> extra = {}) {
     std::map<std::string, std::string> env{
         {"FLOWD_NODE_NAME", name}, {"FLOWD_CLUSTER_STREAM", stream}, {"FLOWD_MIN_SEQ_WAIT", "5s"}};
-    env.insert(extra.begin(), extra.end());
+    for (auto const& [k, v] : extra) {
+        env[k] = v;
+    }
     return std::make_unique<flowd_process>(std::vector<std::string>{"--cluster", nats.urls()},
                                            std::move(env));
 }
@@ -702,6 +704,12 @@ struct failover_writer {
     std::uint64_t last_seq = 0;
     std::vector<std::uint64_t> refused{};  // the batches answered other than 200
     std::vector<std::string> refusals{};   // their bodies, for the failure message
+    // Read-your-writes on the other node: each acknowledged batch read back with min_seq
+    // from the node that did not take it; the reads that were 503 (not applied within
+    // min_seq_wait).
+    bool read_back = false;
+    std::uint64_t reads = 0;
+    std::uint64_t stale_reads = 0;
 
     std::string key(std::uint64_t n) const {
         return "w" + std::to_string(hour) + "-" + std::to_string(n);
@@ -714,6 +722,13 @@ struct failover_writer {
                                   "application/json", {{"Idempotency-Key", key(batch)}});
             if (r.result_int() == 200) {
                 last_seq = std::max(last_seq, seq_of(r));
+                if (read_back) {
+                    http_client other{batch % 2 == 0 ? b.port() : a.port()};
+                    auto const got = other.get("/flows?hour=" + std::to_string(hour) +
+                                               "&min_seq=" + std::to_string(seq_of(r)));
+                    ++reads;
+                    stale_reads += got.result_int() == 200 ? 0U : 1U;
+                }
             } else {
                 refused.push_back(batch);
                 refusals.push_back(std::to_string(r.result_int()) + " " + r.body());
@@ -769,12 +784,14 @@ struct failover_writer {
 // message id) instead of failing: >= 99 % answered 200, none lost or doubled.
 TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
     nats_cluster nats;
-    std::map<std::string, std::string> const patient{{"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "10s"}};
+    std::map<std::string, std::string> const patient{{"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "10s"},
+                                                     {"FLOWD_MIN_SEQ_WAIT", "2s"}};
     auto a = start_node(nats, "a", "LEADER", patient);
     auto b = start_node(nats, "b", "LEADER", patient);
     ASSERT_TRUE(wait_ready(*a)) << a->log();
     ASSERT_TRUE(wait_ready(*b)) << b->log();
     failover_writer w{*a, *b, 14};
+    w.read_back = true;
     w.post(20);
     int const leader = stream_leader(nats, "LEADER");
     ASSERT_GE(leader, 0);
@@ -789,6 +806,9 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
     auto const took = std::chrono::steady_clock::now() - killed_at;
 
     EXPECT_LE(w.refused.size(), 1U) << w.why();
+    // Each node applied what the other acknowledged within min_seq_wait (2 s), through the
+    // election: the consumer whose server died is recreated within about a second.
+    EXPECT_LE(w.stale_reads * 100, w.reads) << w.stale_reads << " of " << w.reads;
     w.settle();
     w.expect_exact_totals();
     // The election was seen and waited through, and said so.
@@ -812,7 +832,8 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
     std::cout << "[ leader kill ] 100 POSTs after the kill took "
               << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
               << " ms, publish failover (mean per node, max) " << failover_s << " s, "
-              << w.refused.size() << " refused\n"
+              << w.refused.size() << " refused, " << w.stale_reads << " of " << w.reads
+              << " reads on the other node not applied within 2 s\n"
               << w.why();
 }
 
@@ -820,11 +841,13 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
 // the next): the connection moves and the consumer follows, with no POST refused.
 TEST_F(ClusterTest, EachNonLeaderBrokerKilledWhilePostingCostsNoErrors) {
     nats_cluster nats;
-    auto a = start_node(nats, "a", "FOLLOWER");
-    auto b = start_node(nats, "b", "FOLLOWER");
+    std::map<std::string, std::string> const min_seq_wait{{"FLOWD_MIN_SEQ_WAIT", "2s"}};
+    auto a = start_node(nats, "a", "FOLLOWER", min_seq_wait);
+    auto b = start_node(nats, "b", "FOLLOWER", min_seq_wait);
     ASSERT_TRUE(wait_ready(*a)) << a->log();
     ASSERT_TRUE(wait_ready(*b)) << b->log();
     failover_writer w{*a, *b, 15};
+    w.read_back = true;
     w.post(10);
     int const leader = stream_leader(nats, "FOLLOWER");
     ASSERT_GE(leader, 0);
@@ -841,6 +864,10 @@ TEST_F(ClusterTest, EachNonLeaderBrokerKilledWhilePostingCostsNoErrors) {
         w.post(10);
     }
     EXPECT_LE(w.refused.size(), 1U) << w.why();
+    EXPECT_LE(w.stale_reads * 100, w.reads) << w.stale_reads << " of " << w.reads << "\n"
+                                            << a->log() << b->log();
+    std::cout << "[ non-leader kills ] " << w.refused.size() << " refused, " << w.stale_reads
+              << " of " << w.reads << " reads on the other node not applied within 2 s\n";
     w.settle();
     w.expect_exact_totals();
 }

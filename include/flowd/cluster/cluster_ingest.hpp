@@ -195,6 +195,7 @@ private:
     bool set_up_stream_and_consumer();
     void note_setup_failure(std::string why);
     void apply_message(void* msg);
+    void apply_by_get();
     void release_waiters(bool stopping);
     void expire_publishes();
     void checkpoint();
