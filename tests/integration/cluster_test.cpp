@@ -1147,6 +1147,42 @@ TEST_F(ClusterTest, DataDirectoryOfALocalLogIsRefusedInClusterMode) {
     EXPECT_THROW(start_node_with_dir(nats, "a", "OTHER", data.path()), std::runtime_error);
 }
 
+// cluster_max_pending bounds the POSTs waiting for the stream: with every broker down and
+// one POST already waiting, the next is refused at once instead of queueing.
+TEST_F(ClusterTest, PostsWaitingForTheStreamAreBoundedByClusterMaxPending) {
+    nats_cluster nats;
+    auto a =
+        start_node(nats, "a", "BOUNDED",
+                   {{"FLOWD_CLUSTER_MAX_PENDING", "1"}, {"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "4s"}});
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    for (std::size_t i = 0; i < 3; ++i) {
+        nats.server(i).kill(SIGKILL);
+    }
+    http_client metrics_client{a->port()};
+    http_response first;
+    std::thread waiting([&] {
+        http_client c{a->port()};
+        first = c.post("/flows", "[" + flow_json("x", "y", "z", 1, 1, 6) + "]");
+    });
+    // The first POST is waiting once its publish was retried.
+    bool const retried = eventually(
+        [&] {
+            auto const m = parse_metrics(metrics_client.get("/metrics").body());
+            return metric_value(m, "flowd_cluster_publish_retries_total").value_or(0) >= 1;
+        },
+        std::chrono::seconds(3));
+    http_client c{a->port()};
+    auto const began = std::chrono::steady_clock::now();
+    auto const second = c.post("/flows", "[" + flow_json("x", "y", "z", 1, 1, 6) + "]");
+    auto const took = std::chrono::steady_clock::now() - began;
+    waiting.join();
+    ASSERT_TRUE(retried) << a->log();
+    EXPECT_TRUE(is_problem(second, 503, "cluster-unavailable")) << second.body();
+    EXPECT_NE(second.body().find("already wait"), std::string::npos) << second.body();
+    EXPECT_LT(took, std::chrono::seconds(2)) << "refused at once, not after the timeout";
+    EXPECT_TRUE(is_problem(first, 503, "cluster-unavailable")) << first.body();
+}
+
 TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
     nats_cluster nats;
     auto a = start_node(nats, "a", "OUTAGE");
