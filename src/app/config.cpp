@@ -242,6 +242,7 @@ std::vector<option> const& options() {
         {"cluster_replicas", false, uint_field(&config::cluster_replicas, 1, 5)},
         {"min_seq_wait", false, duration_field(&config::min_seq_wait)},
         {"cluster_publish_timeout", false, duration_field(&config::cluster_publish_timeout)},
+        {"cluster_max_pending", false, uint_field(&config::cluster_max_pending, 1, 1'000'000)},
         {"cluster_max_bytes", false,
          uint_field(&config::cluster_max_bytes, 0, std::uint64_t{1} << 60)},
         {"cluster_max_age_hours", false, uint_field(&config::cluster_max_age_hours, 0, 1'000'000)},
@@ -541,6 +542,9 @@ std::string describe(config const& c) {
                       c.cluster_stream + " cluster_replicas=" + std::to_string(c.cluster_replicas) +
                       " cluster_max_bytes=" + std::to_string(c.cluster_max_bytes) +
                       " cluster_max_age_hours=" + std::to_string(c.cluster_max_age_hours) +
+                      " cluster_publish_timeout=" +
+                      std::to_string(c.cluster_publish_timeout.count()) + "ms" +
+                      " cluster_max_pending=" + std::to_string(c.cluster_max_pending) +
                       " min_seq_wait=" + std::to_string(c.min_seq_wait.count()) + "ms") +
            (c.flow_listen.empty()
                 ? ""

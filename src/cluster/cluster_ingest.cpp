@@ -20,13 +20,30 @@ using clock = std::chrono::steady_clock;
 constexpr std::int64_t poll_ms = 50;
 
 // An ordered consumer whose server died can go silent without an error reaching a
-// synchronous subscriber (the library reports missed heartbeats to an error callback only).
-// After this long without a message while the stream holds more, the consumer is recreated
-// from the next sequence to apply.
-constexpr std::chrono::seconds stall_after{2};
+// synchronous subscriber. The server sends an idle heartbeat this often when it has nothing
+// to deliver, so the library notices a dead consumer after two missed ones (~1 s); and after
+// stall_after without a message while the stream holds more, flowd recreates it itself from
+// the next sequence to apply. Both stay under min_seq_wait (2 s by default), so a node
+// applies an acknowledged batch within it even when its consumer's server was killed.
+constexpr std::int64_t heartbeat_ms = 500;
+constexpr std::chrono::seconds stall_after{1};
+
+// How soon a consumer that failed (or could not be created) is tried again: an election
+// takes about a second, and each try is short (subscribe_wait_ms).
+constexpr std::chrono::milliseconds resubscribe_after{100};
+
+// Retries of a publish the stream could not take: the first soon (a reconnect to a live
+// server takes milliseconds), then doubling up to the cap (an election takes about a
+// second), until the POST's cluster_publish_timeout.
+constexpr std::chrono::milliseconds first_retry_after{25};
+constexpr std::chrono::milliseconds max_retry_after{400};
+constexpr std::chrono::milliseconds last_attempt_before{30};
+// One attempt waits at most this long for its ack: a publish sent to a server that died
+// after taking it is published again sooner than at the POST's deadline.
+constexpr std::chrono::milliseconds attempt_wait{1'500};
 
 // How long creating the consumer may take before the try counts as failed and is retried
-// (every 500 ms). Right after the NATS servers come back, JetStream answers consumer
+// (resubscribe_after later). Right after the NATS servers come back, JetStream answers consumer
 // requests only once its leaders are elected: with the library's 5 s default one timed-out
 // try held this node's apply loop for 5 s, past `min_seq_wait`, while a later try would have
 // succeeded.
@@ -83,19 +100,54 @@ std::string message_id(ingest_request const& info, std::string const& node, std:
     return "g:" + node + ":" + std::to_string(info.accepted_unix_ms) + ":" + std::to_string(n);
 }
 
+// Failures the stream may not repeat if the same message is published again: no server
+// subscribed to the stream's subject yet (its leader died and none is elected: "no
+// responders"), no ack in time, the connection down or reconnecting, or JetStream saying it
+// has no leader or quorum now. Anything else (a message too large, a stream gone) is final.
+bool retriable(natsStatus s, jsErrCode code) {
+    switch (s) {
+        case NATS_NO_RESPONDERS:
+        case NATS_TIMEOUT:
+        case NATS_CONNECTION_CLOSED:
+        case NATS_CONNECTION_DISCONNECTED:
+        case NATS_NOT_YET_CONNECTED:
+        case NATS_NO_SERVER:
+        case NATS_STALE_CONNECTION:
+        case NATS_IO_ERROR:
+            return true;
+        default:
+            break;
+    }
+    switch (code) {
+        case JSClusterNotAvailErr:
+        case JSClusterNotLeaderErr:
+        case JSClusterNoPeersErr:
+        case JSStreamOfflineErr:
+            return true;
+        default:
+            return false;
+    }
+}
+
 void ack_handler(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
     auto* self = static_cast<cluster_ingest*>(closure);
     if (pa != nullptr) {
-        self->complete_publish(msg, pa->Sequence, pa->Duplicate, {});
+        self->on_publish_result(msg, pa->Sequence, pa->Duplicate, {}, false);
     } else {
         std::string why = pae == nullptr ? std::string("no acknowledgement")
                                          : std::string(natsStatus_GetText(pae->Err));
         if (pae != nullptr && pae->ErrText != nullptr) {
             why += std::string(": ") + pae->ErrText;
         }
-        self->complete_publish(msg, 0, false, why);
+        self->on_publish_result(msg, 0, false, why,
+                                pae == nullptr || retriable(pae->Err, pae->ErrCode));
     }
     natsMsg_Destroy(msg);
+}
+
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch())
+        .count();
 }
 
 void on_disconnected(natsConnection* /*nc*/, void* closure) {
@@ -167,7 +219,32 @@ cluster_metrics::cluster_metrics(prometheus::Registry& registry)
                  .Help("1 when this node stopped applying because the stream no longer matches "
                        "what it applied (see its log), else 0")
                  .Register(registry)
-                 .Add({})) {}
+                 .Add({})),
+      publish_retries(prometheus::BuildCounter()
+                          .Name("flowd_cluster_publish_retries_total")
+                          .Help("Publishes of a POSTed batch tried again (same message id) after "
+                                "the stream could not take it: no leader, no connection, no ack")
+                          .Register(registry)
+                          .Add({})),
+      consumer_restarts(prometheus::BuildCounter()
+                            .Name("flowd_cluster_consumer_restarts_total")
+                            .Help("Times this node recreated its stream consumer after an error "
+                                  "or a stall")
+                            .Register(registry)
+                            .Add({})),
+      failover(prometheus::BuildHistogram()
+                   .Name("flowd_cluster_failover_seconds")
+                   .Help("Outages of the stream as this node saw them, by path: from the first "
+                         "failed publish to the first acknowledged one (publish), or from a "
+                         "consumer error or stall to the first message applied after it "
+                         "(consume)")
+                   .Register(registry)),
+      failover_publish(failover.Add(
+          {{"path", "publish"}},
+          prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300})),
+      failover_consume(failover.Add(
+          {{"path", "consume"}}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2,
+                                                                         5, 10, 30, 60, 300})) {}
 
 cluster_ingest::cluster_ingest(flow_store& store, cluster_metrics& metrics, cluster_options options,
                                std::shared_ptr<spdlog::logger> log)
@@ -215,8 +292,29 @@ void cluster_ingest::start() {
     if (s == NATS_OK) {
         s = natsOptions_SetMaxReconnect(opts, -1);  // forever
     }
+    // Failover (README "Cluster mode"): a killed server closes its sockets, so the library
+    // sees the loss at once and moves to the next server of the list. Reconnect wait bounds
+    // how soon a server already tried is tried again (only when every one failed); jitter
+    // off, so that wait stays short. Pings every second, two unanswered ones declare a
+    // server that stopped answering without closing (a partition, a frozen host) gone in
+    // about 2 s instead of the library's 2 minutes. The server list stays shuffled (no
+    // NoRandomize): nodes spread over the servers, so one server's loss moves only its share.
+    // Requests in flight fail at a disconnect rather than waiting for their timeout: a
+    // consumer creation or stream lookup is tried again on the new server at once.
     if (s == NATS_OK) {
         s = natsOptions_SetReconnectWait(opts, 250);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectJitter(opts, 0, 0);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetPingInterval(opts, 1'000);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxPingsOut(opts, 2);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetFailRequestsOnDisconnect(opts, true);
     }
     if (s == NATS_OK) {
         s = natsOptions_SetTimeout(opts, 2'000);
@@ -252,9 +350,10 @@ void cluster_ingest::start() {
     jo.PublishAsync.AckHandler = ack_handler;
     jo.PublishAsync.AckHandlerClosure = this;
     jo.PublishAsync.MaxPending = 65'536;
-    jo.Wait = options_.publish_timeout.count();
+    jo.Wait = attempt_wait.count();
     check(natsConnection_JetStream(&js_, conn_, &jo), "JetStream context");
     started_ = true;
+    retry_thread_ = std::thread([this] { retry_loop(); });
     if (!options_.data_dir.empty()) {
         checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
     }
@@ -262,13 +361,7 @@ void cluster_ingest::start() {
 }
 
 void cluster_ingest::submit(flow_batch batch, ingest_request info, completion done) {
-    if (!connected()) {
-        metrics_.publish_failures.Increment();
-        return done(ingest_outcome{
-            cluster_unavailable("no NATS server of the cluster is reachable from this node; "
-                                "nothing of this batch was stored: retry later"),
-            0, std::nullopt});
-    }
+    bool const up = connected();
     {
         std::scoped_lock lock{pending_mutex_};
         if (pending_.size() >= options_.max_pending_publishes) {
@@ -279,6 +372,13 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
                             "nothing of this batch was stored: retry later",
                         {},
                         {}}));
+        }
+        if (!up && retrying_ >= options_.max_retrying_publishes) {
+            metrics_.publish_failures.Increment();
+            return done(refused(cluster_unavailable(
+                "no NATS server of the cluster is reachable from this node and " +
+                std::to_string(retrying_) +
+                " batches already wait for one; nothing of this batch was stored: retry later")));
         }
     }
     bool owns_claim = false;
@@ -299,67 +399,237 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
     }
     // The record is exactly the local log's, so a stream message and a log frame carry one
     // format (and checkpoints, later, one shape of position).
-    wal::encoded_payload const payload = wal::encode_payload(
+    wal::encoded_payload payload = wal::encode_payload(
         batch, info.idempotency ? &*info.idempotency : nullptr, info.accepted_unix_ms);
-    std::string const id =
-        message_id(info, options_.node_name, next_id_.fetch_add(1, std::memory_order_relaxed));
-    natsMsg* msg = nullptr;
-    natsStatus s = natsMsg_Create(&msg, subject_.c_str(), nullptr, payload.bytes.data(),
-                                  static_cast<int>(payload.bytes.size()));
-    if (s == NATS_OK) {
-        s = natsMsgHeader_Set(msg, "Flowd-Node", options_.node_name.c_str());
+    pending p{
+        std::move(done),
+        batch.record_count(),
+        clock::now() + options_.publish_timeout,
+        std::string(payload.bytes.begin(), payload.bytes.end()),
+        message_id(info, options_.node_name, next_id_.fetch_add(1, std::memory_order_relaxed)),
+        0,
+        false,
+        {},
+        info.idempotency,
+        owns_claim};
+    std::uint64_t token = 0;
+    {
+        std::scoped_lock lock{pending_mutex_};
+        token = ++next_token_;
+        pending_.emplace(token, std::move(p));
     }
-    if (s != NATS_OK) {
-        natsMsg_Destroy(msg);
-        metrics_.publish_failures.Increment();
-        if (owns_claim) {
-            options_.idempotency->abort(*info.idempotency);
+    publish_attempt(token);
+}
+
+void cluster_ingest::publish_attempt(std::uint64_t token) {
+    natsMsg* msg = nullptr;
+    std::string msg_id;
+    std::chrono::milliseconds wait{0};
+    {
+        std::scoped_lock lock{pending_mutex_};
+        auto it = pending_.find(token);
+        if (it == pending_.end()) {
+            return;  // answered meanwhile (the sweep, stop())
         }
-        return done(ingest_outcome{cluster_unavailable("cannot build the stream message: " +
-                                                       std::string(natsStatus_GetText(s))),
-                                   0, std::nullopt});
+        pending& p = it->second;
+        wait = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - clock::now());
+        if (wait.count() > 0 && connected()) {
+            natsStatus s = natsMsg_Create(&msg, subject_.c_str(), nullptr, p.payload.data(),
+                                          static_cast<int>(p.payload.size()));
+            if (s == NATS_OK) {
+                s = natsMsgHeader_Set(msg, "Flowd-Node", options_.node_name.c_str());
+            }
+            if (s != NATS_OK) {
+                natsMsg_Destroy(msg);
+                msg = nullptr;
+                p.last_error =
+                    "cannot build the stream message: " + std::string(natsStatus_GetText(s));
+                wait = std::chrono::milliseconds(0);  // not a condition a retry changes
+            } else {
+                // Registered before publishing: the ack may arrive before the call returns.
+                in_flight_.emplace(msg, token);
+                ++p.attempts;
+                msg_id = p.msg_id;
+            }
+        }
+    }
+    if (msg == nullptr) {
+        if (wait.count() > 0) {
+            // Not connected: the library reconnects; try again once it may have.
+            return on_publish_result(nullptr, token, false,
+                                     "no NATS server of the cluster is reachable from this node",
+                                     true);
+        }
+        return complete_publish(token, 0, false, {});
     }
     void const* const key = msg;
-    {
-        // Registered before publishing: the ack may arrive before js_PublishMsgAsync returns.
-        std::scoped_lock lock{pending_mutex_};
-        pending_.emplace(key,
-                         pending{std::move(done), batch.record_count(),
-                                 clock::now() + options_.publish_timeout + std::chrono::seconds(2),
-                                 info.idempotency, owns_claim});
-    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
-    po.MsgId = id.c_str();
-    po.MaxWait = options_.publish_timeout.count();
-    s = js_PublishMsgAsync(js_, &msg, &po);
+    po.MsgId = msg_id.c_str();
+    po.MaxWait = std::min(wait, attempt_wait).count();
+    natsStatus const s = js_PublishMsgAsync(js_, &msg, &po);
     if (s != NATS_OK) {
-        // The library kept no reference: msg is still ours.
+        // The library kept no reference: msg is still ours. Its in-flight entry goes first,
+        // so its address cannot be taken by another attempt's message meanwhile.
+        on_publish_result(key, 0, false, std::string("publish: ") + status_text(s),
+                          retriable(s, static_cast<jsErrCode>(0)));
         natsMsg_Destroy(msg);
-        complete_publish(key, 0, false, std::string("publish: ") + natsStatus_GetText(s));
     }
 }
 
-void cluster_ingest::complete_publish(void const* key, std::uint64_t seq, bool duplicate,
+void cluster_ingest::on_publish_result(void const* msg, std::uint64_t seq, bool duplicate,
+                                       std::string error, bool retry) {
+    std::uint64_t token = 0;
+    std::chrono::milliseconds backoff{0};
+    {
+        std::scoped_lock lock{pending_mutex_};
+        if (msg != nullptr) {
+            auto at = in_flight_.find(msg);
+            if (at == in_flight_.end()) {
+                return;  // its POST was answered meanwhile (the sweep, stop())
+            }
+            token = at->second;
+            in_flight_.erase(at);
+        } else {
+            token = seq;  // publish_attempt(): not published, seq carries the token
+            seq = 0;
+        }
+        auto it = pending_.find(token);
+        if (it == pending_.end()) {
+            return;
+        }
+        pending& p = it->second;
+        if (!error.empty()) {
+            p.last_error = error;
+            // The last attempt goes out shortly before the deadline rather than not at all,
+            // so a POST is refused only once its whole cluster_publish_timeout passed.
+            auto const now = clock::now();
+            unsigned const shift = p.attempts == 0 ? 0U : std::min(p.attempts - 1, 4U);
+            auto const due =
+                std::min(now + std::min(first_retry_after * (1U << shift), max_retry_after),
+                         p.deadline - last_attempt_before);
+            backoff = std::chrono::duration_cast<std::chrono::milliseconds>(due - now);
+            bool const over = retrying_ >= options_.max_retrying_publishes && !p.retrying;
+            if (!retry || refusing_retries_.load(std::memory_order_acquire) ||
+                backoff.count() <= 0 || over) {
+                backoff = std::chrono::milliseconds(0);
+                if (over) {
+                    p.last_error += "; " + std::to_string(retrying_) +
+                                    " batches of this node already wait for the stream";
+                }
+            } else if (!p.retrying) {
+                p.retrying = true;
+                ++retrying_;
+            }
+        }
+    }
+    if (error.empty()) {
+        note_recovery(publish_outage_since_, metrics_.failover_publish, "publishing");
+        return complete_publish(token, seq, duplicate, {});
+    }
+    note_outage(publish_outage_since_);
+    if (backoff.count() == 0) {
+        return complete_publish(token, 0, false, {});
+    }
+    metrics_.publish_retries.Increment();
+    log_->debug("cluster: publish not acknowledged ({}); trying again in {} ms", error,
+                backoff.count());
+    {
+        std::scoped_lock lock{retry_mutex_};
+        retry_due_.emplace(clock::now() + backoff, token);
+    }
+    retry_wake_.notify_one();
+}
+
+void cluster_ingest::note_outage(std::atomic<std::int64_t>& since) {
+    std::int64_t none = 0;
+    std::int64_t const now = steady_ns();
+    if (since.compare_exchange_strong(none, now, std::memory_order_acq_rel)) {
+        if (&since == &publish_outage_since_) {
+            log_->warn(
+                "cluster: the stream does not take publishes now (no leader, no connection or "
+                "no ack); POSTs wait up to cluster_publish_timeout ({} ms) and are published "
+                "again with their message id",
+                options_.publish_timeout.count());
+        }
+    }
+}
+
+void cluster_ingest::note_recovery(std::atomic<std::int64_t>& since,
+                                   prometheus::Histogram& histogram, char const* what) {
+    if (since.load(std::memory_order_relaxed) == 0) {
+        return;
+    }
+    std::int64_t const began = since.exchange(0, std::memory_order_acq_rel);
+    if (began == 0) {
+        return;
+    }
+    double const seconds = static_cast<double>(steady_ns() - began) / 1e9;
+    histogram.Observe(seconds);
+    log_->warn("cluster: {} again after an outage of {:.3f} s", what, seconds);
+}
+
+void cluster_ingest::retry_loop() {
+    std::unique_lock lock{retry_mutex_};
+    while (!retry_stop_) {
+        if (retry_due_.empty()) {
+            retry_wake_.wait(lock);
+            continue;
+        }
+        auto const first = retry_due_.begin()->first;
+        if (clock::now() < first) {
+            retry_wake_.wait_until(lock, first);
+            continue;
+        }
+        std::vector<std::uint64_t> due;
+        auto const now = clock::now();
+        while (!retry_due_.empty() && retry_due_.begin()->first <= now) {
+            due.push_back(retry_due_.begin()->second);
+            retry_due_.erase(retry_due_.begin());
+        }
+        lock.unlock();
+        for (std::uint64_t token : due) {
+            publish_attempt(token);
+        }
+        lock.lock();
+    }
+}
+
+void cluster_ingest::complete_publish(std::uint64_t token, std::uint64_t seq, bool duplicate,
                                       std::string error) {
     pending p;
     {
         std::scoped_lock lock{pending_mutex_};
-        auto it = pending_.find(key);
+        auto it = pending_.find(token);
         if (it == pending_.end()) {
             return;  // already answered by the sweep
         }
         p = std::move(it->second);
         pending_.erase(it);
+        if (p.retrying) {
+            --retrying_;
+        }
+    }
+    if (seq == 0 && error.empty()) {
+        error = p.last_error.empty() ? std::string("no acknowledgement") : p.last_error;
     }
     if (!error.empty()) {
         if (p.owns_claim) {
             options_.idempotency->abort(*p.claim);
         }
         metrics_.publish_failures.Increment();
-        log_->warn("cluster: publish not acknowledged: {}", error);
+        log_->warn(
+            "cluster: POST answered 503 cluster-unavailable after {} publish attempts in "
+            "{} ms: {}",
+            p.attempts,
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                clock::now() - (p.deadline - options_.publish_timeout))
+                .count(),
+            error);
         return p.done(ingest_outcome{
-            cluster_unavailable("the stream did not acknowledge the batch (" + error +
+            cluster_unavailable("the stream did not acknowledge the batch within "
+                                "cluster_publish_timeout (" +
+                                error +
                                 "); it may or may not be stored: retry with the same "
                                 "Idempotency-Key to be sure it is counted once"),
             0, std::nullopt});
@@ -410,18 +680,20 @@ void cluster_ingest::finish_duplicate(idempotency_claim claim, std::uint64_t seq
 }
 
 void cluster_ingest::expire_publishes() {
+    // The library times each attempt out itself (MaxWait); this catches an ack the library
+    // never reports, a little after the POST's deadline.
     auto const now = clock::now();
-    std::vector<void const*> late;
+    std::vector<std::uint64_t> late;
     {
         std::scoped_lock lock{pending_mutex_};
-        for (auto const& [key, p] : pending_) {
-            if (p.deadline <= now) {
-                late.push_back(key);
+        for (auto const& [token, p] : pending_) {
+            if (p.deadline + std::chrono::seconds(2) <= now) {
+                late.push_back(token);
             }
         }
     }
-    for (void const* key : late) {
-        complete_publish(key, 0, false, "timed out");
+    for (std::uint64_t token : late) {
+        complete_publish(token, 0, false, "timed out");
     }
 }
 
@@ -471,9 +743,9 @@ void cluster_ingest::release_waiters(bool stopping) {
 }
 
 void cluster_ingest::note_setup_failure(std::string why) {
-    // Retried every 500 ms: say it once per distinct reason, not per try.
+    // Retried every resubscribe_after: say it once per distinct reason, not per try.
     if (why != last_setup_error_) {
-        log_->warn("cluster: {}; retrying every 500 ms", why);
+        log_->warn("cluster: {}; retrying every {} ms", why, resubscribe_after.count());
         last_setup_error_ = std::move(why);
     }
 }
@@ -569,6 +841,10 @@ bool cluster_ingest::set_up_stream_and_consumer() {
     jsSubOptions_Init(&so);
     so.Stream = options_.stream.c_str();
     so.Ordered = true;
+    // Idle heartbeats (and flow control, which ordered consumers need with them): see
+    // heartbeat_ms.
+    so.Config.Heartbeat = heartbeat_ms * 1'000'000;
+    so.Config.FlowControl = true;
     if (applied_seq() == 0) {
         so.Config.DeliverPolicy = js_DeliverAll;
     } else {
@@ -587,6 +863,7 @@ bool cluster_ingest::set_up_stream_and_consumer() {
         return false;
     }
     last_setup_error_.clear();
+    note_recovery(consume_outage_since_, metrics_.failover_consume, "consuming the stream");
     last_message_at_ = clock::now();
     next_stall_check_ = last_message_at_ + stall_after;
     return true;
@@ -632,19 +909,31 @@ void cluster_ingest::check_for_stall() {
             subject_, stall_after.count(), known, applied + 1);
         natsSubscription_Destroy(sub_);
         sub_ = nullptr;
+        metrics_.consumer_restarts.Increment();
+        note_outage(consume_outage_since_);
     }
 }
 
 void cluster_ingest::apply_message(void* raw) {
     auto* msg = static_cast<natsMsg*>(raw);
     jsMsgMetaData* meta = nullptr;
-    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+    std::uint64_t seq = 0;
+    std::uint64_t left = 0;
+    std::int64_t stamp_ns = 0;
+    bool know_left = true;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        left = meta->NumPending;
+        stamp_ns = meta->Timestamp;
+        jsMsgMetaData_Destroy(meta);
+    } else if (natsMsg_GetSequence(msg) > 0) {
+        // Fetched by sequence (apply_by_get()): no consumer metadata, so no pending count.
+        seq = natsMsg_GetSequence(msg);
+        stamp_ns = natsMsg_GetTime(msg);
+        know_left = false;
+    } else {
         return;  // not a stream message (a heartbeat the library did not swallow)
     }
-    std::uint64_t const seq = meta->Sequence.Stream;
-    std::uint64_t const left = meta->NumPending;
-    std::int64_t const stamp_ns = meta->Timestamp;
-    jsMsgMetaData_Destroy(meta);
     std::uint64_t const applied = applied_seq();
     if (seq <= applied) {
         return;  // redelivered after a consumer reset
@@ -671,6 +960,9 @@ void cluster_ingest::apply_message(void* raw) {
         std::memory_order_release);
     applied_.store(seq, std::memory_order_release);
     metrics_.applied_seq.Set(static_cast<double>(seq));
+    if (!know_left) {
+        return;
+    }
     metrics_.apply_lag_records.Set(static_cast<double>(left));
     if (left == 0) {
         metrics_.apply_lag_seconds.Set(0.0);
@@ -682,6 +974,39 @@ void cluster_ingest::apply_message(void* raw) {
                                 stamp_ns) /
             1e9;
         metrics_.apply_lag_seconds.Set(std::max(0.0, age));
+    }
+}
+
+void cluster_ingest::apply_by_get() {
+    // A consumer is created through JetStream's meta leader: when the server killed was
+    // that leader, no consumer can be created until another is elected (seconds, past
+    // min_seq_wait). Reading a message by sequence is answered by the stream's own leader,
+    // so while the consumer is being recreated the node keeps applying this way. A missing
+    // sequence (the end of the stream, or one deleted) ends it; the consumer, once back,
+    // judges gaps as always.
+    if (!connected() || halted_.load(std::memory_order_acquire)) {
+        return;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 500;
+    std::size_t applied = 0;
+    for (; applied < 4096; ++applied) {
+        natsMsg* msg = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        if (js_GetMsg(&msg, js_, options_.stream.c_str(), applied_seq() + 1, &jo, &jerr) !=
+            NATS_OK) {
+            break;
+        }
+        apply_message(msg);
+        natsMsg_Destroy(msg);
+    }
+    if (applied != 0) {
+        log_->info(
+            "cluster: applied {} stream messages by sequence, up to {}, while the "
+            "consumer is recreated",
+            applied, applied_seq());
+        release_waiters(false);
     }
 }
 
@@ -839,7 +1164,10 @@ void cluster_ingest::apply_loop() {
         }
         if (sub_ == nullptr && clock::now() >= next_setup) {
             if (!connected() || !set_up_stream_and_consumer()) {
-                next_setup = clock::now() + std::chrono::milliseconds(500);
+                next_setup = clock::now() + resubscribe_after;
+                if (consume_outage_since_.load(std::memory_order_relaxed) != 0) {
+                    apply_by_get();
+                }
             }
         }
         if (sub_ != nullptr) {
@@ -854,11 +1182,15 @@ void cluster_ingest::apply_loop() {
                     continue;
                 }
                 if (s != NATS_TIMEOUT) {
+                    // Missed heartbeats, a closed connection, a consumer deleted with its
+                    // server: recreated from the next sequence to apply.
                     log_->warn("cluster: consumer of {} failed: {}; resubscribing from {}",
                                subject_, status_text(s), applied_seq() + 1);
                     natsSubscription_Destroy(sub_);
                     sub_ = nullptr;
-                    next_setup = clock::now() + std::chrono::milliseconds(500);
+                    metrics_.consumer_restarts.Increment();
+                    note_outage(consume_outage_since_);
+                    next_setup = clock::now() + resubscribe_after;
                 }
                 break;
             }
@@ -906,6 +1238,17 @@ void cluster_ingest::stop() {
         return;
     }
     stopped_ = true;
+    // Failures from now on are answered, not retried; the retry thread ends, and what it
+    // held is answered below (shutdown's grace period already passed, or nothing waits).
+    refusing_retries_.store(true, std::memory_order_release);
+    {
+        std::scoped_lock lock{retry_mutex_};
+        retry_stop_ = true;
+    }
+    retry_wake_.notify_all();
+    if (retry_thread_.joinable()) {
+        retry_thread_.join();
+    }
     {
         std::scoped_lock lock{wait_mutex_};
         stopping_ = true;
@@ -925,15 +1268,16 @@ void cluster_ingest::stop() {
         closing_.store(true, std::memory_order_release);
         natsConnection_Close(conn_);
     }
-    std::vector<void const*> left;
+    std::vector<std::uint64_t> left;
     {
         std::scoped_lock lock{pending_mutex_};
         for (auto const& kv : pending_) {
             left.push_back(kv.first);
         }
+        in_flight_.clear();
     }
-    for (void const* key : left) {
-        complete_publish(key, 0, false, "flowd is stopping");
+    for (std::uint64_t token : left) {
+        complete_publish(token, 0, false, "flowd is stopping");
     }
     if (js_ != nullptr) {
         jsCtx_Destroy(js_);

@@ -70,6 +70,9 @@ struct config {
     std::uint32_t cluster_replicas = 3;
     std::chrono::milliseconds min_seq_wait{2'000};
     std::chrono::milliseconds cluster_publish_timeout{5'000};
+    // POSTs that may wait for the stream to come back (a leader election, a reconnect);
+    // a failing POST past them is answered 503 cluster-unavailable at once.
+    std::size_t cluster_max_pending = 4'096;
     // Limits of a stream flowd creates (0: none). A limit means a node started later, or one
     // whose checkpoint is older than what the stream still holds, cannot rebuild from the
     // stream: it halts and is never ready.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,6 +17,7 @@
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 
@@ -42,7 +44,9 @@ struct cluster_options {
     // The stream's duplicate window: a message id seen within it is acknowledged again with
     // the first one's sequence and not stored twice (SPEC: idempotency_window).
     std::chrono::milliseconds duplicate_window{600'000};
-    // How long a POST waits for the stream's acknowledgement before 503.
+    // How long a POST may wait, from its arrival, for the stream's acknowledgement before
+    // 503 cluster-unavailable: a publish failing because the stream has no leader (an
+    // election, a reconnect) is retried with the same message id until then.
     std::chrono::milliseconds publish_timeout{5'000};
     // Checkpoints (empty data_dir: none): a snapshot of the store at an applied stream
     // sequence, written by the apply thread this often and at stop, in the local log's
@@ -65,6 +69,9 @@ struct cluster_options {
     // cluster_max_bytes, cluster_max_age_hours). An existing stream keeps its own.
     std::uint64_t max_bytes = 0;
     std::chrono::hours max_age{0};
+    // POSTs waiting for the stream to come back (between failed publishes and their retry)
+    // past which a failing POST answers 503 cluster-unavailable at once (cluster_max_pending).
+    std::size_t max_retrying_publishes = 4'096;
 };
 
 // The subject every batch is published on, for a stream name.
@@ -84,16 +91,27 @@ struct cluster_metrics {
     prometheus::Counter& skipped_outside_retention;
     prometheus::Counter& saturated_at_apply;
     prometheus::Gauge& halted;
+    // Failover: publishes tried again after a retriable failure; consumers recreated after
+    // an error or a stall; how long an outage lasted (first failure or stall to the first
+    // acknowledged publish, or the first message applied after it), by path.
+    prometheus::Counter& publish_retries;
+    prometheus::Counter& consumer_restarts;
+    prometheus::Family<prometheus::Histogram>& failover;
+    prometheus::Histogram& failover_publish;
+    prometheus::Histogram& failover_consume;
 };
 
 // The ingest of a flowd in cluster mode: submit() encodes the batch as a write-ahead log
 // record (wal::encode_payload) and publishes it asynchronously to the JetStream stream, with
 // the Idempotency-Key (scope-prefixed) or a generated id as message id; `done` runs on a
 // NATS thread once the stream acknowledged it (durable on a quorum of replicas) and applies
-// nothing. One apply thread consumes the whole stream in order (an ordered consumer) and
-// replays every record into the store; GET's min_seq waits on it (wait_applied()). The NATS
-// client reconnects by itself; while it is not connected POST answers 503
-// cluster-unavailable. Thread-safe; start() and stop() once, from one thread.
+// nothing. A publish that fails because the stream cannot take it now (no leader during an
+// election, no connection during a reconnect, a timeout) is published again by the retry
+// thread, with the same message id (the stream's duplicate window keeps it once), after a
+// short backoff, until publish_timeout after submit(); only then 503 cluster-unavailable.
+// One apply thread consumes the whole stream in order (an ordered consumer with idle
+// heartbeats) and replays every record into the store; GET's min_seq waits on it
+// (wait_applied()). Thread-safe; start() and stop() once, from one thread.
 class cluster_ingest : public ingest {
 public:
     using wait_done = std::function<void(bool applied)>;
@@ -139,16 +157,25 @@ public:
     // Fails what waits for an ack, stops the apply thread and closes the connection.
     void stop();
 
-    // For the NATS callbacks (cluster_ingest.cpp): the ack (or error) of the publish whose
-    // message is `key`, and the connection going down or up.
-    void complete_publish(void const* key, std::uint64_t seq, bool duplicate, std::string error);
+    // For the NATS callbacks (cluster_ingest.cpp): the ack (or error; `retriable`: the
+    // stream may take it if published again) of the publish whose message is `msg`, and the
+    // connection going down or up.
+    void on_publish_result(void const* msg, std::uint64_t seq, bool duplicate, std::string error,
+                           bool retriable);
     void on_connection_change(bool up);
 
 private:
     struct pending {
         completion done;
         std::size_t records = 0;
+        // publish_timeout after submit(): no attempt starts, and none is waited for, past it.
         std::chrono::steady_clock::time_point deadline;
+        // What each attempt publishes: the same bytes under the same message id.
+        std::string payload;
+        std::string msg_id;
+        unsigned attempts = 0;
+        bool retrying = false;  // failed at least once: counts against max_retrying_publishes
+        std::string last_error;
         // The Idempotency-Key this publish carries, and whether this node claimed it.
         std::optional<idempotency_claim> claim;
         bool owns_claim = false;
@@ -168,6 +195,7 @@ private:
     bool set_up_stream_and_consumer();
     void note_setup_failure(std::string why);
     void apply_message(void* msg);
+    void apply_by_get();
     void release_waiters(bool stopping);
     void expire_publishes();
     void checkpoint();
@@ -178,6 +206,15 @@ private:
     void apply_record(wal::log_record const& record);
     void halt(std::string why);
     void finish_duplicate(idempotency_claim claim, std::uint64_t seq, pending p);
+    // Publishes pending `token` once more (or answers it when its deadline passed).
+    void publish_attempt(std::uint64_t token);
+    // Answers pending `token`: acknowledged at `seq`, or refused with `error`.
+    void complete_publish(std::uint64_t token, std::uint64_t seq, bool duplicate,
+                          std::string error);
+    void retry_loop();
+    void note_outage(std::atomic<std::int64_t>& since);
+    void note_recovery(std::atomic<std::int64_t>& since, prometheus::Histogram& histogram,
+                       char const* what);
 
     flow_store& store_;
     cluster_metrics& metrics_;
@@ -207,7 +244,24 @@ private:
     std::atomic<std::uint64_t> highest_acked_{0};
 
     std::mutex pending_mutex_;
-    std::unordered_map<void const*, pending> pending_;  // guarded by pending_mutex_
+    std::unordered_map<std::uint64_t, pending> pending_;  // by token; guarded by pending_mutex_
+    // The NATS message of each attempt in flight, to its pending token; guarded likewise.
+    std::unordered_map<void const*, std::uint64_t> in_flight_;
+    std::size_t retrying_ = 0;      // pending_ entries with `retrying`; guarded likewise
+    std::uint64_t next_token_ = 0;  // guarded likewise
+
+    // Retries due, by time; the retry thread publishes them.
+    std::mutex retry_mutex_;
+    std::condition_variable retry_wake_;
+    std::multimap<std::chrono::steady_clock::time_point, std::uint64_t>
+        retry_due_;            // guarded by retry_mutex_
+    bool retry_stop_ = false;  // guarded by retry_mutex_
+    std::thread retry_thread_;
+    std::atomic<bool> refusing_retries_{false};  // stop() began: failures are final
+
+    // Since when (steady clock, ns; 0: none) publishes fail / the consumer is stalled.
+    std::atomic<std::int64_t> publish_outage_since_{0};
+    std::atomic<std::int64_t> consume_outage_since_{0};
 
     std::mutex wait_mutex_;
     std::condition_variable wake_;
