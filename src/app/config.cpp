@@ -191,6 +191,7 @@ std::vector<option> const& options() {
                  value == "0" ? std::chrono::milliseconds(0) : parse_duration(key, value);
          }},
         {"max_connections", false, uint_field(&config::max_connections, 1, 10'000'000)},
+        {"ui", false, bool_field(&config::ui)},
         {"tls_cert_file", false, path_field(&config::tls_cert_file)},
         {"tls_key_file", false, path_field(&config::tls_key_file)},
         {"tls_client_ca_file", false, path_field(&config::tls_client_ca_file)},
@@ -486,6 +487,7 @@ std::string describe(config const& c) {
            " retention_hours=" + std::to_string(c.retention_hours) +
            " idempotency_window=" + std::to_string(c.idempotency_window.count()) + "ms" +
            " max_connections=" + std::to_string(c.max_connections) +
+           (c.ui ? " ui=true" : " ui=false") +
            (c.tls_cert_file.empty() ? "" : " tls_cert_file=" + c.tls_cert_file) +
            (c.tls_key_file.empty() ? "" : " tls_key_file=" + c.tls_key_file) +
            (c.tls_client_ca_file.empty() ? "" : " tls_client_ca_file=" + c.tls_client_ca_file) +

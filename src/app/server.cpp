@@ -16,6 +16,7 @@
 
 #include "flowd/auth/tokens.hpp"
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/http/console_handler.hpp"
 #include "flowd/http/tls.hpp"
 
 namespace flowd {
@@ -522,6 +523,7 @@ void server::add_routes() {
     router_.add(
         http::verb::get, "/hours", route_id::hours,
         [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
+    add_console_routes();
     // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
     // (plain HTTP, no client certificate, for probes under mTLS).
     struct probe_route {
@@ -588,6 +590,16 @@ void server::add_routes() {
         router_.add(r.method, r.path, r.route, r.h);
         metrics_router_.add(r.method, r.path, r.route, r.h);
     }
+}
+
+// The web console: open routes (SPEC: / and /ui/* need no token); key `ui` off leaves
+// them unrouted (404).
+void server::add_console_routes() {
+    if (!cfg_.ui) {
+        return;
+    }
+    router_.add(http::verb::get, "/", route_id::ui, console_redirect);
+    router_.add(http::verb::get, "/ui/", route_id::ui, console_file_response);
 }
 
 int server::run() {

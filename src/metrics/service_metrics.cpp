@@ -48,6 +48,8 @@ std::string_view route_label(route_id r) noexcept {
             return "/flows/summary";
         case route_id::hours:
             return "/hours";
+        case route_id::ui:
+            return "/ui";
     }
     return "other";
 }

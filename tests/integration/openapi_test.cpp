@@ -296,6 +296,19 @@ std::map<std::string, recipe> recipes() {
     r["GET /hours 400"] = {"GET /hours?colour=red", [](flowd_process& p) {
                                return http_client(p.port()).get("/hours?colour=red");
                            }};
+    // The console (open routes: no token, no data needed).
+    r["GET / 302"] = {"GET /", [](flowd_process& p) { return http_client(p.port()).get("/"); }};
+    r["GET /ui/ 200"] = {"GET /ui/",
+                         [](flowd_process& p) { return http_client(p.port()).get("/ui/"); }};
+    r["GET /ui/ 304"] = {"GET /ui/ again with If-None-Match: its ETag",
+                         [](flowd_process& p) { return revalidated(p, "/ui/"); }};
+    r["GET /ui/{file} 200"] = {
+        "GET /ui/app.js", [](flowd_process& p) { return http_client(p.port()).get("/ui/app.js"); }};
+    r["GET /ui/{file} 304"] = {"GET /ui/app.css again with If-None-Match: its ETag",
+                               [](flowd_process& p) { return revalidated(p, "/ui/app.css"); }};
+    r["GET /ui/{file} 404"] = {"GET /ui/nope.txt", [](flowd_process& p) {
+                                   return http_client(p.port()).get("/ui/nope.txt");
+                               }};
     for (std::string const path : {"/healthz", "/readyz", "/metrics"}) {
         r["GET " + path + " 200"] = {
             "GET " + path, [path](flowd_process& p) { return http_client(p.port()).get(path); }};

@@ -75,6 +75,7 @@ struct config {
     // stream: it halts and is never ready.
     std::uint64_t cluster_max_bytes = 0;
     std::uint32_t cluster_max_age_hours = 0;
+    bool ui = true;           // the web console at / and /ui/
     std::string config_file;  // empty: none given
 };
 

@@ -46,6 +46,7 @@ public:
 
 private:
     void add_routes();
+    void add_console_routes();
     // SIGHUP: reload the tokens file; a bad file keeps the current tokens.
     void wait_reload();
     void reload_tokens();

@@ -19,8 +19,8 @@
 namespace flowd {
 
 // The fixed set of `route` label values (SPEC: never the raw path).
-enum class route_id : unsigned { flows, healthz, readyz, metrics, other, flows_summary, hours };
-inline constexpr std::size_t route_count = 7;
+enum class route_id : unsigned { flows, healthz, readyz, metrics, other, flows_summary, hours, ui };
+inline constexpr std::size_t route_count = 8;
 [[nodiscard]] std::string_view route_label(route_id r) noexcept;
 
 // The `method` label: the common methods by name, anything else as "other".
