@@ -17,6 +17,7 @@
 #include "flowd/auth/tokens.hpp"
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/http/console_handler.hpp"
+#include "flowd/http/stream_handler.hpp"
 #include "flowd/http/tls.hpp"
 
 namespace flowd {
@@ -262,6 +263,9 @@ server::server(config const& cfg, loggers logs)
           [this] {
               listener_->stop();
               metrics_listener_->stop();
+              if (streams_) {
+                  streams_->shutdown();  // streams end; they never hold the drain
+              }
           },
           [this] { ioc_.stop(); }, logs_.app),
       reload_signals_(ioc_, SIGHUP),
@@ -524,6 +528,7 @@ void server::add_routes() {
         http::verb::get, "/hours", route_id::hours,
         [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
     add_console_routes();
+    add_stream_routes();
     // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
     // (plain HTTP, no client certificate, for probes under mTLS).
     struct probe_route {
@@ -600,6 +605,21 @@ void server::add_console_routes() {
     }
     router_.add(http::verb::get, "/", route_id::ui, console_redirect);
     router_.add(http::verb::get, "/ui/", route_id::ui, console_file_response);
+}
+
+void server::add_stream_routes() {
+    stream_metrics_ = std::make_unique<stream_metrics>(*registry_);
+    stream_options options;
+    options.resume = std::chrono::seconds(cfg_.stream_resume_seconds);
+    options.buffer_bytes = cfg_.stream_buffer_bytes;
+    options.max_streams = cfg_.max_streams;
+    streams_ = std::make_unique<stream_hub>(
+        store_, options, *stream_metrics_,
+        query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups});
+    router_.add(
+        http::verb::get, "/flows/stream", route_id::flows_stream,
+        [this](request_context& ctx) { return stream_flows(ctx, *streams_, ioc_.get_executor()); },
+        route_access::read);
 }
 
 int server::run() {

@@ -75,7 +75,12 @@ struct config {
     // stream: it halts and is never ready.
     std::uint64_t cluster_max_bytes = 0;
     std::uint32_t cluster_max_age_hours = 0;
-    bool ui = true;           // the web console at / and /ui/
+    bool ui = true;  // the web console at / and /ui/
+    // GET /flows/stream: how long a Last-Event-ID stays resumable, how far behind a client
+    // may fall before a reset, how many streams may be open.
+    std::uint32_t stream_resume_seconds = 60;
+    std::size_t stream_buffer_bytes = 1'048'576;
+    std::size_t max_streams = 1000;
     std::string config_file;  // empty: none given
 };
 
