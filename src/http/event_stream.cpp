@@ -26,9 +26,8 @@ void append_sse_event(std::string& out, std::string_view id, std::string_view ev
     std::size_t pos = 0;
     for (;;) {
         std::size_t const nl = data.find('\n', pos);
-        out.append("data: ").append(data.substr(pos, nl == std::string_view::npos
-                                                         ? std::string_view::npos
-                                                         : nl - pos));
+        out.append("data: ").append(
+            data.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos));
         out.push_back('\n');
         if (nl == std::string_view::npos) {
             break;
@@ -87,7 +86,7 @@ resume_decision decide_resume(std::string_view last_event_id, std::uint64_t epoc
     std::optional<stream_event_id> const id = parse_event_id(last_event_id);
     if (!id || id->epoch != epoch || id->seq == 0 || id->unix_ms > now_ms ||
         now_ms - id->unix_ms > static_cast<std::uint64_t>(resume.count()) ||
-        !journal.holds_since(id->seq)) {
+        !journal.holds_since(id->seq - 1)) {
         return resume_decision::reset;
     }
     return resume_decision::resume;
@@ -226,20 +225,20 @@ private:
             rows_.clear();
             next_row_ = 0;
             std::uint32_t const h = hours_[next_hour_++];
-            (void)hub_.store_.copy_range(h, h + 1, hub_.limits_.max_query_scan_rows,
-                                         [this](app_key const& k) { return keep(k); }, rows_);
+            (void)hub_.store_.copy_range(
+                h, h + 1, hub_.limits_.max_query_scan_rows,
+                [this](app_key const& k) { return keep(k); }, rows_);
         }
         std::string const id = format_event_id({hub_.epoch_, 0, unix_ms_now()});
         if (next_row_ == rows_.size()) {
             rows_ = {};
             hours_ = {};
             live_ = true;
-            append_sse_event(out, format_event_id({hub_.epoch_, cursor_, unix_ms_now()}),
+            append_sse_event(out, format_event_id({hub_.epoch_, cursor_ + 1, unix_ms_now()}),
                              "synced", "{\"rows\":" + std::to_string(sent_rows_) + "}");
             return;
         }
-        std::size_t const last =
-            std::min(rows_.size(), next_row_ + hub_.options_.rows_per_event);
+        std::size_t const last = std::min(rows_.size(), next_row_ + hub_.options_.rows_per_event);
         json_.assign("[");
         for (std::size_t i = next_row_; i < last; ++i) {
             if (i != next_row_) {
@@ -299,7 +298,7 @@ private:
                         }
                         json_.push_back(']');
                         append_sse_event(ready_,
-                                         format_event_id({hub_.epoch_, cursor_, unix_ms_now()}),
+                                         format_event_id({hub_.epoch_, cursor_ + 1, unix_ms_now()}),
                                          "rows", json_);
                         if (ready_.size() > hub_.options_.buffer_bytes) {
                             reset_locked();
@@ -340,16 +339,16 @@ private:
     std::chrono::milliseconds const interval_;
     net::steady_timer timer_;  // touched only by start() and its own handler (its strand)
     std::mutex mutex_;
-    bool subscribed_ = false;       // guarded by mutex_
-    bool counted_ = true;           // guarded by mutex_
-    bool stopped_ = false;          // guarded by mutex_
-    bool ended_ = false;            // guarded by mutex_
-    bool live_ = false;             // guarded by mutex_: past `synced`
-    std::uint64_t cursor_ = 0;      // guarded by mutex_: journal sequence sent up to
-    std::string ready_;             // guarded by mutex_: events not yet pulled
-    deliver_fn waiting_;            // guarded by mutex_: a pull waiting for events
-    std::vector<std::uint32_t> hours_;  // guarded by mutex_: the full send's hours
-    std::size_t next_hour_ = 0;         // guarded by mutex_
+    bool subscribed_ = false;                     // guarded by mutex_
+    bool counted_ = true;                         // guarded by mutex_
+    bool stopped_ = false;                        // guarded by mutex_
+    bool ended_ = false;                          // guarded by mutex_
+    bool live_ = false;                           // guarded by mutex_: past `synced`
+    std::uint64_t cursor_ = 0;                    // guarded by mutex_: journal sequence sent up to
+    std::string ready_;                           // guarded by mutex_: events not yet pulled
+    deliver_fn waiting_;                          // guarded by mutex_: a pull waiting for events
+    std::vector<std::uint32_t> hours_;            // guarded by mutex_: the full send's hours
+    std::size_t next_hour_ = 0;                   // guarded by mutex_
     std::vector<flow_store::exported_key> rows_;  // guarded by mutex_: the hour being sent
     std::size_t next_row_ = 0;                    // guarded by mutex_
     std::uint64_t sent_rows_ = 0;                 // guarded by mutex_
@@ -367,13 +366,14 @@ stream_hub::stream_hub(flow_store& store, stream_options options, stream_metrics
       journal_(store, options.journal_rows, options.resume),
       epoch_(std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32)) {}
 
-stream_hub::~stream_hub() { shutdown(); }
+stream_hub::~stream_hub() {
+    shutdown();
+}
 
 std::shared_ptr<event_source> stream_hub::open(query_plan const& plan,
                                                std::chrono::milliseconds interval,
                                                std::string_view last_event_id,
-                                               net::any_io_executor executor,
-                                               bool& too_many_rows) {
+                                               net::any_io_executor executor, bool& too_many_rows) {
     too_many_rows = false;
     std::uint64_t rows = 0;
     for (hour_stat const& h : store_.hour_stats(plan.from, plan.to)) {
@@ -402,7 +402,7 @@ std::shared_ptr<event_source> stream_hub::open(query_plan const& plan,
     }
     std::optional<std::uint64_t> resume_seq;
     if (d == resume_decision::resume) {
-        resume_seq = parse_event_id(last_event_id)->seq;
+        resume_seq = parse_event_id(last_event_id)->seq - 1;
     }
     s->start(resume_seq, d == resume_decision::reset);
     return s;

@@ -619,6 +619,9 @@ private:
         if (ec || closed_) {
             return do_close();
         }
+        if (pending_) {
+            watch_events_peer();
+        }
         pending_.reset();
         raw_answer_.clear();
         // The pending pull is what keeps the session alive while the stream has nothing to
@@ -634,6 +637,18 @@ private:
                           self->on_event_piece(std::move(piece), end);
                       });
         });
+    }
+
+    // A stream client sends nothing more: the socket turning readable means it closed (or
+    // broke the protocol). Noticed now, not at the next write, so its stream (and the
+    // journal's recording) end with it.
+    void watch_events_peer() {
+        tcp().socket().async_wait(net::socket_base::wait_read,
+                                  [self = self()](beast::error_code ec) {
+                                      if (ec != net::error::operation_aborted) {
+                                          self->do_close();
+                                      }
+                                  });
     }
 
     void on_event_piece(std::string piece, bool end) {

@@ -39,8 +39,8 @@ std::optional<std::chrono::milliseconds> parse_stream_interval(std::string_view 
 namespace {
 
 response invalid(request_context const& ctx, std::string detail) {
-    return response{problem_response(problem{problem_type::invalid_query, std::move(detail), {}, {}},
-                                     ctx.request_id)};
+    return response{problem_response(
+        problem{problem_type::invalid_query, std::move(detail), {}, {}}, ctx.request_id)};
 }
 
 }  // namespace
@@ -105,13 +105,13 @@ handler_result stream_flows(request_context& ctx, stream_hub& hub,
             ctx.request_id)};
     }
     if (!source) {
-        string_response refused = problem_response(
-            problem{problem_type::overloaded,
-                    "max_streams (" + std::to_string(hub.options().max_streams) +
-                        ") streams are open; retry later",
-                    {},
-                    {}},
-            ctx.request_id);
+        string_response refused =
+            problem_response(problem{problem_type::overloaded,
+                                     "max_streams (" + std::to_string(hub.options().max_streams) +
+                                         ") streams are open; retry later",
+                                     {},
+                                     {}},
+                             ctx.request_id);
         refused.set(http::field::retry_after, "1");
         return response{std::move(refused)};
     }

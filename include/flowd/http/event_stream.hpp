@@ -84,8 +84,9 @@ struct stream_options {
 struct stream_metrics;
 class stream_subscription;
 
-// What a stream's id says: the process it came from, the journal sequence the client holds
-// everything up to (0: not resumable, during a full send) and when it was sent.
+// What a stream's id says: the process it came from, one more than the journal sequence
+// the client holds everything up to (0: not resumable, during a full send) and when it
+// was sent.
 struct stream_event_id {
     std::uint64_t epoch = 0;
     std::uint64_t seq = 0;

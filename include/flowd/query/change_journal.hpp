@@ -55,13 +55,13 @@ private:
     std::size_t capacity_;
     std::chrono::milliseconds linger_;
     mutable std::mutex mutex_;
-    std::vector<entry> ring_;       // guarded by mutex_; capacity_ once allocated
-    std::size_t next_ = 0;          // guarded by mutex_: where the next row goes
-    std::size_t size_ = 0;          // guarded by mutex_
-    std::uint64_t seq_ = 0;         // guarded by mutex_
-    std::uint64_t lost_upto_ = 0;   // guarded by mutex_: changes up to this are not all held
-    std::size_t subscribers_ = 0;   // guarded by mutex_
-    bool recording_ = false;        // guarded by mutex_
+    std::vector<entry> ring_;      // guarded by mutex_; capacity_ once allocated
+    std::size_t next_ = 0;         // guarded by mutex_: where the next row goes
+    std::size_t size_ = 0;         // guarded by mutex_
+    std::uint64_t seq_ = 0;        // guarded by mutex_
+    std::uint64_t lost_upto_ = 0;  // guarded by mutex_: changes up to this are not all held
+    std::size_t subscribers_ = 0;  // guarded by mutex_
+    bool recording_ = false;       // guarded by mutex_
     std::chrono::steady_clock::time_point idle_since_{};  // guarded by mutex_
 };
 
