@@ -19,6 +19,8 @@ packages=(
     clang libclang-rt-14-dev
     # operators' kit tests: promtool + prometheus, systemd-analyze
     prometheus systemd
+    # the console's browser stage (tests/browser): headless chromium through chromedriver
+    chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -609,6 +609,7 @@ void server::add_console_routes() {
 
 void server::add_stream_routes() {
     stream_metrics_ = std::make_unique<stream_metrics>(*registry_);
+    stream_metrics_->streams_max.Set(static_cast<double>(cfg_.max_streams));
     stream_options options;
     options.resume = std::chrono::seconds(cfg_.stream_resume_seconds);
     options.buffer_bytes = cfg_.stream_buffer_bytes;

@@ -11,6 +11,11 @@ stream_metrics::stream_metrics(prometheus::Registry& registry)
                        .Help("Open GET /flows/stream connections")
                        .Register(registry)
                        .Add({})),
+      streams_max(prometheus::BuildGauge()
+                      .Name("flowd_streams_max")
+                      .Help("The max_streams limit: beyond it a new stream is 503 overloaded")
+                      .Register(registry)
+                      .Add({})),
       resets_slow(prometheus::BuildCounter()
                       .Name("flowd_stream_resets_total")
                       .Help("Streams sent a reset and a full send, by why")

@@ -2,8 +2,6 @@
 // Last-Event-ID resume, a slow reader's reset with bounded memory, max_streams, auth, and
 // a stream open across SIGTERM.
 
-#include <sys/socket.h>
-
 #include <chrono>
 #include <csignal>
 #include <optional>
@@ -18,6 +16,7 @@
 #include <boost/beast/http/write.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
 
 #include "server_fixture.hpp"
 
@@ -292,7 +291,9 @@ TEST(StreamTest, SlowReaderGetsResetAndMemoryStaysBounded) {
         ASSERT_EQ(c.post("/flows", body).result_int(), 200U);
     }
     bool const reset = eventually(
-        [&] { return metric(p, "flowd_stream_resets_total", {{"reason", "slow"}}) >= 1; },
+        [&] {
+            return metric(p, "flowd_stream_resets_total", {{"reason", "slow"}}) >= 1;
+        },
         10s * slow);
     double const rss_growth = metric(p, "process_resident_memory_bytes") - rss0;
 

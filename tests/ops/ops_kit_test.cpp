@@ -231,7 +231,8 @@ TEST(OpsDashboardTest, EveryExpressionNamesExportedMetricsAndIsValidPromQL) {
           "flowd_checkpoint_last_success_timestamp_seconds", "process_cpu_seconds_total",
           "process_resident_memory_bytes", "flowd_query_duration_seconds_count",
           "flowd_query_duration_seconds_bucket", "flowd_query_rows_scanned_total",
-          "flowd_store_max_bytes"}) {
+          "flowd_store_max_bytes", "flowd_streams_open", "flowd_streams_max",
+          "flowd_stream_resets_total"}) {
         EXPECT_EQ(used.count(name), 1U) << "no dashboard panel shows " << name;
     }
     // The alert rules name only exported metrics too (plus Prometheus' own `up`).
@@ -280,7 +281,7 @@ TEST(OpsRulesTest, PromtoolCheckRulesPassesWithEveryLint) {
     auto const r = run_tool(
         {"promtool", "check", "rules", "--lint=all", "--lint-fatal", source_path(rules_file)});
     EXPECT_EQ(r.exit_code, 0) << r.describe();
-    EXPECT_NE(r.out.find("SUCCESS: 8 rules found"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("SUCCESS: 9 rules found"), std::string::npos) << r.describe();
 }
 
 TEST(OpsRulesTest, PromtoolUnitTestsPass) {
@@ -297,10 +298,11 @@ TEST(OpsRulesTest, EveryAlertIsTestedFiringAndQuiet) {
             alerts.insert(rule["alert"].as<std::string>());
         }
     }
-    EXPECT_EQ(alerts, (std::set<std::string>{
-                          "FlowdDown", "FlowdHighErrorRatio", "FlowdHighLatencyP99",
-                          "FlowdLogFsyncSlow", "FlowdCheckpointTooOld", "FlowdRateLimitedHigh",
-                          "FlowdStoreNearKeyLimit", "FlowdStoreNearMemoryLimit"}));
+    EXPECT_EQ(alerts,
+              (std::set<std::string>{"FlowdDown", "FlowdHighErrorRatio", "FlowdHighLatencyP99",
+                                     "FlowdLogFsyncSlow", "FlowdCheckpointTooOld",
+                                     "FlowdRateLimitedHigh", "FlowdStoreNearKeyLimit",
+                                     "FlowdStoreNearMemoryLimit", "FlowdStreamsNearLimit"}));
     std::set<std::string> fires;
     std::set<std::string> quiet;
     YAML::Node const tests = YAML::LoadFile(source_path(rules_test_file));
@@ -336,7 +338,7 @@ TEST(OpsRulesTest, ExampleScrapeConfigIsValidAndLoadsTheRules) {
                              source_path("deploy/prometheus/prometheus.yml")});
     EXPECT_EQ(r.exit_code, 0) << r.describe();
     EXPECT_NE(r.out.find("SUCCESS: 1 rule files found"), std::string::npos) << r.describe();
-    EXPECT_NE(r.out.find("SUCCESS: 8 rules found"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("SUCCESS: 9 rules found"), std::string::npos) << r.describe();
 }
 
 std::string const unit_file = "deploy/systemd/flowd.service";

@@ -12,6 +12,8 @@ struct stream_metrics {
     explicit stream_metrics(prometheus::Registry& registry);
 
     prometheus::Gauge& streams_open;
+    // The max_streams limit, for the alert that fires near it.
+    prometheus::Gauge& streams_max;
     // A client fell stream_buffer_bytes behind (or past what the change journal holds).
     prometheus::Counter& resets_slow;
     // A Last-Event-ID that could not be resumed (another process, too old).
