@@ -5,7 +5,7 @@ CONFIG ?= config/flowd.yaml
 # Where `make run` keeps its write-ahead log and checkpoints (git ignores it).
 DATA_DIR ?= data
 
-.PHONY: deps build run test asan tsan tidy format format-check layering bench load clean fuzz
+.PHONY: deps build run test asan tsan tidy format format-check layering bench load clean fuzz screenshot
 
 deps:
 	@scripts/install-deps.sh
@@ -46,6 +46,10 @@ fuzz: deps
 
 bench: deps
 	scripts/bench.sh
+
+# docs/console.png, taken by the browser test (tests/browser) against the release build.
+screenshot: build
+	/usr/bin/python3 tests/browser/console_test.py build/release/flowd --out build/browser --screenshot docs/console.png
 
 clean:
 	rm -rf build

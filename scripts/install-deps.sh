@@ -21,6 +21,8 @@ packages=(
     prometheus systemd
     # flow exporters stage: a real exporter reading a pcap, and a second collector
     softflowd nfdump
+    # the console's browser stage (tests/browser): headless chromium through chromedriver
+    chromium chromium-driver python3-selenium
 )
 
 missing=()

@@ -4,10 +4,12 @@
 #   1. ci:   RelWithDebInfo, warnings as errors, every test (unit + integration)
 #   2. asan: AddressSanitizer + UndefinedBehaviorSanitizer, every test
 #   3. tsan: ThreadSanitizer, the store concurrency tests
-#   4. fuzz: the libFuzzer harnesses (fuzz/, clang, ASan + UBSan), 100 s in all
+#   4. browser: the console in headless chromium against the release build (once, never
+#      under a sanitizer): tests/browser/console_test.py, screenshots in build/browser
+#   5. fuzz: the libFuzzer harnesses (fuzz/, clang, ASan + UBSan), 100 s in all
 #      (FUZZ_SECONDS per harness, default 20, for 5 harnesses); any crash, leak,
 #      UBSan report or violated invariant fails it
-#   5. exporters: the release build of flowd against real NetFlow/IPFIX exporters
+#   6. exporters: the release build of flowd against real NetFlow/IPFIX exporters
 #      (softflowd reading a pcap, nfdump's nfcapd as a second collector), once,
 #      never under the sanitizers (tests/exporters/exporters_test.py)
 # STAGES="fuzz" (or "format ci", ...) runs only the named stages; unset runs them all.
@@ -44,12 +46,19 @@ exporters_test() {
     python3 tests/exporters/exporters_test.py build/release/flowd
 }
 
+browser_test() {
+    cmake --preset release >/dev/null
+    cmake --build --preset release -j "$jobs" --target flowd
+    /usr/bin/python3 tests/browser/console_test.py build/release/flowd --out build/browser
+}
+
 total=$SECONDS
 stage format make --no-print-directory format-check
 stage layering make --no-print-directory layering
 stage ci build_and_test ci
 stage asan build_and_test asan
 stage tsan build_and_test tsan --target flowd_concurrency_tests
+stage browser browser_test
 stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" JOBS="$jobs" scripts/fuzz.sh
 stage exporters exporters_test
 echo "=== all stages passed in $((SECONDS - total))s: ${summary[*]}"

@@ -193,6 +193,11 @@ std::vector<option> const& options() {
                  value == "0" ? std::chrono::milliseconds(0) : parse_duration(key, value);
          }},
         {"max_connections", false, uint_field(&config::max_connections, 1, 10'000'000)},
+        {"ui", false, bool_field(&config::ui)},
+        {"stream_resume_seconds", false, uint_field(&config::stream_resume_seconds, 1, 86'400)},
+        {"stream_buffer_bytes", false,
+         uint_field(&config::stream_buffer_bytes, 4096, std::uint64_t{1} << 30)},
+        {"max_streams", false, uint_field(&config::max_streams, 1, 1'000'000)},
         {"tls_cert_file", false, path_field(&config::tls_cert_file)},
         {"tls_key_file", false, path_field(&config::tls_key_file)},
         {"tls_client_ca_file", false, path_field(&config::tls_client_ca_file)},
@@ -527,6 +532,10 @@ std::string describe(config const& c) {
            " retention_hours=" + std::to_string(c.retention_hours) +
            " idempotency_window=" + std::to_string(c.idempotency_window.count()) + "ms" +
            " max_connections=" + std::to_string(c.max_connections) +
+           (c.ui ? " ui=true" : " ui=false") +
+           " stream_resume_seconds=" + std::to_string(c.stream_resume_seconds) +
+           " stream_buffer_bytes=" + std::to_string(c.stream_buffer_bytes) +
+           " max_streams=" + std::to_string(c.max_streams) +
            (c.tls_cert_file.empty() ? "" : " tls_cert_file=" + c.tls_cert_file) +
            (c.tls_key_file.empty() ? "" : " tls_key_file=" + c.tls_key_file) +
            (c.tls_client_ca_file.empty() ? "" : " tls_client_ca_file=" + c.tls_client_ca_file) +

@@ -1033,7 +1033,7 @@ void cluster_ingest::apply_record(wal::log_record const& record) {
         }
     }
     std::uint64_t const saturated_before = store_.saturated_adds();
-    store_.replay(*batch);
+    store_.replay(*batch, true);  // live streams see what the cluster applies
     if (std::uint64_t const saturated = store_.saturated_adds() - saturated_before;
         saturated != 0) {
         metrics_.saturated_at_apply.Increment(static_cast<double>(saturated));

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <optional>
 #include <sstream>
 #include <type_traits>
@@ -116,6 +117,9 @@ public:
     }
 
     ~basic_http_session() override {
+        if (events_) {
+            events_->stop();
+        }
         finish_request();
         services_.drain.remove_session(this);
         if (services_.count_connections) {
@@ -545,6 +549,16 @@ private:
         pending_ = std::move(r);
         bool const keep_alive = std::visit([](auto const& m) { return m.keep_alive(); }, *pending_);
         tcp().expires_after(services_.limits.idle_timeout);
+        if (auto* live = std::get_if<event_stream_response>(&*pending_)) {
+            events_ = std::move(live->body());
+            if (head_request_ && events_) {
+                events_->stop();
+                events_.reset();
+            }
+            if (events_) {
+                return start_events();
+            }
+        }
         if (head_request_) {
             // HEAD: the GET answer's status and headers (Content-Length or chunked
             // included), no body.
@@ -589,7 +603,94 @@ private:
         do_wait();
     }
 
+    // GET /flows/stream: the head, then each piece the source gives as one chunk, as the
+    // socket drains. The request stops counting as in flight once the head is written: a
+    // stream never holds the drain (SPEC Shutdown); the source ends it at shutdown.
+    void start_events() {
+        std::ostringstream os;
+        os << header_of(*pending_);
+        raw_answer_ = os.str();
+        net::async_write(stream_, net::buffer(raw_answer_),
+                         beast::bind_front_handler(&basic_http_session::on_events_write, self()));
+    }
+
+    void on_events_write(beast::error_code ec, std::size_t) {
+        finish_request();
+        if (ec || closed_) {
+            return do_close();
+        }
+        if (pending_) {
+            watch_events_peer();
+        }
+        pending_.reset();
+        raw_answer_.clear();
+        // The pending pull is what keeps the session alive while the stream has nothing to
+        // send (stop() drops it; a keep-alive comment's failed write notices a gone client).
+        events_->pull([self = self()](std::string piece, bool end) {
+            if (end) {
+                // The stream's last chunk counts as in flight until written, so that a
+                // shutdown (which ends streams before it drains) lets it reach the client.
+                self->services_.drain.request_started();
+            }
+            net::post(self->stream_.get_executor(),
+                      [self, piece = std::move(piece), end]() mutable {
+                          self->on_event_piece(std::move(piece), end);
+                      });
+        });
+    }
+
+    // A stream client sends nothing more: the socket turning readable means it closed (or
+    // broke the protocol). Noticed now, not at the next write, so its stream (and the
+    // journal's recording) end with it.
+    void watch_events_peer() {
+        tcp().socket().async_wait(net::socket_base::wait_read,
+                                  [self = self()](beast::error_code ec) {
+                                      if (ec != net::error::operation_aborted) {
+                                          self->do_close();
+                                      }
+                                  });
+    }
+
+    void on_event_piece(std::string piece, bool end) {
+        if (closed_ || !events_) {
+            if (end) {
+                services_.drain.request_finished();
+            }
+            return;
+        }
+        char size[20];
+        auto const r = std::to_chars(std::begin(size), std::end(size), piece.size(), 16);
+        raw_answer_.assign(std::begin(size), r.ptr);
+        raw_answer_ += "\r\n";
+        raw_answer_ += piece;
+        raw_answer_ += "\r\n";
+        if (end) {
+            raw_answer_ = "0\r\n\r\n";
+            unread_input_ = false;
+            events_->stop();
+            events_.reset();
+        }
+        // A reader that stops reading blocks this write: past idle_timeout it is closed.
+        tcp().expires_after(services_.limits.idle_timeout);
+        net::async_write(stream_, net::buffer(raw_answer_),
+                         [self = self(), end](beast::error_code ec, std::size_t n) {
+                             if (end) {
+                                 self->do_close();
+                                 self->services_.drain.request_finished();
+                                 return;
+                             }
+                             if (ec) {
+                                 return self->do_close();
+                             }
+                             self->on_events_write(ec, n);
+                         });
+    }
+
     void do_close() {
+        if (events_) {
+            events_->stop();
+            events_.reset();
+        }
         if (closed_) {
             return;
         }
@@ -648,7 +749,8 @@ private:
     std::string client_cn_;  // mTLS: the client certificate's subject CN
     std::string remote_ip_;  // the peer's address (rate-limit identity without a token)
     std::optional<http::request_parser<request_body>> parser_;
-    std::optional<response> pending_;  // the answer being written
+    std::optional<response> pending_;       // the answer being written
+    std::shared_ptr<event_source> events_;  // a live stream's source, while it is written
     std::chrono::steady_clock::time_point arrived_{};
     bool waiting_idle_ = false;
     bool in_flight_ = false;

@@ -100,7 +100,7 @@ response middleware::finish(response r, answered_request const& req, std::string
     std::visit(
         [&](auto& m) {
             m.keep_alive(req.keep_alive && !meta.draining && !meta.body_too_large);
-            if constexpr (std::is_same_v<std::decay_t<decltype(m)>, stream_response>) {
+            if constexpr (!std::is_same_v<std::decay_t<decltype(m)>, string_response>) {
                 m.chunked(true);
             } else {
                 m.prepare_payload();

@@ -9,6 +9,18 @@ namespace flowd {
 
 namespace http = boost::beast::http;
 
+namespace {
+
+// A route path ending in '/' (other than "/" itself) serves everything under it.
+bool matches(std::string_view route_path, std::string_view path) noexcept {
+    if (route_path.size() > 1 && route_path.back() == '/') {
+        return path.starts_with(route_path);
+    }
+    return route_path == path;
+}
+
+}  // namespace
+
 void router::add(http::verb method, std::string path, route_id route, handler h,
                  route_access access, head_check check) {
     entries_.push_back({method, std::move(path), route, std::move(h), access, std::move(check)});
@@ -17,7 +29,7 @@ void router::add(http::verb method, std::string path, route_id route, handler h,
 std::optional<response> router::precheck(request_context& ctx) const {
     http::verb const method = ctx.req.method();
     for (entry const& e : entries_) {
-        if (e.path != ctx.path || e.method != method) {
+        if (!matches(e.path, ctx.path) || e.method != method) {
             continue;
         }
         if (e.access != route_access::open && guard_) {
@@ -36,7 +48,7 @@ std::optional<response> router::precheck(request_context& ctx) const {
 
 route_id router::route_of(std::string_view path) const noexcept {
     for (entry const& e : entries_) {
-        if (e.path == path) {
+        if (matches(e.path, path)) {
             return e.route;
         }
     }
@@ -55,7 +67,7 @@ std::string router::allow_of(std::string_view path) const {
         allow += m;
     };
     for (entry const& e : entries_) {
-        if (e.path != path) {
+        if (!matches(e.path, path)) {
             continue;
         }
         add(http::to_string(e.method));
@@ -91,7 +103,7 @@ std::vector<std::pair<route_id, std::string>> router::allowed() const {
 handler_result router::dispatch(request_context& ctx) const {
     http::verb const method = ctx.req.method();
     for (entry const& e : entries_) {
-        if (e.path != ctx.path) {
+        if (!matches(e.path, ctx.path)) {
             continue;
         }
         // HEAD runs the GET handler: same status and headers; the session sends no body.

@@ -50,6 +50,10 @@ std::string_view route_label(route_id r) noexcept {
             return "/hours";
         case route_id::flow_exporters:
             return "/flow-exporters";
+        case route_id::ui:
+            return "/ui";
+        case route_id::flows_stream:
+            return "/flows/stream";
     }
     return "other";
 }
@@ -201,6 +205,14 @@ void service_metrics::declare_route(route_id route, std::string_view method) {
     std::size_t const m = method_index(method);
     std::size_t const rm = static_cast<std::size_t>(route) * method_labels.size() + m;
     declared_[rm] = true;
+    if (route == route_id::flows_stream) {
+        request_counters_[rm * status_slots + 200].store(
+            &requests_.Add({{"route", std::string(route_label(route))},
+                            {"method", std::string(method_labels[m])},
+                            {"code", "200"}}),
+            std::memory_order_release);
+        return;
+    }
     durations_[rm].store(&durations_family_.Add({{"route", std::string(route_label(route))},
                                                  {"method", std::string(method_labels[m])}},
                                                 duration_buckets),
@@ -220,15 +232,18 @@ void service_metrics::observe_request(route_id route, std::string_view method, u
         route = route_id::other;
         rm = static_cast<std::size_t>(route) * method_labels.size() + m;
     }
-    prometheus::Histogram* h = durations_[rm].load(std::memory_order_acquire);
-    if (h == nullptr) {
-        // Family::Add is idempotent and thread-safe: racing first uses get the same one.
-        h = &durations_family_.Add(
-            {{"route", std::string(route_label(route))}, {"method", std::string(method_labels[m])}},
-            duration_buckets);
-        durations_[rm].store(h, std::memory_order_release);
+    // A stream lasts as long as its client: counted, not timed.
+    if (route != route_id::flows_stream) {
+        prometheus::Histogram* h = durations_[rm].load(std::memory_order_acquire);
+        if (h == nullptr) {
+            // Family::Add is idempotent and thread-safe: racing first uses get the same one.
+            h = &durations_family_.Add({{"route", std::string(route_label(route))},
+                                        {"method", std::string(method_labels[m])}},
+                                       duration_buckets);
+            durations_[rm].store(h, std::memory_order_release);
+        }
+        h->Observe(seconds);
     }
-    h->Observe(seconds);
     std::size_t const s = status < status_slots ? status : 0;
     std::atomic<prometheus::Counter*>& slot = request_counters_[rm * status_slots + s];
     prometheus::Counter* c = slot.load(std::memory_order_acquire);

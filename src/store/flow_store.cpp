@@ -143,7 +143,8 @@ prepared_batch::prepared_batch(prepared_batch&& other) noexcept
       largest_(other.largest_),
       reserved_keys_(std::exchange(other.reserved_keys_, 0)),
       unchecked_(std::exchange(other.unchecked_, false)),
-      records_(other.records_) {}
+      records_(other.records_),
+      notify_(other.notify_) {}
 
 prepared_batch::~prepared_batch() {
     if (store_ != nullptr && reserved_keys_ != 0) {
@@ -321,6 +322,13 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
 void flow_store::commit(prepared_batch&& batch) {
     std::uint64_t inserted = 0;
     std::uint64_t saturated = 0;
+    // Only while someone watches: one reserve per batch, so nothing allocates under a lock.
+    bool const watched =
+        batch.notify_ && sink_ != nullptr && watched_.load(std::memory_order_acquire);
+    std::vector<changed_row> changes;
+    if (watched) {
+        changes.reserve(batch.items_.size());
+    }
     // Look the tables of a run of items up first and prefetch their slots, then upsert:
     // the lookups are independent, so their cache misses overlap rather than each waiting
     // behind the previous item's upsert.
@@ -339,7 +347,7 @@ void flow_store::commit(prepared_batch&& batch) {
             }
             shard& sh = shards_[s];
             std::scoped_lock lock{sh.mutex};
-            bool const watched = !recorders_.empty() && watched_by_copy(s);
+            bool const copied = !recorders_.empty() && watched_by_copy(s);
             changed.clear();
             std::uint64_t peak = sh.peak.load(std::memory_order_relaxed);
             for (std::uint32_t first = begin; first < end; first += run) {
@@ -361,16 +369,19 @@ void flow_store::commit(prepared_batch&& batch) {
                     }
                     table.add_totals(c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx);
                     peak = std::max({peak, c.bytes_tx, c.bytes_rx});
-                    if (watched) {
+                    if (copied) {
                         changed.push_back(
                             {it.key,
                              it.hour,
                              {c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx}});
                     }
+                    if (watched) {
+                        changes.push_back({it.hour, it.key, c});
+                    }
                 }
             }
             sh.peak.store(peak, std::memory_order_relaxed);
-            if (watched) {
+            if (copied) {
                 note_range_changes(s, changed);
             }
         }
@@ -391,11 +402,15 @@ void flow_store::commit(prepared_batch&& batch) {
     if (saturated != 0) {
         saturated_.fetch_add(saturated, std::memory_order_relaxed);
     }
+    if (watched) {
+        sink_->rows_changed(changes);
+    }
 }
 
-void flow_store::replay(flow_batch const& batch) {
+void flow_store::replay(flow_batch const& batch, bool notify) {
     prepared_batch p = group(batch);
     p.store_ = this;
+    p.notify_ = notify;
     commit(std::move(p));
 }
 

@@ -207,6 +207,19 @@ http_response revalidated(flowd_process& p, std::string const& target) {
     return c.get(target, {{"If-None-Match", std::string(first["ETag"])}});
 }
 
+// Waits (bounded) until flowd reports `n` open streams in /metrics.
+void wait_streams_open(flowd_process const& p, double n) {
+    bool const opened = flowd::test::eventually([&] {
+        auto const v = flowd::test::metric_value(
+            flowd::test::parse_metrics(http_client(p.port()).get("/metrics").body()),
+            "flowd_streams_open", {});
+        return v && *v == n;
+    });
+    if (!opened) {
+        throw std::runtime_error("flowd_streams_open never reached " + std::to_string(n));
+    }
+}
+
 std::map<std::string, recipe> recipes() {
     std::map<std::string, recipe> r;
     for (std::string const method : {"POST", "GET"}) {
@@ -299,6 +312,42 @@ std::map<std::string, recipe> recipes() {
     r["GET /hours 400"] = {"GET /hours?colour=red", [](flowd_process& p) {
                                return http_client(p.port()).get("/hours?colour=red");
                            }};
+    // A stream's body ends only at shutdown: the 200 is read whole once SIGTERM ends it.
+    r["GET /flows/stream 200"] = {
+        "GET /flows/stream?hour=1, its body ended by SIGTERM", [](flowd_process&) {
+            flowd_process p;
+            http_client c(p.port());
+            c.write(flowd::test::request_head("GET", "/flows/stream?hour=1", {}));
+            wait_streams_open(p, 1);
+            p.signal(SIGTERM);
+            return c.read();
+        }};
+    r["GET /flows/stream 400"] = {
+        "GET /flows/stream?hour=1&group_by=src_app", [](flowd_process& p) {
+            return http_client(p.port()).get("/flows/stream?hour=1&group_by=src_app");
+        }};
+    r["GET /flows/stream 503"] = {
+        "GET /flows/stream while max_streams (1) is open", [](flowd_process&) {
+            flowd::test::temp_dir dir;
+            flowd_process p({"--config", dir.write("flowd.yaml", "max_streams: 1\n")});
+            http_client first(p.port());
+            first.write(flowd::test::request_head("GET", "/flows/stream?hour=1", {}));
+            wait_streams_open(p, 1);
+            return http_client(p.port()).get("/flows/stream?hour=1");
+        }};
+    // The console (open routes: no token, no data needed).
+    r["GET / 302"] = {"GET /", [](flowd_process& p) { return http_client(p.port()).get("/"); }};
+    r["GET /ui/ 200"] = {"GET /ui/",
+                         [](flowd_process& p) { return http_client(p.port()).get("/ui/"); }};
+    r["GET /ui/ 304"] = {"GET /ui/ again with If-None-Match: its ETag",
+                         [](flowd_process& p) { return revalidated(p, "/ui/"); }};
+    r["GET /ui/{file} 200"] = {
+        "GET /ui/app.js", [](flowd_process& p) { return http_client(p.port()).get("/ui/app.js"); }};
+    r["GET /ui/{file} 304"] = {"GET /ui/app.css again with If-None-Match: its ETag",
+                               [](flowd_process& p) { return revalidated(p, "/ui/app.css"); }};
+    r["GET /ui/{file} 404"] = {"GET /ui/nope.txt", [](flowd_process& p) {
+                                   return http_client(p.port()).get("/ui/nope.txt");
+                               }};
     for (std::string const path : {"/healthz", "/readyz", "/metrics"}) {
         r["GET " + path + " 200"] = {
             "GET " + path, [path](flowd_process& p) { return http_client(p.port()).get(path); }};

@@ -253,7 +253,10 @@ TEST(OpsDashboardTest, EveryExpressionNamesExportedMetricsAndIsValidPromQL) {
                                    "flowd_flow_socket_drops_total",
                                    "flowd_cluster_publish_retries_total",
                                    "flowd_cluster_failover_seconds_bucket",
-                                   "flowd_cluster_consumer_restarts_total"}) {
+                                   "flowd_cluster_consumer_restarts_total",
+                                   "flowd_streams_open",
+                                   "flowd_streams_max",
+                                   "flowd_stream_resets_total"}) {
         EXPECT_EQ(used.count(name), 1U) << "no dashboard panel shows " << name;
     }
     // The alert rules name only exported metrics too (plus Prometheus' own `up`).
@@ -319,11 +322,12 @@ TEST(OpsRulesTest, EveryAlertIsTestedFiringAndQuiet) {
             alerts.insert(rule["alert"].as<std::string>());
         }
     }
-    EXPECT_EQ(alerts, (std::set<std::string>{
-                          "FlowdDown", "FlowdHighErrorRatio", "FlowdHighLatencyP99",
-                          "FlowdLogFsyncSlow", "FlowdCheckpointTooOld", "FlowdRateLimitedHigh",
-                          "FlowdStoreNearKeyLimit", "FlowdStoreNearMemoryLimit",
-                          "FlowdFlowExportsLost", "FlowdClusterStreamUnavailable"}));
+    EXPECT_EQ(alerts,
+              (std::set<std::string>{"FlowdDown", "FlowdHighErrorRatio", "FlowdHighLatencyP99",
+                                     "FlowdLogFsyncSlow", "FlowdCheckpointTooOld",
+                                     "FlowdRateLimitedHigh", "FlowdStoreNearKeyLimit",
+                                     "FlowdStoreNearMemoryLimit", "FlowdFlowExportsLost",
+                                     "FlowdClusterStreamUnavailable", "FlowdStreamsNearLimit"}));
     std::set<std::string> fires;
     std::set<std::string> quiet;
     YAML::Node const tests = YAML::LoadFile(source_path(rules_test_file));

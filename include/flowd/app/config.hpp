@@ -87,6 +87,12 @@ struct config {
     std::size_t flow_max_templates = 256;   // per (address, observation domain)
     std::chrono::milliseconds flow_batch_interval{200};
     std::size_t flow_batch_records = 10'000;
+    bool ui = true;  // the web console at / and /ui/
+    // GET /flows/stream: how long a Last-Event-ID stays resumable, how far behind a client
+    // may fall before a reset, how many streams may be open.
+    std::uint32_t stream_resume_seconds = 60;
+    std::size_t stream_buffer_bytes = 1'048'576;
+    std::size_t max_streams = 1000;
     std::string config_file;  // empty: none given
 };
 

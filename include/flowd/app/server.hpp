@@ -21,12 +21,14 @@
 #include "flowd/auth/tokens.hpp"
 #include "flowd/cluster/cluster_ingest.hpp"
 #include "flowd/http/drain_state.hpp"
+#include "flowd/http/event_stream.hpp"
 #include "flowd/http/flows_handler.hpp"
 #include "flowd/http/listener.hpp"
 #include "flowd/http/middleware.hpp"
 #include "flowd/http/router.hpp"
 #include "flowd/metrics/process_collector.hpp"
 #include "flowd/metrics/service_metrics.hpp"
+#include "flowd/metrics/stream_metrics.hpp"
 #include "flowd/store/flow_store.hpp"
 
 namespace flowd {
@@ -47,6 +49,8 @@ public:
 
 private:
     void add_routes();
+    void add_console_routes();
+    void add_stream_routes();
     // SIGHUP: reload the tokens file; a bad file keeps the current tokens.
     void wait_reload();
     void reload_tokens();
@@ -86,6 +90,10 @@ private:
     router metrics_router_;
     middleware metrics_middleware_;
     session_services metrics_services_;
+    // GET /flows/stream (add_stream_routes); before ioc_, so that every stream's session
+    // is gone before the hub.
+    std::unique_ptr<stream_metrics> stream_metrics_;
+    std::unique_ptr<stream_hub> streams_;
     boost::asio::io_context ioc_;
     std::shared_ptr<listener> listener_;
     std::shared_ptr<listener> metrics_listener_;

@@ -8,15 +8,19 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "flowd/codec/problem.hpp"
+#include "flowd/http/event_stream.hpp"
 #include "flowd/http/flows_body.hpp"
 
 namespace flowd {
 
 using string_response = boost::beast::http::response<boost::beast::http::string_body>;
 using stream_response = boost::beast::http::response<flows_body>;
+// GET /flows/stream: a head, then pieces pulled from its event_source as the socket drains.
+using event_stream_response = boost::beast::http::response<event_stream_body>;
 
-// Every answer is one of these: a whole body, or a GET /flows body streamed in chunks.
-using response = std::variant<string_response, stream_response>;
+// Every answer is one of these: a whole body, a GET /flows body streamed in chunks, or a
+// live stream.
+using response = std::variant<string_response, stream_response, event_stream_response>;
 
 [[nodiscard]] string_response json_response(unsigned status, std::string body);
 [[nodiscard]] string_response text_response(unsigned status, std::string_view content_type,

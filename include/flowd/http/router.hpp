@@ -62,6 +62,7 @@ using head_check = std::function<std::optional<response>(request_context&)>;
 using guard = std::function<std::optional<response>(request_context&, route_access)>;
 
 // Maps (method, path) to handlers: plain functions of a request, testable without sockets.
+// A path ending in '/' (other than "/") also takes every path under it (/ui/ serves /ui/app.js).
 // Unknown path: 404; known path, other method: 405 with Allow; HEAD runs a GET route,
 // OPTIONS answers 204 with Allow. The single catch per
 // request lives here: an exception becomes a generic 500 and is logged.

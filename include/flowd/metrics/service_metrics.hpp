@@ -27,9 +27,11 @@ enum class route_id : unsigned {
     other,
     flows_summary,
     hours,
-    flow_exporters
+    flow_exporters,
+    ui,
+    flows_stream
 };
-inline constexpr std::size_t route_count = 8;
+inline constexpr std::size_t route_count = 10;
 [[nodiscard]] std::string_view route_label(route_id r) noexcept;
 
 // The `method` label: the common methods by name, anything else as "other".
@@ -51,7 +53,8 @@ public:
     // duration histogram at 0, so dashboards never see a missing series.
     void declare_route(route_id route, std::string_view method);
 
-    // The HTTP middleware's single call per answered request. A method the route does not
+    // The HTTP middleware's single call per answered request. /flows/stream is counted but
+    // not timed (SPEC: a stream lasts as long as its client). A method the route does not
     // allow (a 405) is counted under route "other": no series exists for a route x method
     // pair the route does not allow.
     void observe_request(route_id route, std::string_view method, unsigned status, double seconds);

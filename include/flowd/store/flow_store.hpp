@@ -72,6 +72,25 @@ private:
     // far from max_keys): key_count() leaves it out.
     bool unchecked_ = false;
     std::size_t records_ = 0;
+    bool notify_ = true;  // tell the change sink (replay at start does not)
+};
+
+// One stored row a committed batch changed, with its new totals.
+struct changed_row {
+    std::uint32_t hour = 0;
+    app_key key;
+    flow_counters counters;
+};
+
+// Told, after each committed batch, which rows it changed, while flow_store::watch_changes
+// is on. Called on the committing thread with no store lock held; must be thread-safe.
+class change_sink {
+public:
+    change_sink() = default;
+    virtual ~change_sink() = default;
+    change_sink(change_sink const&) = delete;
+    change_sink& operator=(change_sink const&) = delete;
+    virtual void rows_changed(std::vector<changed_row> const& rows) = 0;
 };
 
 // One hour copied out of the store, sorted by (src_app, dest_app, vpc_id) in byte order.
@@ -137,7 +156,13 @@ public:
 
     // Applies a batch read back from the log or a snapshot, without checks: it was accepted
     // once. max_keys is not enforced (the data exists); a sum past 2^63-1 saturates.
-    void replay(flow_batch const& batch);
+    // `notify`: tell the change sink (a cluster stream's batches do; recovery does not).
+    void replay(flow_batch const& batch, bool notify = false);
+
+    // The change sink (set once, before the first batch; it must outlive the store's use)
+    // and whether it is told: off, a commit records nothing and allocates nothing more.
+    void set_change_sink(change_sink* sink) noexcept { sink_ = sink; }
+    void watch_changes(bool on) noexcept { watched_.store(on, std::memory_order_release); }
 
     // Every key of every hour, copied out atomically with respect to batches (for a
     // checkpoint). About 32 bytes a key; names() resolves the ids.
@@ -405,6 +430,8 @@ private:
     // unchecked_); key_count() subtracts it.
     std::atomic<std::uint64_t> unchecked_keys_{0};
     std::atomic<std::uint64_t> saturated_{0};
+    change_sink* sink_ = nullptr;
+    std::atomic<bool> watched_{false};  // checked once per batch
 };
 
 }  // namespace flowd

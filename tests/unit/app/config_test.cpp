@@ -437,6 +437,13 @@ TEST(ConfigTest, DurabilityKeys) {
     EXPECT_THROW((void)parse({"--truncate-corrupt-log=yes"}), config_error);
 }
 
+TEST(ConfigTest, UiKeyTurnsTheConsoleOff) {
+    EXPECT_TRUE(parse({}).ui);
+    EXPECT_FALSE(parse({}, {{"FLOWD_UI", "false"}}).ui);
+    EXPECT_THROW((void)parse({}, {{"FLOWD_UI", "off"}}), config_error);
+    EXPECT_THROW((void)parse({"--ui", "false"}), config_error);
+}
+
 TEST(ConfigTest, DescribeNamesEverySetting) {
     std::string const d = describe(config{});
 

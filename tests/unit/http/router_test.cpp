@@ -137,6 +137,19 @@ TEST_F(RouterTest, RouteOfKnownAndUnknownPaths) {
     EXPECT_EQ(routes_.route_of("/secret"), route_id::other);
 }
 
+TEST_F(RouterTest, PathEndingInSlashTakesEverythingUnderIt) {
+    routes_.add(http::verb::get, "/ui/", route_id::ui, [](request_context& ctx) -> handler_result {
+        return response{text_response(200, "text/plain", std::string(ctx.path))};
+    });
+
+    EXPECT_EQ(dispatch(http::verb::get, "/ui/app.js").body(), "/ui/app.js");
+    EXPECT_EQ(dispatch(http::verb::get, "/ui/").body(), "/ui/");
+    EXPECT_EQ(dispatch(http::verb::get, "/ui").result_int(), 404U);
+    EXPECT_EQ(dispatch(http::verb::post, "/ui/x").result_int(), 405U);
+    EXPECT_EQ(routes_.route_of("/ui/a/b"), route_id::ui);
+    EXPECT_EQ(routes_.allow_of("/ui/app.css"), "GET, HEAD, OPTIONS");
+}
+
 TEST_F(RouterTest, DeferredResultPassesThrough) {
     routes_.add(http::verb::put, "/later", route_id::other, [](request_context&) -> handler_result {
         return deferred{[](respond_fn respond) { respond(json_response(202, "{}")); }};

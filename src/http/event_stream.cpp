@@ -1,0 +1,440 @@
+#include "flowd/http/event_stream.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "flowd/codec/flow_json.hpp"
+#include "flowd/metrics/stream_metrics.hpp"
+
+namespace flowd {
+
+namespace net = boost::asio;
+
+void append_sse_event(std::string& out, std::string_view id, std::string_view event,
+                      std::string_view data) {
+    if (!id.empty()) {
+        out.append("id: ").append(id).push_back('\n');
+    }
+    if (!event.empty()) {
+        out.append("event: ").append(event).push_back('\n');
+    }
+    // Every line of the payload its own data: line; a client joins them with '\n'.
+    std::size_t pos = 0;
+    for (;;) {
+        std::size_t const nl = data.find('\n', pos);
+        out.append("data: ").append(
+            data.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos));
+        out.push_back('\n');
+        if (nl == std::string_view::npos) {
+            break;
+        }
+        pos = nl + 1;
+    }
+    out.push_back('\n');
+}
+
+void append_sse_comment(std::string& out, std::string_view text) {
+    out.append(": ").append(text).append("\n\n");
+}
+
+std::string format_event_id(stream_event_id const& id) {
+    std::string out;
+    out.reserve(48);
+    char buf[20];
+    auto put = [&](std::uint64_t v, int base) {
+        auto const r = std::to_chars(std::begin(buf), std::end(buf), v, base);
+        out.append(std::begin(buf), r.ptr);
+    };
+    put(id.epoch, 16);
+    out.push_back('-');
+    put(id.seq, 10);
+    out.push_back('-');
+    put(id.unix_ms, 10);
+    return out;
+}
+
+std::optional<stream_event_id> parse_event_id(std::string_view text) {
+    stream_event_id id;
+    std::array<std::uint64_t*, 3> const parts{&id.epoch, &id.seq, &id.unix_ms};
+    std::size_t pos = 0;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        std::size_t const end = i + 1 == parts.size() ? text.size() : text.find('-', pos);
+        if (end == std::string_view::npos || end == pos) {
+            return std::nullopt;
+        }
+        std::string_view const part = text.substr(pos, end - pos);
+        auto const r =
+            std::from_chars(part.data(), part.data() + part.size(), *parts.at(i), i == 0 ? 16 : 10);
+        if (r.ec != std::errc{} || r.ptr != part.data() + part.size()) {
+            return std::nullopt;
+        }
+        pos = end + 1;
+    }
+    return id;
+}
+
+resume_decision decide_resume(std::string_view last_event_id, std::uint64_t epoch,
+                              std::uint64_t now_ms, std::chrono::milliseconds resume,
+                              change_journal const& journal) {
+    if (last_event_id.empty()) {
+        return resume_decision::fresh;
+    }
+    std::optional<stream_event_id> const id = parse_event_id(last_event_id);
+    if (!id || id->epoch != epoch || id->seq == 0 || id->unix_ms > now_ms ||
+        now_ms - id->unix_ms > static_cast<std::uint64_t>(resume.count()) ||
+        !journal.holds_since(id->seq - 1)) {
+        return resume_decision::reset;
+    }
+    return resume_decision::resume;
+}
+
+namespace {
+
+std::uint64_t unix_ms_now() {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+
+}  // namespace
+
+// One open stream: a full send (hour by hour, copied as the socket drains), `synced`, then
+// the journal's changes every interval. Its timer runs on its own strand; the session
+// pulls from its own. The class is thread-safe.
+class stream_subscription final : public event_source,
+                                  public std::enable_shared_from_this<stream_subscription> {
+public:
+    stream_subscription(stream_hub& hub, query_plan plan, std::chrono::milliseconds interval,
+                        net::any_io_executor const& executor)
+        : hub_(hub),
+          plan_(std::move(plan)),
+          interval_(interval),
+          timer_(net::make_strand(executor)),
+          last_sent_(std::chrono::steady_clock::now()) {}
+
+    ~stream_subscription() override { release(); }
+    stream_subscription(stream_subscription const&) = delete;
+    stream_subscription& operator=(stream_subscription const&) = delete;
+
+    // Starts after the hub counted the stream. `resume_seq`: resume from there; else a
+    // full send, preceded by a reset event when `announce_reset`.
+    void start(std::optional<std::uint64_t> resume_seq, bool announce_reset) {
+        {
+            std::scoped_lock lock{mutex_};
+            std::uint64_t const subscribed = hub_.journal_.subscribe();
+            subscribed_ = true;
+            if (resume_seq) {
+                cursor_ = *resume_seq;
+                live_ = true;
+            } else {
+                begin_full_send_locked(subscribed, announce_reset);
+            }
+        }
+        arm();
+    }
+
+    void pull(deliver_fn deliver) override {
+        std::string piece;
+        bool end = false;
+        {
+            std::scoped_lock lock{mutex_};
+            if (stopped_ || ended_) {
+                end = true;
+            } else if (!ready_.empty()) {
+                piece.swap(ready_);
+            } else if (!live_) {
+                next_full_event_locked(piece);
+            } else {
+                waiting_ = std::move(deliver);
+                return;
+            }
+            last_sent_ = std::chrono::steady_clock::now();
+        }
+        deliver(std::move(piece), end);
+    }
+
+    void stop() override {
+        std::scoped_lock lock{mutex_};
+        stopped_ = true;
+        waiting_ = nullptr;
+        hours_.clear();
+        rows_.clear();
+        ready_.clear();
+    }
+
+    // Shutdown: the body ends at the next pull (or now, for a waiting one).
+    void end() {
+        deliver_fn waiting;
+        {
+            std::scoped_lock lock{mutex_};
+            ended_ = true;
+            waiting.swap(waiting_);
+        }
+        if (waiting) {
+            waiting(std::string{}, true);
+        }
+    }
+
+private:
+    friend class stream_hub;
+
+    void release() {
+        std::scoped_lock lock{mutex_};
+        if (subscribed_) {
+            subscribed_ = false;
+            hub_.journal_.unsubscribe();
+        }
+        if (counted_) {
+            counted_ = false;
+            hub_.closed(this);
+        }
+    }
+
+    [[nodiscard]] bool keep(app_key const& k) const {
+        return (!plan_.filters[0].active() || plan_.filters[0].passes(hub_.store_.name(k.src))) &&
+               (!plan_.filters[1].active() || plan_.filters[1].passes(hub_.store_.name(k.dest))) &&
+               (!plan_.filters[2].active() || plan_.filters[2].passes(hub_.store_.name(k.vpc)));
+    }
+
+    // A full send from the journal's sequence `seq` on: the hours that hold data now,
+    // each copied only when the previous one is written.
+    void begin_full_send_locked(std::uint64_t seq, bool announce_reset) {
+        live_ = false;
+        cursor_ = seq;
+        sent_rows_ = 0;
+        rows_.clear();
+        next_row_ = 0;
+        hours_.clear();
+        for (hour_stat const& h : hub_.store_.hour_stats(plan_.from, plan_.to)) {
+            hours_.push_back(h.hour);
+        }
+        next_hour_ = 0;
+        if (announce_reset) {
+            append_sse_event(ready_, format_event_id({hub_.epoch_, 0, unix_ms_now()}), "reset",
+                             "{}");
+        }
+    }
+
+    // The next `rows` event of the full send, or `synced` once every row was sent.
+    void next_full_event_locked(std::string& out) {
+        while (next_row_ == rows_.size() && next_hour_ < hours_.size()) {
+            rows_.clear();
+            next_row_ = 0;
+            std::uint32_t const h = hours_[next_hour_++];
+            (void)hub_.store_.copy_range(
+                h, h + 1, hub_.limits_.max_query_scan_rows,
+                [this](app_key const& k) { return keep(k); }, rows_);
+        }
+        std::string const id = format_event_id({hub_.epoch_, 0, unix_ms_now()});
+        if (next_row_ == rows_.size()) {
+            rows_ = {};
+            hours_ = {};
+            live_ = true;
+            append_sse_event(out, format_event_id({hub_.epoch_, cursor_ + 1, unix_ms_now()}),
+                             "synced", "{\"rows\":" + std::to_string(sent_rows_) + "}");
+            return;
+        }
+        std::size_t const last = std::min(rows_.size(), next_row_ + hub_.options_.rows_per_event);
+        json_.assign("[");
+        for (std::size_t i = next_row_; i < last; ++i) {
+            if (i != next_row_) {
+                json_.push_back(',');
+            }
+            flow_store::exported_key const& r = rows_[i];
+            append_flow_json(json_, hub_.store_.name(r.key.src), hub_.store_.name(r.key.dest),
+                             hub_.store_.name(r.key.vpc), r.counters, r.hour);
+        }
+        json_.push_back(']');
+        sent_rows_ += last - next_row_;
+        next_row_ = last;
+        append_sse_event(out, id, "rows", json_);
+    }
+
+    void arm() {
+        timer_.expires_after(interval_);
+        timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            if (auto self = weak.lock(); self && !ec) {
+                self->tick();
+            }
+        });
+    }
+
+    // Every interval: the changes since the cursor as one event, the buffer bound, and the
+    // keep-alive comment.
+    void tick() {
+        deliver_fn waiting;
+        std::string piece;
+        {
+            std::scoped_lock lock{mutex_};
+            if (stopped_ || ended_) {
+                return;
+            }
+            if (live_) {
+                changed_.clear();
+                std::uint64_t upto = cursor_;
+                bool const held = hub_.journal_.read_since(
+                    cursor_,
+                    [this](changed_row const& r) {
+                        return r.hour >= plan_.from && r.hour < plan_.to && keep(r.key);
+                    },
+                    changed_, upto);
+                if (!held) {
+                    reset_locked();
+                } else {
+                    cursor_ = upto;
+                    if (!changed_.empty()) {
+                        json_.assign("[");
+                        for (changed_row const& r : changed_) {
+                            if (json_.size() > 1) {
+                                json_.push_back(',');
+                            }
+                            append_flow_json(json_, hub_.store_.name(r.key.src),
+                                             hub_.store_.name(r.key.dest),
+                                             hub_.store_.name(r.key.vpc), r.counters, r.hour);
+                        }
+                        json_.push_back(']');
+                        append_sse_event(ready_,
+                                         format_event_id({hub_.epoch_, cursor_ + 1, unix_ms_now()}),
+                                         "rows", json_);
+                        if (ready_.size() > hub_.options_.buffer_bytes) {
+                            reset_locked();
+                        }
+                    }
+                    if (changed_.capacity() > 4096) {
+                        changed_ = {};  // a burst's buffer is not kept for an idle stream
+                    }
+                }
+            }
+            if (ready_.empty() && waiting_ &&
+                std::chrono::steady_clock::now() - last_sent_ >= hub_.options_.keep_alive) {
+                append_sse_comment(ready_, "keep-alive");
+            }
+            if (waiting_ && !ready_.empty()) {
+                waiting.swap(waiting_);
+                piece.swap(ready_);
+                last_sent_ = std::chrono::steady_clock::now();
+            }
+        }
+        if (waiting) {
+            waiting(std::move(piece), false);
+        }
+        arm();
+    }
+
+    // The client fell behind (or past what the journal holds): what was queued is dropped,
+    // and a reset event and a full send follow, written as the socket drains.
+    void reset_locked() {
+        hub_.metrics_.resets_slow.Increment();
+        ready_.clear();
+        ready_.shrink_to_fit();
+        begin_full_send_locked(hub_.journal_.sequence(), true);
+    }
+
+    stream_hub& hub_;
+    query_plan const plan_;
+    std::chrono::milliseconds const interval_;
+    net::steady_timer timer_;  // touched only by start() and its own handler (its strand)
+    std::mutex mutex_;
+    bool subscribed_ = false;                     // guarded by mutex_
+    bool counted_ = true;                         // guarded by mutex_
+    bool stopped_ = false;                        // guarded by mutex_
+    bool ended_ = false;                          // guarded by mutex_
+    bool live_ = false;                           // guarded by mutex_: past `synced`
+    std::uint64_t cursor_ = 0;                    // guarded by mutex_: journal sequence sent up to
+    std::string ready_;                           // guarded by mutex_: events not yet pulled
+    deliver_fn waiting_;                          // guarded by mutex_: a pull waiting for events
+    std::vector<std::uint32_t> hours_;            // guarded by mutex_: the full send's hours
+    std::size_t next_hour_ = 0;                   // guarded by mutex_
+    std::vector<flow_store::exported_key> rows_;  // guarded by mutex_: the hour being sent
+    std::size_t next_row_ = 0;                    // guarded by mutex_
+    std::uint64_t sent_rows_ = 0;                 // guarded by mutex_
+    std::vector<changed_row> changed_;            // guarded by mutex_
+    std::string json_;                            // guarded by mutex_
+    std::chrono::steady_clock::time_point last_sent_;  // guarded by mutex_
+};
+
+stream_hub::stream_hub(flow_store& store, stream_options options, stream_metrics& metrics,
+                       query_limits limits)
+    : store_(store),
+      options_(options),
+      metrics_(metrics),
+      limits_(limits),
+      journal_(store, options.journal_rows, options.resume),
+      epoch_(std::random_device{}() | (std::uint64_t{std::random_device{}()} << 32)) {}
+
+stream_hub::~stream_hub() {
+    shutdown();
+}
+
+std::shared_ptr<event_source> stream_hub::open(query_plan const& plan,
+                                               std::chrono::milliseconds interval,
+                                               std::string_view last_event_id,
+                                               net::any_io_executor executor, bool& too_many_rows) {
+    too_many_rows = false;
+    std::uint64_t rows = 0;
+    for (hour_stat const& h : store_.hour_stats(plan.from, plan.to)) {
+        rows += h.keys;
+    }
+    if (rows > limits_.max_query_scan_rows) {
+        too_many_rows = true;
+        return nullptr;
+    }
+    auto s = std::make_shared<stream_subscription>(*this, plan, interval, executor);
+    {
+        std::scoped_lock lock{mutex_};
+        if (shut_ || open_ >= options_.max_streams) {
+            s->counted_ = false;
+            return nullptr;
+        }
+        ++open_;
+        std::erase_if(streams_, [](auto const& w) { return w.expired(); });
+        streams_.push_back(s);
+    }
+    metrics_.streams_open.Increment();
+    resume_decision const d =
+        decide_resume(last_event_id, epoch_, unix_ms_now(), options_.resume, journal_);
+    if (d == resume_decision::reset) {
+        metrics_.resets_resume.Increment();
+    }
+    std::optional<std::uint64_t> resume_seq;
+    if (d == resume_decision::resume) {
+        resume_seq = parse_event_id(last_event_id)->seq - 1;
+    }
+    s->start(resume_seq, d == resume_decision::reset);
+    return s;
+}
+
+void stream_hub::closed(stream_subscription const*) {
+    {
+        std::scoped_lock lock{mutex_};
+        --open_;
+    }
+    metrics_.streams_open.Decrement();
+}
+
+std::size_t stream_hub::open_count() const {
+    std::scoped_lock lock{mutex_};
+    return open_;
+}
+
+void stream_hub::shutdown() {
+    std::vector<std::shared_ptr<stream_subscription>> open;
+    {
+        std::scoped_lock lock{mutex_};
+        shut_ = true;
+        for (auto const& w : streams_) {
+            if (auto s = w.lock()) {
+                open.push_back(std::move(s));
+            }
+        }
+    }
+    for (auto const& s : open) {
+        s->end();
+    }
+}
+
+}  // namespace flowd

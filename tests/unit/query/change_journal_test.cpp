@@ -1,0 +1,179 @@
+#include "flowd/query/change_journal.hpp"
+
+#include <chrono>
+#include <initializer_list>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace flowd {
+namespace {
+
+using namespace std::chrono_literals;
+
+flow_batch batch_of(std::initializer_list<flow_record> records) {
+    flow_batch batch;
+    std::size_t index = 0;
+    for (flow_record const& r : records) {
+        EXPECT_EQ(batch.add(r.src_app, r.dest_app, r.vpc_id, r.hour, r.counters, index++),
+                  flow_batch::add_status::ok);
+    }
+    return batch;
+}
+
+void apply(flow_store& store, flow_batch const& batch) {
+    auto prepared = store.prepare(batch);
+    ASSERT_TRUE(std::holds_alternative<prepared_batch>(prepared));
+    store.commit(std::get<prepared_batch>(std::move(prepared)));
+}
+
+auto const everything = [](changed_row const&) { return true; };
+
+// Counts what the store tells it.
+class counting_sink final : public change_sink {
+public:
+    void rows_changed(std::vector<changed_row> const& rows) override {
+        ++batches;
+        last = rows;
+    }
+    int batches = 0;
+    std::vector<changed_row> last;
+};
+
+TEST(FlowStoreChangesTest, SinkHearsOnlyWhileWatchedWithNewTotals) {
+    flow_store store;
+    counting_sink sink;
+    store.set_change_sink(&sink);
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+    store.watch_changes(true);
+    apply(store, batch_of({{"a", "b", "v", 1, {10, 20}}, {"c", "b", "v", 2, {1, 1}}}));
+    store.watch_changes(false);
+    apply(store, batch_of({{"a", "b", "v", 1, {100, 200}}}));
+
+    ASSERT_EQ(sink.batches, 1);
+    ASSERT_EQ(sink.last.size(), 2U);
+    for (changed_row const& r : sink.last) {
+        if (r.hour == 1) {
+            EXPECT_EQ(r.counters.bytes_tx, 11U);
+            EXPECT_EQ(r.counters.bytes_rx, 22U);
+        }
+    }
+    store.set_change_sink(nullptr);
+}
+
+TEST(FlowStoreChangesTest, ReplayIsSilentUnlessAsked) {
+    flow_store store;
+    counting_sink sink;
+    store.set_change_sink(&sink);
+    store.watch_changes(true);
+
+    store.replay(batch_of({{"a", "b", "v", 1, {1, 2}}}));
+    EXPECT_EQ(sink.batches, 0);
+    store.replay(batch_of({{"a", "b", "v", 1, {1, 2}}}), true);
+    EXPECT_EQ(sink.batches, 1);
+    store.set_change_sink(nullptr);
+}
+
+TEST(ChangeJournalTest, RecordsNothingWithoutSubscribers) {
+    flow_store store;
+    change_journal journal(store, 16, 60s);
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+
+    EXPECT_EQ(journal.sequence(), 0U);
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+    EXPECT_FALSE(journal.read_since(0, everything, out, upto));
+}
+
+TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    std::uint64_t const start = journal.subscribe();
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+    apply(store, batch_of({{"a", "b", "v", 1, {10, 20}}, {"c", "d", "v", 3, {5, 5}}}));
+    apply(store, batch_of({{"a", "b", "v", 1, {100, 200}}}));
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(start, everything, out, upto));
+
+    EXPECT_EQ(upto, start + 3);
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(out[0].hour, 1U);
+    EXPECT_EQ(out[0].counters.bytes_tx, 111U);
+    EXPECT_EQ(out[0].counters.bytes_rx, 222U);
+    EXPECT_EQ(out[1].hour, 3U);
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, ReadsOnlyWhatChangedAfterTheCursorAndPassesTheFilter) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    (void)journal.subscribe();
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+    std::uint64_t const cursor = journal.sequence();
+    apply(store, batch_of({{"c", "d", "v", 1, {5, 5}}, {"e", "f", "v", 9, {5, 5}}}));
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(
+        cursor, [](changed_row const& r) { return r.hour < 5; }, out, upto));
+
+    ASSERT_EQ(out.size(), 1U);
+    EXPECT_EQ(store.name(out[0].key.src), "c");
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, OverwrittenChangesAreNotHeld) {
+    flow_store store;
+    change_journal journal(store, 2, 60s);
+    std::uint64_t const start = journal.subscribe();
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+    apply(store, batch_of({{"c", "b", "v", 1, {1, 2}}, {"d", "b", "v", 1, {1, 2}}}));
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    EXPECT_FALSE(journal.holds_since(start));
+    EXPECT_FALSE(journal.read_since(start, everything, out, upto));
+    EXPECT_TRUE(journal.holds_since(start + 1));
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, KeepsRecordingForTheResumeWindowAfterTheLastStreamLeaves) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    std::uint64_t const start = journal.subscribe();
+    journal.unsubscribe();
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+
+    EXPECT_TRUE(journal.holds_since(start));
+    EXPECT_EQ(journal.sequence(), start + 1);
+}
+
+TEST(ChangeJournalTest, StopsRecordingOnceTheResumeWindowPassed) {
+    flow_store store;
+    change_journal journal(store, 64, 0ms);
+    std::uint64_t const start = journal.subscribe();
+    journal.unsubscribe();
+
+    // The first batch past the window turns recording off; what follows is a gap.
+    auto const deadline = std::chrono::steady_clock::now() + 5ms;
+    while (std::chrono::steady_clock::now() <= deadline) {
+    }
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
+
+    EXPECT_FALSE(journal.holds_since(start));
+    std::uint64_t const again = journal.subscribe();
+    EXPECT_TRUE(journal.holds_since(again));
+    journal.unsubscribe();
+}
+
+}  // namespace
+}  // namespace flowd
