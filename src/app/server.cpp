@@ -194,24 +194,19 @@ server::server(config const& cfg, loggers logs)
       process_metrics_(std::make_shared<process_collector>()),
       store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
           {"flowd_store_keys", "Aggregated keys in the store",
-           [this] {
-    return static_cast<double>(store_.key_count()); }},
+           [this] { return static_cast<double>(store_.key_count()); }},
           {"flowd_store_hour_buckets", "Distinct hours in the store",
-           [this] {
-    return static_cast<double>(store_.hour_count()); }},
+           [this] { return static_cast<double>(store_.hour_count()); }},
           {"flowd_store_memory_bytes",
            "Estimated heap bytes held by the store (tables and interned names)",
-           [this] {
-    return static_cast<double>(store_.memory_bytes()); }},
+           [this] { return static_cast<double>(store_.memory_bytes()); }},
           {"flowd_store_max_keys",
            "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
-           [this] {
-    return static_cast<double>(store_.max_keys()); }},
+           [this] { return static_cast<double>(store_.max_keys()); }},
           {"flowd_store_max_bytes",
            "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
            "past it is 507",
-           [this] {
-    return static_cast<double>(store_.max_store_bytes()); }},
+           [this] { return static_cast<double>(store_.max_store_bytes()); }},
       })),
       idempotency_(cfg.idempotency_window, cfg.idempotency_max_keys),
       memory_ingest_(store_, metrics_),
@@ -267,444 +262,434 @@ server::server(config const& cfg, loggers logs)
       shutdown_(
           ioc_, drain_, cfg.grace_period,
           [this] {
-    listener_->stop();
-    metrics_listener_->stop();
-    if (flow_) {
-        flow_->stop();
-        if (streams_) {
-            streams_->shutdown();  // streams end; they never hold the drain
-        }
-    },
-          [this] {
-        ioc_.stop(); }, logs_.app),
+              listener_->stop();
+              metrics_listener_->stop();
+              if (flow_) {
+                  flow_->stop();
+              }
+              if (streams_) {
+                  streams_->shutdown();  // streams end; they never hold the drain
+              }
+          },
+          [this] { ioc_.stop(); }, logs_.app),
       reload_signals_(ioc_, SIGHUP),
       retention_timer_(ioc_) {
-        if (!cpu_runs_json_implementation()) {
-            throw std::runtime_error(
-                "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL "
-                "(FLOWD_SIMD_ARCH=haswell); "
-                "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
-        }
-        add_routes();
-        for (auto const& [route, method] : router_.allowed()) {
-            metrics_.declare_route(route, method);
-        }
-
-        auto const endpoint = resolve_listen("listen", cfg_.listen);
-        try {
-            listener_ = std::make_shared<listener>(ioc_, endpoint, services_, tls_context_of(cfg_));
-        } catch (boost::system::system_error const& e) {
-            throw std::runtime_error("cannot listen on " + cfg_.listen + ": " + e.code().message());
-        }
-        // flowd's own HTTP stack, plain HTTP, serving the same registry: IPv4 or IPv6 (Debian's
-        // civetweb, under prometheus-cpp's Exposer, has no IPv6), the same bind errors as the
-        // main listener, and nothing to wait for at exit.
-        auto const metrics_endpoint = resolve_listen("metrics_listen", cfg_.metrics_listen);
-        try {
-            metrics_listener_ =
-                std::make_shared<listener>(ioc_, metrics_endpoint, metrics_services_);
-        } catch (boost::system::system_error const& e) {
-            throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
-                                     " (metrics): " + e.code().message());
-        }
-
-        flow_ = make_flow_collector(cfg_, ioc_,
-                                    cluster_   ? static_cast<ingest&>(*cluster_)
-                                    : durable_ ? static_cast<ingest&>(*durable_)
-                                               : memory_ingest_,
-                                    *registry_, logs_.app);
-
-        // Logged only once both listeners are bound, so a start that fails (a port in use)
-        // leaves exactly one line on stderr: the error main() prints.
-        logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
-                        describe(cfg_), json_implementation());
-        if (cfg_.max_store_bytes != 0) {
-            logs_.app->info("store bounded at max_store_bytes={} (set)", store_.max_store_bytes());
-        } else {
-            memory_limit const limit = memory_limit_of_host();
-            logs_.app->info("store bounded at max_store_bytes={} (half of {} {})",
-                            store_.max_store_bytes(), limit.source, limit.bytes);
-        }
-        listener_->set_max_connections(effective_max_connections(
-            cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
-        if (listener_->tls()) {
-            logs_.app->info(
-                "TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
-                cfg_.tls_client_ca_file.empty()
-                    ? std::string()
-                    : ", client certificates required (CA " + cfg_.tls_client_ca_file + ")");
-        }
-        if (auto const tokens = tokens_.snapshot()) {
-            logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)",
-                            tokens->size(), cfg_.tokens_file);
-            for (std::string const& w : token_file_warnings(cfg_.tokens_file, *tokens)) {
-                logs_.app->warn("{}", w);
-            }
-        } else if (!listener_->local_endpoint().address().is_loopback()) {
-            logs_.app->warn(
-                "no tokens_file, yet the http listener {} is not on loopback: anyone who can reach "
-                "it can post and read flows; set tokens_file (see SECURITY.md)",
-                endpoint_text(listener_->local_endpoint()));
-        }
-        if (limiter_.enabled()) {
-            logs_.app->info(
-                "rate limits per client: {} requests/s (burst {}), {} records/s (burst {}); 0 is "
-                "off",
-                cfg_.rate_limit_requests_per_second, rate_limits_of(cfg_).requests.burst,
-                cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
-        }
-        wait_reload();
-        logs_.app->info("metrics listening on {}",
-                        endpoint_text(metrics_listener_->local_endpoint()));
-        if (cluster_) {
-            logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
-                            cfg_.cluster, cfg_.cluster_stream, cfg_.cluster_replicas);
-        } else if (!durable_) {
-            logs_.app->warn(
-                "no data directory: data lives in memory only and is lost when flowd stops "
-                "(set --data-dir to keep it)");
-        }
+    if (!cpu_runs_json_implementation()) {
+        throw std::runtime_error(
+            "this flowd was built for CPUs with AVX2, BMI2 and PCLMUL (FLOWD_SIMD_ARCH=haswell); "
+            "rebuild with -DFLOWD_SIMD_ARCH= for a portable binary");
+    }
+    add_routes();
+    for (auto const& [route, method] : router_.allowed()) {
+        metrics_.declare_route(route, method);
     }
 
-    flows_options server::flows_options_of() {
-        flows_options o{
-            cfg_.max_body_bytes, decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
-            [this](request_context const& ctx, std::size_t records) {
-                return guard_.admit_records(ctx, records);
-            },
-            // In cluster mode the stream's duplicate window remembers the keys.
-            cluster_ ? nullptr : &idempotency_, cfg_.retention_hours, wall_clock_ms, &serving_};
-        if (cluster_) {
-            o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds wait,
-                                    std::function<void(bool)> done) {
-                cluster_->wait_applied(seq, wait, std::move(done));
-            };
-            o.min_seq_wait = cfg_.min_seq_wait;
-            o.seal_clock = [this] { return cluster_->applied_stamp_ms(); };
-        }
-        o.query =
-            query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
-        o.query_threads = cfg_.query_threads;
-        o.seal_after = cfg_.seal_after;
-        o.max_concurrent_queries = cfg_.max_concurrent_queries != 0 ? cfg_.max_concurrent_queries
-                                                                    : 2 * std::size_t{cfg_.threads};
-        // ETags name versions of the data: with a data directory or a cluster stream the same
-        // history comes back after a restart (and is the same on every node), so equal data
-        // gives equal ETags; in memory only a restart starts a new history, so mix in a start id.
-        if (cfg_.data_dir.empty() && cfg_.cluster.empty()) {
-            std::random_device rd;
-            o.etag_seed = (std::uint64_t{rd()} << 32 | rd()) | 1;
-        }
-        return o;
+    auto const endpoint = resolve_listen("listen", cfg_.listen);
+    try {
+        listener_ = std::make_shared<listener>(ioc_, endpoint, services_, tls_context_of(cfg_));
+    } catch (boost::system::system_error const& e) {
+        throw std::runtime_error("cannot listen on " + cfg_.listen + ": " + e.code().message());
+    }
+    // flowd's own HTTP stack, plain HTTP, serving the same registry: IPv4 or IPv6 (Debian's
+    // civetweb, under prometheus-cpp's Exposer, has no IPv6), the same bind errors as the
+    // main listener, and nothing to wait for at exit.
+    auto const metrics_endpoint = resolve_listen("metrics_listen", cfg_.metrics_listen);
+    try {
+        metrics_listener_ = std::make_shared<listener>(ioc_, metrics_endpoint, metrics_services_);
+    } catch (boost::system::system_error const& e) {
+        throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
+                                 " (metrics): " + e.code().message());
     }
 
-    std::uint64_t server::recover_cluster_dir() {
-        // A directory holds one history: a local log's sequences and a stream's are not
-        // interchangeable, so the directory names the stream its snapshots count.
-        std::filesystem::path const dir = cfg_.data_dir;
-        std::filesystem::path const owner = dir / "cluster-stream";
-        bool has_files = false;
-        for (auto const& e : std::filesystem::directory_iterator(dir)) {
-            std::string const name = e.path().filename().string();
-            if (wal::parse_segment_name(name)) {
-                throw std::runtime_error("it holds a local write-ahead log (" + name +
-                                         "); cluster mode needs a data directory of its own");
-            }
-            has_files = has_files || wal::parse_snapshot_name(name).has_value();
+    flow_ = make_flow_collector(cfg_, ioc_,
+                                cluster_   ? static_cast<ingest&>(*cluster_)
+                                : durable_ ? static_cast<ingest&>(*durable_)
+                                           : memory_ingest_,
+                                *registry_, logs_.app);
+
+    // Logged only once both listeners are bound, so a start that fails (a port in use)
+    // leaves exactly one line on stderr: the error main() prints.
+    logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
+                    describe(cfg_), json_implementation());
+    if (cfg_.max_store_bytes != 0) {
+        logs_.app->info("store bounded at max_store_bytes={} (set)", store_.max_store_bytes());
+    } else {
+        memory_limit const limit = memory_limit_of_host();
+        logs_.app->info("store bounded at max_store_bytes={} (half of {} {})",
+                        store_.max_store_bytes(), limit.source, limit.bytes);
+    }
+    listener_->set_max_connections(effective_max_connections(
+        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
+    if (listener_->tls()) {
+        logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
+                        cfg_.tls_client_ca_file.empty() ? std::string()
+                                                        : ", client certificates required (CA " +
+                                                              cfg_.tls_client_ca_file + ")");
+    }
+    if (auto const tokens = tokens_.snapshot()) {
+        logs_.app->info("authentication on: {} tokens from {} (SIGHUP reloads it)", tokens->size(),
+                        cfg_.tokens_file);
+        for (std::string const& w : token_file_warnings(cfg_.tokens_file, *tokens)) {
+            logs_.app->warn("{}", w);
         }
-        std::string stream;
-        if (std::ifstream in{owner}; in) {
-            std::getline(in, stream);
-        }
-        if (stream.empty() && has_files) {
-            throw std::runtime_error(
-                "it holds snapshots of a local write-ahead log; cluster mode needs a data "
-                "directory "
-                "of its own");
-        }
-        if (!stream.empty() && stream != cfg_.cluster_stream) {
-            throw std::runtime_error("its checkpoints are of stream " + stream + ", not " +
-                                     cfg_.cluster_stream);
-        }
-        if (stream.empty()) {
-            std::ofstream out{owner};
-            out << cfg_.cluster_stream << "\n";
-            if (!out.flush()) {
-                throw std::runtime_error("cannot write " + owner.string());
-            }
-        }
-        wal::recovery_result const r = wal::recover(
-            wal::recovery_options{dir, false, wall_clock_ms()}, store_, idempotency_, *logs_.app);
+    } else if (!listener_->local_endpoint().address().is_loopback()) {
+        logs_.app->warn(
+            "no tokens_file, yet the http listener {} is not on loopback: anyone who can reach "
+            "it can post and read flows; set tokens_file (see SECURITY.md)",
+            endpoint_text(listener_->local_endpoint()));
+    }
+    if (limiter_.enabled()) {
         logs_.app->info(
-            "cluster: data directory {}: checkpoint {} covers stream sequence {} ({} keys); "
-            "applying the stream from {}",
-            dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_seq,
-            store_.key_count(), r.snapshot_seq + 1);
-        return r.snapshot_seq;
+            "rate limits per client: {} requests/s (burst {}), {} records/s (burst {}); 0 is off",
+            cfg_.rate_limit_requests_per_second, rate_limits_of(cfg_).requests.burst,
+            cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
     }
+    wait_reload();
+    logs_.app->info("metrics listening on {}", endpoint_text(metrics_listener_->local_endpoint()));
+    if (cluster_) {
+        logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
+                        cfg_.cluster, cfg_.cluster_stream, cfg_.cluster_replicas);
+    } else if (!durable_) {
+        logs_.app->warn(
+            "no data directory: data lives in memory only and is lost when flowd stops "
+            "(set --data-dir to keep it)");
+    }
+}
 
-    bool server::recover_data_dir() {
-        if (cluster_) {
-            try {
-                if (!cfg_.data_dir.empty()) {
-                    cluster_->resume_from(recover_cluster_dir());
-                }
-                apply_retention();
-                cluster_->start();
-            } catch (std::exception const& e) {
-                logs_.app->error("cannot start cluster mode: {}", e.what());
-                return false;
-            }
-            return true;
+flows_options server::flows_options_of() {
+    flows_options o{
+        cfg_.max_body_bytes, decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
+        [this](request_context const& ctx, std::size_t records) {
+            return guard_.admit_records(ctx, records);
+        },
+        // In cluster mode the stream's duplicate window remembers the keys.
+        cluster_ ? nullptr : &idempotency_, cfg_.retention_hours, wall_clock_ms, &serving_};
+    if (cluster_) {
+        o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds wait,
+                                std::function<void(bool)> done) {
+            cluster_->wait_applied(seq, wait, std::move(done));
+        };
+        o.min_seq_wait = cfg_.min_seq_wait;
+        o.seal_clock = [this] { return cluster_->applied_stamp_ms(); };
+    }
+    o.query = query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
+    o.query_threads = cfg_.query_threads;
+    o.seal_after = cfg_.seal_after;
+    o.max_concurrent_queries = cfg_.max_concurrent_queries != 0 ? cfg_.max_concurrent_queries
+                                                                : 2 * std::size_t{cfg_.threads};
+    // ETags name versions of the data: with a data directory or a cluster stream the same
+    // history comes back after a restart (and is the same on every node), so equal data
+    // gives equal ETags; in memory only a restart starts a new history, so mix in a start id.
+    if (cfg_.data_dir.empty() && cfg_.cluster.empty()) {
+        std::random_device rd;
+        o.etag_seed = (std::uint64_t{rd()} << 32 | rd()) | 1;
+    }
+    return o;
+}
+
+std::uint64_t server::recover_cluster_dir() {
+    // A directory holds one history: a local log's sequences and a stream's are not
+    // interchangeable, so the directory names the stream its snapshots count.
+    std::filesystem::path const dir = cfg_.data_dir;
+    std::filesystem::path const owner = dir / "cluster-stream";
+    bool has_files = false;
+    for (auto const& e : std::filesystem::directory_iterator(dir)) {
+        std::string const name = e.path().filename().string();
+        if (wal::parse_segment_name(name)) {
+            throw std::runtime_error("it holds a local write-ahead log (" + name +
+                                     "); cluster mode needs a data directory of its own");
         }
+        has_files = has_files || wal::parse_snapshot_name(name).has_value();
+    }
+    std::string stream;
+    if (std::ifstream in{owner}; in) {
+        std::getline(in, stream);
+    }
+    if (stream.empty() && has_files) {
+        throw std::runtime_error(
+            "it holds snapshots of a local write-ahead log; cluster mode needs a data directory "
+            "of its own");
+    }
+    if (!stream.empty() && stream != cfg_.cluster_stream) {
+        throw std::runtime_error("its checkpoints are of stream " + stream + ", not " +
+                                 cfg_.cluster_stream);
+    }
+    if (stream.empty()) {
+        std::ofstream out{owner};
+        out << cfg_.cluster_stream << "\n";
+        if (!out.flush()) {
+            throw std::runtime_error("cannot write " + owner.string());
+        }
+    }
+    wal::recovery_result const r = wal::recover(wal::recovery_options{dir, false, wall_clock_ms()},
+                                                store_, idempotency_, *logs_.app);
+    logs_.app->info(
+        "cluster: data directory {}: checkpoint {} covers stream sequence {} ({} keys); "
+        "applying the stream from {}",
+        dir.string(), r.snapshot.empty() ? "none" : r.snapshot, r.snapshot_seq, store_.key_count(),
+        r.snapshot_seq + 1);
+    return r.snapshot_seq;
+}
+
+bool server::recover_data_dir() {
+    if (cluster_) {
         try {
-            if (durable_) {
-                (void)durable_->recover(cfg_.truncate_corrupt_log);
+            if (!cfg_.data_dir.empty()) {
+                cluster_->resume_from(recover_cluster_dir());
             }
             apply_retention();
-            if (durable_) {
-                durable_->start();
-            }
+            cluster_->start();
         } catch (std::exception const& e) {
-            logs_.app->error("cannot start on data directory {}: {}", cfg_.data_dir, e.what());
+            logs_.app->error("cannot start cluster mode: {}", e.what());
             return false;
         }
         return true;
     }
+    try {
+        if (durable_) {
+            (void)durable_->recover(cfg_.truncate_corrupt_log);
+        }
+        apply_retention();
+        if (durable_) {
+            durable_->start();
+        }
+    } catch (std::exception const& e) {
+        logs_.app->error("cannot start on data directory {}: {}", cfg_.data_dir, e.what());
+        return false;
+    }
+    return true;
+}
 
-    void server::apply_retention() {
-        if (cfg_.retention_hours == 0) {
+void server::apply_retention() {
+    if (cfg_.retention_hours == 0) {
+        return;
+    }
+    retention_window const w = retention_window_at(wall_clock_ms(), cfg_.retention_hours);
+    std::size_t const dropped = store_.drop_hours_before(w.first);
+    if (dropped != 0) {
+        metrics_.retention_dropped_hours.Increment(static_cast<double>(dropped));
+        logs_.store->info("retention: dropped {} hours before Unix hour {} ({} keys left)", dropped,
+                          w.first, store_.key_count());
+    }
+}
+
+void server::schedule_retention() {
+    if (cfg_.retention_hours == 0) {
+        return;
+    }
+    retention_timer_.expires_after(std::chrono::minutes(1));
+    retention_timer_.async_wait([this](boost::system::error_code ec) {
+        if (ec) {
             return;
         }
-        retention_window const w = retention_window_at(wall_clock_ms(), cfg_.retention_hours);
-        std::size_t const dropped = store_.drop_hours_before(w.first);
-        if (dropped != 0) {
-            metrics_.retention_dropped_hours.Increment(static_cast<double>(dropped));
-            logs_.store->info("retention: dropped {} hours before Unix hour {} ({} keys left)",
-                              dropped, w.first, store_.key_count());
+        apply_retention();
+        schedule_retention();
+    });
+}
+
+server::~server() = default;
+
+void server::wait_reload() {
+    reload_signals_.async_wait([this](boost::system::error_code ec, int) {
+        if (ec) {
+            return;  // operation_aborted: the server is stopping
         }
-    }
-
-    void server::schedule_retention() {
-        if (cfg_.retention_hours == 0) {
-            return;
+        reload_tokens();
+        if (flow_) {
+            flow_->reload_apps();
         }
-        retention_timer_.expires_after(std::chrono::minutes(1));
-        retention_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec) {
-                return;
-            }
-            apply_retention();
-            schedule_retention();
-        });
+        wait_reload();
+    });
+}
+
+void server::reload_tokens() {
+    if (cfg_.tokens_file.empty()) {
+        logs_.app->info("SIGHUP: no tokens_file configured, nothing to reload");
+        return;
     }
-
-    server::~server() = default;
-
-    void server::wait_reload() {
-        reload_signals_.async_wait([this](boost::system::error_code ec, int) {
-            if (ec) {
-                return;  // operation_aborted: the server is stopping
-            }
-            reload_tokens();
-            if (flow_) {
-                flow_->reload_apps();
-            }
-            wait_reload();
-        });
-    }
-
-    void server::reload_tokens() {
-        if (cfg_.tokens_file.empty()) {
-            logs_.app->info("SIGHUP: no tokens_file configured, nothing to reload");
-            return;
+    // Runs on an I/O thread: a tokens file is small, and reloads are rare.
+    try {
+        token_set next = token_set::load(cfg_.tokens_file);
+        std::size_t const n = next.size();
+        std::vector<std::string> const warnings = token_file_warnings(cfg_.tokens_file, next);
+        tokens_.replace(std::move(next));
+        logs_.app->info("SIGHUP: reloaded {} tokens from {}", n, cfg_.tokens_file);
+        for (std::string const& w : warnings) {
+            logs_.app->warn("SIGHUP: {}", w);
         }
-        // Runs on an I/O thread: a tokens file is small, and reloads are rare.
-        try {
-            token_set next = token_set::load(cfg_.tokens_file);
-            std::size_t const n = next.size();
-            std::vector<std::string> const warnings = token_file_warnings(cfg_.tokens_file, next);
-            tokens_.replace(std::move(next));
-            logs_.app->info("SIGHUP: reloaded {} tokens from {}", n, cfg_.tokens_file);
-            for (std::string const& w : warnings) {
-                logs_.app->warn("SIGHUP: {}", w);
-            }
-        } catch (std::exception const& e) {
-            metrics_.tokens_reload_failures.Increment();
-            logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
-                             e.what());
-        }
+    } catch (std::exception const& e) {
+        metrics_.tokens_reload_failures.Increment();
+        logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
+                         e.what());
     }
+}
 
-    void server::add_routes() {
-        router_.set_guard([this](request_context& ctx, route_access access) {
-            return ctx.precheck ? guard_.authenticate(ctx, access) : guard_.check(ctx, access);
-        });
-        router_.add(
-            http::verb::post, "/flows", route_id::flows,
-            [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write,
-            [this](request_context& ctx) { return flows_.precheck_post(ctx); });
-        router_.add(
-            http::verb::get, "/flows", route_id::flows,
-            [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
-        router_.add(
-            http::verb::get, "/flows/summary", route_id::flows_summary,
-            [this](request_context& ctx) { return flows_.summary(ctx); }, route_access::read);
-        router_.add(
-            http::verb::get, "/hours", route_id::hours,
-            [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
-        router_.add(
-            http::verb::get, "/flow-exporters", route_id::flow_exporters,
-            [this](request_context&) { return flow_exporters_answer(flow_.get()); },
-            route_access::read);
-        add_console_routes();
-        add_stream_routes();
-        // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
-        // (plain HTTP, no client certificate, for probes under mTLS).
-        struct probe_route {
-            http::verb method;
-            std::string path;
-            route_id route;
-            handler h;
-        };
-        std::vector<probe_route> probe_routes;
-        probe_routes.emplace_back(http::verb::get, "/healthz", route_id::healthz,
-                                  [](request_context&) -> handler_result {
-                                      return response{json_response(200, "{\"status\":\"ok\"}")};
-                                  });
-        probe_routes.emplace_back(
-            http::verb::get, "/readyz", route_id::readyz,
-            [this](request_context& ctx) -> handler_result {
-                if (drain_.ready() && cluster_) {
-                    if (std::string why = cluster_->halted_because(); !why.empty()) {
-                        return response{problem_response(
-                            problem{problem_type::cluster_unavailable,
-                                    "this node stopped applying the stream: " + why,
-                                    {},
-                                    {}},
-                            ctx.request_id)};
-                    }
-                }
-                if (drain_.ready() && cluster_ && !cluster_->caught_up()) {
-                    string_response r =
+void server::add_routes() {
+    router_.set_guard([this](request_context& ctx, route_access access) {
+        return ctx.precheck ? guard_.authenticate(ctx, access) : guard_.check(ctx, access);
+    });
+    router_.add(
+        http::verb::post, "/flows", route_id::flows,
+        [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write,
+        [this](request_context& ctx) { return flows_.precheck_post(ctx); });
+    router_.add(
+        http::verb::get, "/flows", route_id::flows,
+        [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/flows/summary", route_id::flows_summary,
+        [this](request_context& ctx) { return flows_.summary(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/hours", route_id::hours,
+        [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
+    router_.add(
+        http::verb::get, "/flow-exporters", route_id::flow_exporters,
+        [this](request_context&) { return flow_exporters_answer(flow_.get()); },
+        route_access::read);
+    add_console_routes();
+    add_stream_routes();
+    // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
+    // (plain HTTP, no client certificate, for probes under mTLS).
+    struct probe_route {
+        http::verb method;
+        std::string path;
+        route_id route;
+        handler h;
+    };
+    std::vector<probe_route> probe_routes;
+    probe_routes.emplace_back(http::verb::get, "/healthz", route_id::healthz,
+                              [](request_context&) -> handler_result {
+                                  return response{json_response(200, "{\"status\":\"ok\"}")};
+                              });
+    probe_routes.emplace_back(
+        http::verb::get, "/readyz", route_id::readyz,
+        [this](request_context& ctx) -> handler_result {
+            if (drain_.ready() && cluster_) {
+                if (std::string why = cluster_->halted_because(); !why.empty()) {
+                    return response{
                         problem_response(problem{problem_type::cluster_unavailable,
-                                                 "catching up with the stream (applied sequence " +
-                                                     std::to_string(cluster_->applied_seq()) + ")",
+                                                 "this node stopped applying the stream: " + why,
                                                  {},
                                                  {}},
-                                         ctx.request_id);
-                    r.set(http::field::retry_after, "1");
-                    return response{std::move(r)};
+                                         ctx.request_id)};
                 }
-                if (drain_.ready() && durable_ && !durable_->healthy()) {
-                    return response{problem_response(
-                        problem{problem_type::log_unavailable,
-                                "the write-ahead log cannot be written; see flowd's log",
-                                {},
-                                {}},
-                        ctx.request_id)};
-                }
-                if (drain_.ready()) {
-                    return response{json_response(200, "{\"status\":\"ready\"}")};
-                }
-                if (drain_.draining()) {
-                    return response{problem_response(
-                        problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
-                        ctx.request_id)};
-                }
-                return response{problem_response(
-                    problem{problem_type::starting, "flowd is starting", {}, {}}, ctx.request_id)};
-            });
-        probe_routes.emplace_back(
-            http::verb::get, "/metrics", route_id::metrics,
-            [this](request_context&) -> handler_result {
-                return response{text_response(
-                    200, "text/plain; version=0.0.4",
-                    serialize_metrics({registry_, process_metrics_, store_metrics_}))};
-            });
-        for (probe_route const& r : probe_routes) {
-            router_.add(r.method, r.path, r.route, r.h);
-            metrics_router_.add(r.method, r.path, r.route, r.h);
-        }
-    }
-
-    // The web console: open routes (SPEC: / and /ui/* need no token); key `ui` off leaves
-    // them unrouted (404).
-    void server::add_console_routes() {
-        if (!cfg_.ui) {
-            return;
-        }
-        router_.add(http::verb::get, "/", route_id::ui, console_redirect);
-        router_.add(http::verb::get, "/ui/", route_id::ui, console_file_response);
-    }
-
-    void server::add_stream_routes() {
-        stream_metrics_ = std::make_unique<stream_metrics>(*registry_);
-        stream_metrics_->streams_max.Set(static_cast<double>(cfg_.max_streams));
-        stream_options options;
-        options.resume = std::chrono::seconds(cfg_.stream_resume_seconds);
-        options.buffer_bytes = cfg_.stream_buffer_bytes;
-        options.max_streams = cfg_.max_streams;
-        streams_ = std::make_unique<stream_hub>(
-            store_, options, *stream_metrics_,
-            query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups});
-        router_.add(
-            http::verb::get, "/flows/stream", route_id::flows_stream,
-            [this](request_context& ctx) {
-                return stream_flows(ctx, *streams_, ioc_.get_executor());
-            },
-            route_access::read);
-    }
-
-    int server::run() {
-        shutdown_.arm();
-        // main() held the stop signals during start-up; the signal_set owns them from here.
-        sigset_t stop_signals;
-        sigemptyset(&stop_signals);
-        sigaddset(&stop_signals, SIGINT);
-        sigaddset(&stop_signals, SIGTERM);
-        pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
-        listener_->run();
-        metrics_listener_->run();
-        // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
-        // /flows say 503 until the data directory is loaded.
-        std::vector<std::thread> threads;
-        threads.reserve(cfg_.threads);
-        for (unsigned i = 0; i < cfg_.threads; ++i) {
-            threads.emplace_back([this] { ioc_.run(); });
-        }
-        int code = 0;
-        bool const recovered = recover_data_dir();
-        // Said only after recovery, so a start that fails never claimed to be listening.
-        if (recovered) {
-            logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
-        }
-        if (!recovered) {
-            code = 1;
-            ioc_.stop();
-        } else if (!drain_.draining()) {
-            serving_.store(true, std::memory_order_release);
-            drain_.set_ready(true);
-            net::post(ioc_, [this] { schedule_retention(); });
-            // Flow records go through the ingest only once it has recovered; meanwhile the
-            // bound socket's buffer holds what arrives.
-            if (flow_) {
-                flow_->start();
             }
-            logs_.app->info("ready: {} I/O threads", cfg_.threads);
-        }
-        for (auto& t : threads) {
-            t.join();
-        }
-        if (durable_) {
-            durable_->stop();  // completes what is queued, fsyncs, writes the last checkpoint
-        }
-        if (cluster_) {
-            // Answers what waits for an ack, writes the last checkpoint, closes the connection.
-            cluster_->stop();
-        }
-        logs_.app->info("flowd stopped");
-        return code;
+            if (drain_.ready() && cluster_ && !cluster_->caught_up()) {
+                string_response r =
+                    problem_response(problem{problem_type::cluster_unavailable,
+                                             "catching up with the stream (applied sequence " +
+                                                 std::to_string(cluster_->applied_seq()) + ")",
+                                             {},
+                                             {}},
+                                     ctx.request_id);
+                r.set(http::field::retry_after, "1");
+                return response{std::move(r)};
+            }
+            if (drain_.ready() && durable_ && !durable_->healthy()) {
+                return response{problem_response(
+                    problem{problem_type::log_unavailable,
+                            "the write-ahead log cannot be written; see flowd's log",
+                            {},
+                            {}},
+                    ctx.request_id)};
+            }
+            if (drain_.ready()) {
+                return response{json_response(200, "{\"status\":\"ready\"}")};
+            }
+            if (drain_.draining()) {
+                return response{problem_response(
+                    problem{problem_type::shutting_down, "flowd is shutting down", {}, {}},
+                    ctx.request_id)};
+            }
+            return response{problem_response(
+                problem{problem_type::starting, "flowd is starting", {}, {}}, ctx.request_id)};
+        });
+    probe_routes.emplace_back(
+        http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
+            return response{
+                text_response(200, "text/plain; version=0.0.4",
+                              serialize_metrics({registry_, process_metrics_, store_metrics_}))};
+        });
+    for (probe_route const& r : probe_routes) {
+        router_.add(r.method, r.path, r.route, r.h);
+        metrics_router_.add(r.method, r.path, r.route, r.h);
     }
+}
+
+// The web console: open routes (SPEC: / and /ui/* need no token); key `ui` off leaves
+// them unrouted (404).
+void server::add_console_routes() {
+    if (!cfg_.ui) {
+        return;
+    }
+    router_.add(http::verb::get, "/", route_id::ui, console_redirect);
+    router_.add(http::verb::get, "/ui/", route_id::ui, console_file_response);
+}
+
+void server::add_stream_routes() {
+    stream_metrics_ = std::make_unique<stream_metrics>(*registry_);
+    stream_metrics_->streams_max.Set(static_cast<double>(cfg_.max_streams));
+    stream_options options;
+    options.resume = std::chrono::seconds(cfg_.stream_resume_seconds);
+    options.buffer_bytes = cfg_.stream_buffer_bytes;
+    options.max_streams = cfg_.max_streams;
+    streams_ = std::make_unique<stream_hub>(
+        store_, options, *stream_metrics_,
+        query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups});
+    router_.add(
+        http::verb::get, "/flows/stream", route_id::flows_stream,
+        [this](request_context& ctx) { return stream_flows(ctx, *streams_, ioc_.get_executor()); },
+        route_access::read);
+}
+
+int server::run() {
+    shutdown_.arm();
+    // main() held the stop signals during start-up; the signal_set owns them from here.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+    listener_->run();
+    metrics_listener_->run();
+    // The I/O threads serve while this thread recovers: /healthz answers, /readyz and
+    // /flows say 503 until the data directory is loaded.
+    std::vector<std::thread> threads;
+    threads.reserve(cfg_.threads);
+    for (unsigned i = 0; i < cfg_.threads; ++i) {
+        threads.emplace_back([this] { ioc_.run(); });
+    }
+    int code = 0;
+    bool const recovered = recover_data_dir();
+    // Said only after recovery, so a start that fails never claimed to be listening.
+    if (recovered) {
+        logs_.app->info("http listening on {}", endpoint_text(listener_->local_endpoint()));
+    }
+    if (!recovered) {
+        code = 1;
+        ioc_.stop();
+    } else if (!drain_.draining()) {
+        serving_.store(true, std::memory_order_release);
+        drain_.set_ready(true);
+        net::post(ioc_, [this] { schedule_retention(); });
+        // Flow records go through the ingest only once it has recovered; meanwhile the
+        // bound socket's buffer holds what arrives.
+        if (flow_) {
+            flow_->start();
+        }
+        logs_.app->info("ready: {} I/O threads", cfg_.threads);
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    if (durable_) {
+        durable_->stop();  // completes what is queued, fsyncs, writes the last checkpoint
+    }
+    if (cluster_) {
+        // Answers what waits for an ack, writes the last checkpoint, closes the connection.
+        cluster_->stop();
+    }
+    logs_.app->info("flowd stopped");
+    return code;
+}
 
 }  // namespace flowd
