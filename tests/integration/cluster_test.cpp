@@ -32,6 +32,15 @@
 namespace flowd::test {
 namespace {
 
+// SPEC's min_seq_wait goal (2 s) holds for the plain build; sanitizers slow flowd (and its
+// consumer's recovery) several times over, so the asan/tsan runs allow more.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int slow = 3;
+#else
+constexpr int slow = 1;
+#endif
+std::string const failover_min_seq_wait = std::to_string(2 * slow) + "s";
+
 namespace net = boost::asio;
 
 constexpr char const* nats_server_binary = "/usr/sbin/nats-server";
@@ -785,7 +794,7 @@ struct failover_writer {
 TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
     nats_cluster nats;
     std::map<std::string, std::string> const patient{{"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "10s"},
-                                                     {"FLOWD_MIN_SEQ_WAIT", "2s"}};
+                                                     {"FLOWD_MIN_SEQ_WAIT", failover_min_seq_wait}};
     auto a = start_node(nats, "a", "LEADER", patient);
     auto b = start_node(nats, "b", "LEADER", patient);
     ASSERT_TRUE(wait_ready(*a)) << a->log();
@@ -833,7 +842,7 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
               << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
               << " ms, publish failover (mean per node, max) " << failover_s << " s, "
               << w.refused.size() << " refused, " << w.stale_reads << " of " << w.reads
-              << " reads on the other node not applied within 2 s\n"
+              << " reads on the other node not applied within " << failover_min_seq_wait << "\n"
               << w.why();
 }
 
@@ -841,7 +850,8 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
 // the next): the connection moves and the consumer follows, with no POST refused.
 TEST_F(ClusterTest, EachNonLeaderBrokerKilledWhilePostingCostsNoErrors) {
     nats_cluster nats;
-    std::map<std::string, std::string> const min_seq_wait{{"FLOWD_MIN_SEQ_WAIT", "2s"}};
+    std::map<std::string, std::string> const min_seq_wait{
+        {"FLOWD_MIN_SEQ_WAIT", failover_min_seq_wait}};
     auto a = start_node(nats, "a", "FOLLOWER", min_seq_wait);
     auto b = start_node(nats, "b", "FOLLOWER", min_seq_wait);
     ASSERT_TRUE(wait_ready(*a)) << a->log();
@@ -867,7 +877,8 @@ TEST_F(ClusterTest, EachNonLeaderBrokerKilledWhilePostingCostsNoErrors) {
     EXPECT_LE(w.stale_reads * 100, w.reads) << w.stale_reads << " of " << w.reads << "\n"
                                             << a->log() << b->log();
     std::cout << "[ non-leader kills ] " << w.refused.size() << " refused, " << w.stale_reads
-              << " of " << w.reads << " reads on the other node not applied within 2 s\n";
+              << " of " << w.reads << " reads on the other node not applied within "
+              << failover_min_seq_wait << "\n";
     w.settle();
     w.expect_exact_totals();
 }
