@@ -326,7 +326,9 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
             a.stats = std::move(*stats);
             summed = true;
         } else {
-            groups.clear();  // retention ran meanwhile: copy instead
+            // Retention ran meanwhile: forget what was summed and copy instead.
+            groups.clear();
+            std::fill(dense.begin(), dense.end(), group_index::empty);
         }
     }
     if (!summed) {
