@@ -23,7 +23,7 @@ import time
 import urllib.parse
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -176,7 +176,10 @@ def main():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_script_timeout(10)
-    wait = WebDriverWait(driver, 10, poll_frequency=0.05)
+    # A live update re-renders the table: an element found a moment ago may be gone when
+    # read, so a wait polls again instead of failing.
+    redrawn = (StaleElementReferenceException,)
+    wait = WebDriverWait(driver, 10, poll_frequency=0.05, ignored_exceptions=redrawn)
     try:
         base = f"http://127.0.0.1:{flowd.port}"
         # / redirects; the page asks for a token when the API answers 401.
@@ -238,7 +241,7 @@ def main():
         new_total = str(api_summary()["total"]["bytes_tx"] + api_summary()["total"]["bytes_rx"])
         started = time.monotonic()
         try:
-            WebDriverWait(driver, 3, poll_frequency=0.05).until(
+            WebDriverWait(driver, 3, poll_frequency=0.05, ignored_exceptions=redrawn).until(
                 lambda d: d.find_elements(By.CSS_SELECTOR, "#top-table tfoot tr.total td")[-1]
                 .get_attribute("data-value") == new_total)
         except TimeoutException:
