@@ -1,5 +1,8 @@
 #include "flowd/http/middleware.hpp"
 
+#include <atomic>
+#include <memory>
+
 #include <spdlog/spdlog.h>
 
 #include "flowd/http/request_id.hpp"
@@ -67,11 +70,27 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     if (auto* now = std::get_if<response>(&result)) {
         return finish(std::move(*now), answered_request::of(req), request_id, meta, route);
     }
-    // The request dies with the session's next read: keep only what finish() needs.
-    std::get<deferred>(result).start([this, head = answered_request::of(req), request_id, meta,
-                                      route, later = std::move(later)](response r) mutable {
-        later(finish(std::move(r), head, request_id, meta, route));
-    });
+    // The request dies with the session's next read: keep only what finish() needs. The
+    // router's catch ended when dispatch() returned; a throw from start() is caught here, so
+    // it never reaches io_context::run, and answered 500 unless start() had answered already.
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto complete = [this, head = answered_request::of(req), request_id, meta, route,
+                     later = std::move(later), answered](response r) mutable {
+        if (!answered->exchange(true, std::memory_order_acq_rel)) {
+            later(finish(std::move(r), head, request_id, meta, route));
+        }
+    };
+    try {
+        std::get<deferred>(result).start(complete);
+    } catch (std::exception const& ex) {
+        log_->error("request {} {} {} failed after it was deferred: {}", request_id,
+                    req.method_string(), ctx.path, ex.what());
+        complete(internal_error_response(request_id));
+    } catch (...) {
+        log_->error("request {} {} {} failed after it was deferred: unknown exception", request_id,
+                    req.method_string(), ctx.path);
+        complete(internal_error_response(request_id));
+    }
     return std::nullopt;
 }
 

@@ -19,6 +19,14 @@ string_response problem_response(problem const& p, std::string_view request_id) 
     return text_response(status_of(p.type), "application/problem+json", to_json(p, request_id));
 }
 
+string_response internal_error_response(std::string_view request_id) {
+    return problem_response(problem{problem_type::internal_error,
+                                    "an unexpected error occurred; see the server log",
+                                    {},
+                                    {}},
+                            request_id);
+}
+
 unsigned status_of(response const& r) noexcept {
     return std::visit([](auto const& m) { return m.result_int(); }, r);
 }

@@ -119,22 +119,12 @@ handler_result router::dispatch(request_context& ctx) const {
             } catch (std::exception const& ex) {
                 log_->error("request {} {} {} failed: {}", ctx.request_id, ctx.req.method_string(),
                             ctx.path, ex.what());
-                return response{
-                    problem_response(problem{problem_type::internal_error,
-                                             "an unexpected error occurred; see the server log",
-                                             {},
-                                             {}},
-                                     ctx.request_id)};
+                return response{internal_error_response(ctx.request_id)};
             } catch (...) {
                 // Not every library throws std::exception; the client still gets its 500.
                 log_->error("request {} {} {} failed: unknown exception", ctx.request_id,
                             ctx.req.method_string(), ctx.path);
-                return response{
-                    problem_response(problem{problem_type::internal_error,
-                                             "an unexpected error occurred; see the server log",
-                                             {},
-                                             {}},
-                                     ctx.request_id)};
+                return response{internal_error_response(ctx.request_id)};
             }
         }
     }

@@ -28,6 +28,8 @@ using response = std::variant<string_response, stream_response, event_stream_res
 
 // application/problem+json; `request_id` becomes `instance`.
 [[nodiscard]] string_response problem_response(problem const& p, std::string_view request_id);
+// 500 internal-error, naming nothing of the failure (the server log has it).
+[[nodiscard]] string_response internal_error_response(std::string_view request_id);
 
 [[nodiscard]] unsigned status_of(response const& r) noexcept;
 [[nodiscard]] boost::beast::http::response_header<>& header_of(response& r) noexcept;
