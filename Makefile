@@ -35,10 +35,7 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
 
 layering:
-	@! grep -rnE '#include <(boost|nlohmann|spdlog|prometheus|simdjson)/' include/flowd/domain include/flowd/store src/domain src/store \
-	  || (echo "layering: domain/ and store/ must not include third-party headers" && false)
-	@! grep -rnE '#include <(boost|nlohmann|spdlog|prometheus|simdjson)/' include/flowd/flow src/flow \
-	  || (echo "layering: flow/ may use domain/, std and yaml-cpp (the apps file) only" && false)
+	@scripts/layering.sh
 
 # libFuzzer harnesses (fuzz/, clang, ASan+UBSan), each for FUZZ_SECONDS (default 60).
 fuzz: deps

@@ -6,7 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "flowd/app/memory_ingest.hpp"
+#include "flowd/ingest/memory_ingest.hpp"
 
 namespace flowd {
 
@@ -148,10 +148,10 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
         count_store_limit(metrics_, *rejected);
-        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
+        return done(ingest_outcome::refused(to_problem(*rejected, store_.max_keys())));
     }
     if (!healthy()) {
-        return done(ingest_outcome{log_unavailable(), 0, std::nullopt});
+        return done(ingest_outcome::refused(log_unavailable()));
     }
     item it;
     it.payload = wal::encode_payload(batch, info.idempotency ? &*info.idempotency : nullptr,
@@ -166,7 +166,7 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
         if (stopping_) {
             lock.unlock();
             it.prepared.reset();
-            return it.done(ingest_outcome{log_unavailable(), 0, std::nullopt});
+            return it.done(ingest_outcome::refused(log_unavailable()));
         }
         queue_.push_back(std::move(it));
         notify = writer_waiting_;
@@ -179,7 +179,7 @@ void durable_ingest::submit(flow_batch batch, ingest_request info, completion do
 void durable_ingest::fail_all(std::vector<item>& items) {
     for (item& it : items) {
         it.prepared.reset();  // gives the key reservation back
-        it.done(ingest_outcome{log_unavailable(), 0, std::nullopt});
+        it.done(ingest_outcome::refused(log_unavailable()));
     }
     items.clear();
 }
@@ -291,7 +291,7 @@ void durable_ingest::write_group(std::vector<item>& items) {
         (it.source == ingest_source::flow ? metrics_.flows_applied_flow
                                           : metrics_.flows_applied_post)
             .Increment(static_cast<double>(it.records));
-        it.done(ingest_outcome{std::nullopt, it.records, std::nullopt});
+        it.done(ingest_outcome::applied(it.records));
     }
     items.clear();
 }

@@ -420,9 +420,8 @@ void flow_receiver::add_flows(std::vector<decoded_flow> const& flows, std::strin
     retention_window const window = options_.retention_hours == 0
                                         ? retention_window{0, max_hour}
                                         : retention_window_at(now_ms, options_.retention_hours);
-    // As POST: hour H is sealed once now >= (H + 1) h + seal_after.
-    auto const after = static_cast<std::uint64_t>(options_.seal_after.count());
-    std::uint64_t const sealed = after == 0 || now_ms <= after ? 0 : (now_ms - after) / 3'600'000;
+    // As POST's admission, but per record: one late record is dropped, not the batch.
+    std::uint32_t const sealed = sealed_before(now_ms, options_.seal_after);
     std::array<std::size_t, drop_reason_count> drops{};
     std::string src_text;
     std::string dst_text;
@@ -513,7 +512,7 @@ void flow_receiver::flush() {
 
 void flow_receiver::submit(std::shared_ptr<flow_batcher> batch) {
     flow_batch b = batch->build();
-    ingest_request info{"flow", std::nullopt, wall_clock_ms(), ingest_source::flow};
+    ingest_request info{"flow", std::nullopt, wall_clock_ms(), ingest_source::flow, {}};
     sink_.submit(std::move(b), std::move(info), [this, batch](ingest_outcome o) {
         if (o.error && o.error->type == problem_type::counter_overflow && o.error->record) {
             // One key's stored sum would pass 2^63-1: drop that key's records, apply the rest.

@@ -237,12 +237,13 @@ server::server(config const& cfg, loggers logs)
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
+      admission_(
+          mode_ingest(), metrics_,
+          admission_options{// In cluster mode the stream's duplicate window remembers the keys.
+                            cfg.cluster.empty() ? &idempotency_ : nullptr, &limiter_,
+                            cfg.retention_hours, cfg.seal_after, wall_clock_ms}),
       router_(logs_.http),
-      flows_(store_,
-             cluster_   ? static_cast<ingest&>(*cluster_)
-             : durable_ ? static_cast<ingest&>(*durable_)
-                        : memory_ingest_,
-             metrics_, flows_options_of()),
+      flows_(store_, admission_, metrics_, flows_options_of()),
       middleware_(router_, metrics_, logs_.http),
       services_{middleware_, drain_, metrics_,
                 session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
@@ -301,11 +302,7 @@ server::server(config const& cfg, loggers logs)
                                  " (metrics): " + e.code().message());
     }
 
-    flow_ = make_flow_collector(cfg_, ioc_,
-                                cluster_   ? static_cast<ingest&>(*cluster_)
-                                : durable_ ? static_cast<ingest&>(*durable_)
-                                           : memory_ingest_,
-                                *registry_, logs_.app);
+    flow_ = make_flow_collector(cfg_, ioc_, mode_ingest(), *registry_, logs_.app);
 
     // Logged only once both listeners are bound, so a start that fails (a port in use)
     // leaves exactly one line on stderr: the error main() prints.
@@ -356,14 +353,26 @@ server::server(config const& cfg, loggers logs)
     }
 }
 
+ingest& server::mode_ingest() noexcept {
+    if (cluster_) {
+        return *cluster_;
+    }
+    if (durable_) {
+        return *durable_;
+    }
+    return memory_ingest_;
+}
+
 flows_options server::flows_options_of() {
-    flows_options o{
-        cfg_.max_body_bytes, decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
-        [this](request_context const& ctx, std::size_t records) {
-            return guard_.admit_records(ctx, records);
-        },
-        // In cluster mode the stream's duplicate window remembers the keys.
-        cluster_ ? nullptr : &idempotency_, cfg_.retention_hours, wall_clock_ms, &serving_};
+    flows_options o{cfg_.max_body_bytes,
+                    decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
+                    {},
+                    cfg_.retention_hours,
+                    wall_clock_ms,
+                    &serving_};
+    if (limiter_.records_enabled()) {
+        o.records_client = [](request_context const& ctx) { return access_guard::client_key(ctx); };
+    }
     if (cluster_) {
         o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds wait,
                                 std::function<void(bool)> done) {

@@ -7,7 +7,7 @@
 
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
-#include "flowd/http/flows_handler.hpp"
+#include "flowd/ingest/admission.hpp"
 
 namespace flowd {
 
@@ -51,26 +51,6 @@ constexpr std::int64_t subscribe_wait_ms = 1'000;
 
 problem cluster_unavailable(std::string detail) {
     return problem{problem_type::cluster_unavailable, std::move(detail), {}, {}};
-}
-
-ingest_outcome refused(problem p) {
-    return ingest_outcome{std::move(p), 0, std::nullopt};
-}
-
-problem key_in_flight() {
-    return problem{problem_type::idempotency_key_in_flight,
-                   "a request with this Idempotency-Key is still being processed on this node; "
-                   "retry once it has been answered",
-                   {},
-                   {}};
-}
-
-problem key_reused() {
-    return problem{problem_type::idempotency_key_reused,
-                   "this Idempotency-Key was used for a different body within the idempotency "
-                   "window; use a new key for a new batch",
-                   {},
-                   {}};
 }
 
 std::string status_text(natsStatus s) {
@@ -365,7 +345,7 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
     {
         std::scoped_lock lock{pending_mutex_};
         if (pending_.size() >= options_.max_pending_publishes) {
-            return done(refused(
+            return done(ingest_outcome::refused(
                 problem{problem_type::overloaded,
                         std::to_string(pending_.size()) +
                             " batches of this node are waiting for the stream's acknowledgement; "
@@ -375,7 +355,7 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
         }
         if (!up && retrying_ >= options_.max_retrying_publishes) {
             metrics_.publish_failures.Increment();
-            return done(refused(cluster_unavailable(
+            return done(ingest_outcome::refused(cluster_unavailable(
                 "no NATS server of the cluster is reachable from this node and " +
                 std::to_string(retrying_) +
                 " batches already wait for one; nothing of this batch was stored: retry later")));
@@ -387,9 +367,9 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
         using kind = idempotency_table::begin_result::kind;
         switch (begun.what) {
             case kind::in_flight:
-                return done(refused(key_in_flight()));
+                return done(ingest_outcome::refused(key_in_flight_problem()));
             case kind::reused:
-                return done(refused(key_reused()));
+                return done(ingest_outcome::refused(key_reused_problem()));
             case kind::duplicate:
                 break;  // published again: the stream answers the first one's sequence
             case kind::fresh:
@@ -626,13 +606,12 @@ void cluster_ingest::complete_publish(std::uint64_t token, std::uint64_t seq, bo
                 clock::now() - (p.deadline - options_.publish_timeout))
                 .count(),
             error);
-        return p.done(ingest_outcome{
+        return p.done(ingest_outcome::refused(
             cluster_unavailable("the stream did not acknowledge the batch within "
                                 "cluster_publish_timeout (" +
                                 error +
                                 "); it may or may not be stored: retry with the same "
-                                "Idempotency-Key to be sure it is counted once"),
-            0, std::nullopt});
+                                "Idempotency-Key to be sure it is counted once")));
     }
     if (duplicate) {
         log_->debug("cluster: duplicate message id, answering stream sequence {}", seq);
@@ -662,7 +641,7 @@ void cluster_ingest::finish_duplicate(idempotency_claim claim, std::uint64_t seq
     wait_applied(seq, options_.publish_timeout,
                  [this, claim = std::move(claim), seq, shared](bool applied) {
                      if (!applied) {
-                         return shared->done(refused(cluster_unavailable(
+                         return shared->done(ingest_outcome::refused(cluster_unavailable(
                              "the stream holds a batch under this Idempotency-Key (sequence " +
                              std::to_string(seq) +
                              ") that this node has not applied yet; retry with the same key")));
@@ -670,7 +649,7 @@ void cluster_ingest::finish_duplicate(idempotency_claim claim, std::uint64_t seq
                      std::optional<std::uint64_t> const first =
                          options_.idempotency->fingerprint_of(claim, wall_clock_ms());
                      if (first && *first != claim.fingerprint) {
-                         return shared->done(refused(key_reused()));
+                         return shared->done(ingest_outcome::refused(key_reused_problem()));
                      }
                      ingest_outcome o;
                      o.accepted = shared->records;

@@ -55,15 +55,6 @@ string_response recovering_response(std::string_view request_id) {
 
 }  // namespace
 
-retention_window retention_window_at(std::uint64_t unix_ms,
-                                     std::uint32_t retention_hours) noexcept {
-    std::uint64_t const now = unix_ms / 3'600'000;
-    std::uint64_t const first = now + 1 >= retention_hours ? now + 1 - retention_hours : 0;
-    std::uint64_t const last = now + 1;
-    return retention_window{static_cast<std::uint32_t>(std::min<std::uint64_t>(first, max_hour)),
-                            static_cast<std::uint32_t>(std::min<std::uint64_t>(last, max_hour))};
-}
-
 std::uint64_t body_fingerprint(std::string_view body) noexcept {
     // Two independent 64-bit hashes folded: a reuse with another body collides with odds
     // of about 2^-64.
@@ -79,45 +70,6 @@ std::uint64_t body_fingerprint(std::string_view body) noexcept {
         h = (h ^ static_cast<unsigned char>(body[i])) * 0x100000001b3ULL;
     }
     return a ^ (h * 0x9e3779b97f4a7c15ULL);
-}
-
-std::optional<problem> flows_handler::check_retention(flow_batch const& batch) const {
-    if (options_.retention_hours == 0 && options_.seal_after.count() == 0) {
-        return std::nullopt;
-    }
-    std::uint64_t const now_ms = options_.clock();
-    retention_window const w = options_.retention_hours == 0
-                                   ? retention_window{0, max_hour}
-                                   : retention_window_at(now_ms, options_.retention_hours);
-    std::uint32_t const sealed = sealed_before(now_ms);
-    // SPEC: per record in order, hour-out-of-retention before hour-sealed.
-    batch_entry const* worst = nullptr;
-    for (batch_entry const& e : batch.entries()) {
-        bool const at_fault =
-            e.record.hour < w.first || e.record.hour > w.last || e.record.hour < sealed;
-        if (at_fault && (worst == nullptr || e.first_record < worst->first_record)) {
-            worst = &e;
-        }
-    }
-    if (worst == nullptr) {
-        return std::nullopt;
-    }
-    if (worst->record.hour >= w.first && worst->record.hour <= w.last) {
-        return problem{problem_type::hour_sealed,
-                       "record " + std::to_string(worst->first_record) + ": hour " +
-                           std::to_string(worst->record.hour) +
-                           " is sealed (Unix hours; seal_after " +
-                           std::to_string(options_.seal_after.count()) + " ms; hours before " +
-                           std::to_string(sealed) + " are sealed); nothing was applied",
-                       worst->first_record, "hour"};
-    }
-    return problem{problem_type::hour_out_of_retention,
-                   "record " + std::to_string(worst->first_record) + ": hour " +
-                       std::to_string(worst->record.hour) + " is outside the retention window " +
-                       std::to_string(w.first) + ".." + std::to_string(w.last) +
-                       " (Unix hours; retention_hours " + std::to_string(options_.retention_hours) +
-                       ", current hour " + std::to_string(now_ms / 3'600'000) + ")",
-                   worst->first_record, "hour"};
 }
 
 bool accepts_gzip(std::string_view accept_encoding) noexcept {
@@ -241,113 +193,59 @@ handler_result flows_handler::post(request_context& ctx) {
         }
         return reject(decoded.error(), ctx);
     }
-    flow_batch batch = std::move(*decoded);
-    if (options_.admit_records && !batch.empty()) {
-        if (std::optional<response> refused = options_.admit_records(ctx, batch.record_count())) {
-            metrics_.batches_rejected.Increment();
-            return std::move(*refused);
-        }
-    }
     std::optional<idempotency_claim> claim;
-    if (auto const ik = req.find("Idempotency-Key");
-        ik != req.end() && (options_.idempotency != nullptr || cluster())) {
+    if (auto const ik = req.find("Idempotency-Key"); ik != req.end()) {
         if (!valid_idempotency_key(ik->value())) {
-            string_response r = problem_response(
+            return reject(
                 problem{problem_type::bad_request,
                         "Idempotency-Key must be 1 to 128 visible ASCII characters (0x21-0x7E)",
                         {},
                         {}},
-                ctx.request_id);
-            metrics_.batches_rejected.Increment();
-            return response{std::move(r)};
+                ctx);
         }
         claim = idempotency_claim{std::string(ctx.token_name), std::string(ik->value()),
                                   body_fingerprint(body)};
     }
-    // In cluster mode the stream deduplicates by message id, across every node.
-    if (claim && options_.idempotency != nullptr) {
-        auto const begun = options_.idempotency->begin(*claim, options_.clock());
-        using kind = idempotency_table::begin_result::kind;
-        switch (begun.what) {
-            case kind::duplicate:
-                metrics_.batches_duplicate.Increment();
-                return response{
-                    json_response(200, "{\"accepted\":" + std::to_string(begun.accepted) + "}")};
-            case kind::in_flight:
-                return reject(problem{problem_type::idempotency_key_in_flight,
-                                      "a request with this Idempotency-Key is still being "
-                                      "processed; retry once it has been answered",
-                                      {},
-                                      {}},
-                              ctx);
-            case kind::reused:
-                return reject(problem{problem_type::idempotency_key_reused,
-                                      "this Idempotency-Key was used for a different body within "
-                                      "the idempotency window; use a new key for a new batch",
-                                      {},
-                                      {}},
-                              ctx);
-            case kind::fresh:
-                break;
-        }
-    }
-    if (auto late = check_retention(batch)) {
-        if (claim && options_.idempotency != nullptr) {
-            options_.idempotency->abort(*claim);
-        }
-        return reject(*late, ctx);
-    }
-    std::uint64_t const now_ms = options_.clock();
-    if (batch.empty()) {
-        if (claim && options_.idempotency != nullptr) {
-            options_.idempotency->complete(*claim, 0, now_ms);
-        }
-        metrics_.batches_accepted.Increment();
-        return response{json_response(200, "{\"accepted\":0}")};
-    }
-    ingest_request info{std::string(ctx.request_id), claim, now_ms};
+    ingest_request info{std::string(ctx.request_id), std::move(claim), options_.clock(),
+                        ingest_source::post,
+                        options_.records_client ? options_.records_client(ctx) : std::string{}};
     // Capture by value: the context dies when this function returns.
-    return deferred{[this, batch = std::move(batch),
-                     info = std::move(info)](respond_fn respond) mutable {
-        // One copy of the request id, made straight into the completion (not a local copied
-        // again into the capture: each copy of an id is a heap allocation).
-        std::string request_id = info.request_id;
-        std::optional<idempotency_claim> key = info.idempotency;
-        std::uint64_t const accepted_ms = info.accepted_unix_ms;
-        sink_.submit(
-            std::move(batch), std::move(info),
-            [this, request_id = std::move(request_id), claim = std::move(key), accepted_ms,
-             respond = std::move(respond)](ingest_outcome o) {
-                if (o.error) {
-                    if (claim && options_.idempotency != nullptr) {
-                        options_.idempotency->abort(*claim);
-                    }
-                    metrics_.batches_rejected.Increment();
-                    string_response r = problem_response(*o.error, request_id);
-                    if (o.error->type == problem_type::cluster_unavailable ||
-                        o.error->type == problem_type::overloaded) {
-                        r.set(http::field::retry_after, "1");
-                    }
-                    respond(std::move(r));
-                    return;
-                }
-                // Before answering, on the applying thread (see ingest_request).
-                if (claim && options_.idempotency != nullptr) {
-                    options_.idempotency->complete(*claim, o.accepted, accepted_ms);
-                }
-                metrics_.batches_accepted.Increment();
-                metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
-                if (o.seq) {
-                    string_response r =
-                        json_response(200, "{\"accepted\":" + std::to_string(o.accepted) +
-                                               ",\"seq\":" + std::to_string(*o.seq) + "}");
-                    r.set("Flowd-Seq", std::to_string(*o.seq));
-                    respond(std::move(r));
-                    return;
-                }
-                respond(json_response(200, "{\"accepted\":" + std::to_string(o.accepted) + "}"));
-            });
-    }};
+    return deferred{
+        [this, batch = std::move(*decoded), info = std::move(info)](respond_fn respond) mutable {
+            // One copy of the request id, made straight into the completion (each copy of an id
+            // is a heap allocation).
+            std::string request_id = info.request_id;
+            sink_.submit(std::move(batch), std::move(info),
+                         [this, request_id = std::move(request_id), respond = std::move(respond)](
+                             ingest_outcome o) { respond(answer_post(o, request_id)); });
+        }};
+}
+
+string_response flows_handler::answer_post(ingest_outcome const& o, std::string_view request_id) {
+    if (o.error) {
+        metrics_.batches_rejected.Increment();
+        string_response r = problem_response(*o.error, request_id);
+        if (o.retry_after) {
+            r.set(http::field::retry_after, std::to_string(o.retry_after->count()));
+        } else if (o.error->type == problem_type::cluster_unavailable ||
+                   o.error->type == problem_type::overloaded) {
+            r.set(http::field::retry_after, "1");
+        }
+        return r;
+    }
+    std::string body = "{\"accepted\":" + std::to_string(o.accepted);
+    if (o.duplicate) {
+        metrics_.batches_duplicate.Increment();
+    } else {
+        metrics_.batches_accepted.Increment();
+        metrics_.flows_ingested.Increment(static_cast<double>(o.accepted));
+    }
+    if (!o.seq) {
+        return json_response(200, body + "}");
+    }
+    string_response r = json_response(200, body + ",\"seq\":" + std::to_string(*o.seq) + "}");
+    r.set("Flowd-Seq", std::to_string(*o.seq));
+    return r;
 }
 
 namespace {
@@ -397,17 +295,8 @@ std::uint32_t flows_handler::sealed_for_caching() const {
     if (options_.seal_after.count() == 0) {
         return 0;
     }
-    return sealed_before(options_.seal_clock ? options_.seal_clock() : options_.clock());
-}
-
-std::uint32_t flows_handler::sealed_before(std::uint64_t now_ms) const noexcept {
-    auto const after = static_cast<std::uint64_t>(options_.seal_after.count());
-    if (after == 0) {
-        return 0;
-    }
-    // Hour H is sealed once now >= (H + 1) h + seal_after: every H < (now - seal_after) / 1 h.
-    std::uint64_t const before = now_ms > after ? (now_ms - after) / 3'600'000 : 0;
-    return static_cast<std::uint32_t>(std::min<std::uint64_t>(before, max_hour + 1));
+    return sealed_before(options_.seal_clock ? options_.seal_clock() : options_.clock(),
+                         options_.seal_after);
 }
 
 void flows_handler::set_cache_headers(http::response_header<>& h, std::string const& etag,

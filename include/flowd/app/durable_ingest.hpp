@@ -15,7 +15,7 @@
 
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
-#include "flowd/http/ingest.hpp"
+#include "flowd/ingest/ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/store/flow_store.hpp"
 #include "flowd/store/idempotency_table.hpp"

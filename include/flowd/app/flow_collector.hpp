@@ -22,8 +22,8 @@
 #include "flowd/flow/apps_table.hpp"
 #include "flowd/flow/flow_batcher.hpp"
 #include "flowd/flow/packet_decoder.hpp"
-#include "flowd/http/ingest.hpp"
 #include "flowd/http/router.hpp"
+#include "flowd/ingest/ingest.hpp"
 
 namespace flowd {
 

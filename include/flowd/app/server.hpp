@@ -14,18 +14,19 @@
 #include "flowd/app/durable_ingest.hpp"
 #include "flowd/app/flow_collector.hpp"
 #include "flowd/app/logging.hpp"
-#include "flowd/app/memory_ingest.hpp"
 #include "flowd/app/shutdown.hpp"
-#include "flowd/auth/access_guard.hpp"
 #include "flowd/auth/rate_limiter.hpp"
 #include "flowd/auth/tokens.hpp"
 #include "flowd/cluster/cluster_ingest.hpp"
+#include "flowd/http/access_guard.hpp"
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/event_stream.hpp"
 #include "flowd/http/flows_handler.hpp"
 #include "flowd/http/listener.hpp"
 #include "flowd/http/middleware.hpp"
 #include "flowd/http/router.hpp"
+#include "flowd/ingest/admission.hpp"
+#include "flowd/ingest/memory_ingest.hpp"
 #include "flowd/metrics/process_collector.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/metrics/stream_metrics.hpp"
@@ -60,6 +61,8 @@ private:
     // Cluster mode with a data directory: loads its checkpoint; returns the stream sequence
     // it covers. Throws on a directory of a local log or of another stream.
     std::uint64_t recover_cluster_dir();
+    // The ingest of this mode: the cluster stream, the local log, or memory.
+    [[nodiscard]] ingest& mode_ingest() noexcept;
     // Drops the hours retention no longer keeps, now and every minute.
     void apply_retention();
     void schedule_retention();
@@ -82,6 +85,9 @@ private:
     token_store tokens_;
     rate_limiter limiter_;
     access_guard guard_;
+    // POST's front (records budget, Idempotency-Key, retention, sealing) over the ingest
+    // of this mode; the flow collector checks per record and submits below it.
+    admission admission_;
     router router_;
     flows_handler flows_;
     middleware middleware_;

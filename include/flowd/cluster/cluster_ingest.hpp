@@ -21,7 +21,7 @@
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 
-#include "flowd/http/ingest.hpp"
+#include "flowd/ingest/ingest.hpp"
 #include "flowd/store/flow_store.hpp"
 #include "flowd/store/idempotency_table.hpp"
 

@@ -10,8 +10,8 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "flowd/codec/flow_json.hpp"
-#include "flowd/http/ingest.hpp"
 #include "flowd/http/router.hpp"
+#include "flowd/ingest/ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/query/execute.hpp"
 #include "flowd/query/plan.hpp"
@@ -22,22 +22,17 @@ namespace flowd {
 struct flows_options {
     std::size_t max_body_bytes = 16 * 1024 * 1024;
     decode_limits limits;
-    // Asked once a POST body is decoded, with its record count: an answer (429 over the
-    // client's records budget) refuses the batch before anything is applied. Empty: no limit.
-    std::function<std::optional<response>(request_context const&, std::size_t records)>
-        admit_records{};
-    // Idempotency-Key memory; null: the header is ignored.
-    idempotency_table* idempotency = nullptr;
-    // SPEC retention: hours are Unix hours and a batch must fall in the retention_hours
-    // ending at the current hour (plus one hour ahead). 0: off.
+    // The rate-limit identity a POST's records are charged to (admission does the
+    // charging); empty: records are not charged.
+    std::function<std::string(request_context const&)> records_client{};
+    // SPEC retention (0: off), for Cache-Control of sealed answers; admission refuses POSTs.
     std::uint32_t retention_hours = 0;
     // Unix milliseconds; tests pass their own.
     std::function<std::uint64_t()> clock = wall_clock_ms;
     // False while the data directory is being recovered: /flows answers 503. Null: always.
     std::atomic<bool> const* serving = nullptr;
-    // Cluster mode: POST answers carry the stream sequence, an Idempotency-Key goes to the
-    // ingest as the stream's message id (the stream deduplicates, across nodes), and GET
-    // takes min_seq, handed to wait_applied with min_seq_wait. Empty: not in cluster mode.
+    // Cluster mode: GET takes min_seq, handed to wait_applied with min_seq_wait (POST
+    // answers carry the stream sequence the ingest returns). Empty: not in cluster mode.
     std::function<void(std::uint64_t seq, std::chrono::milliseconds wait,
                        std::function<void(bool applied)> done)>
         wait_applied{};
@@ -53,8 +48,7 @@ struct flows_options {
     // Threads that compute range, grouping and summary answers, off the I/O threads.
     // 0: compute them on the I/O thread that received the request.
     std::size_t query_threads = 0;
-    // SPEC sealing: Unix hour H is sealed once the clock passes its end plus seal_after;
-    // a batch with a record in a sealed hour is 422 hour-sealed. 0: off.
+    // SPEC sealing (0: off), for ETags, /hours and Cache-Control; admission refuses POSTs.
     std::chrono::milliseconds seal_after{0};
     // Cluster mode (SPEC): the node that receives a POST decides sealing by its clock, but
     // treats an hour as sealed for caching only once it applied the stream past a message
@@ -62,14 +56,6 @@ struct flows_options {
     // message applied, so that nodes at the same stream sequence agree. Empty: clock.
     std::function<std::uint64_t()> seal_clock{};
 };
-
-// The hours a batch may carry under retention: [first, last].
-struct retention_window {
-    std::uint32_t first = 0;
-    std::uint32_t last = 0;
-};
-[[nodiscard]] retention_window retention_window_at(std::uint64_t unix_ms,
-                                                   std::uint32_t retention_hours) noexcept;
 
 // A 64-bit fingerprint of a request body, telling a retry from a reused Idempotency-Key.
 [[nodiscard]] std::uint64_t body_fingerprint(std::string_view body) noexcept;
@@ -128,12 +114,11 @@ private:
     // the retention window; any other no-cache.
     void set_cache_headers(boost::beast::http::response_header<>& h, std::string const& etag,
                            query_plan const& plan, std::uint32_t sealed_before) const;
-    // Hours before the returned one are sealed at `now_ms`; 0 when sealing is off.
-    [[nodiscard]] std::uint32_t sealed_before(std::uint64_t now_ms) const noexcept;
     // The same for ETags, /hours and Cache-Control: at seal_clock() when there is one.
     [[nodiscard]] std::uint32_t sealed_for_caching() const;
     [[nodiscard]] bool cluster() const noexcept { return static_cast<bool>(options_.wait_applied); }
-    [[nodiscard]] std::optional<problem> check_retention(flow_batch const& batch) const;
+    // The answer to a POST the ingest finished (200, or its problem), counted.
+    [[nodiscard]] string_response answer_post(ingest_outcome const& o, std::string_view request_id);
     [[nodiscard]] bool serving() const noexcept {
         return options_.serving == nullptr || options_.serving->load(std::memory_order_acquire);
     }

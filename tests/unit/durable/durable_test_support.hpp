@@ -95,7 +95,7 @@ struct durable_run {
     ingest_outcome post(flow_batch batch, std::optional<idempotency_claim> claim = {}) {
         std::promise<ingest_outcome> p;
         auto f = p.get_future();
-        ingest_request info{"req", std::move(claim), wall_clock_ms()};
+        ingest_request info{"req", std::move(claim), wall_clock_ms(), ingest_source::post, {}};
         auto c = info.idempotency;
         ingest.submit(std::move(batch), std::move(info), [&p, this, c](ingest_outcome o) {
             if (c && !o.error) {

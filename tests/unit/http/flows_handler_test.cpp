@@ -14,8 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <prometheus/registry.h>
 
-#include "flowd/app/memory_ingest.hpp"
 #include "flowd/codec/gzip.hpp"
+#include "flowd/ingest/admission.hpp"
+#include "flowd/ingest/memory_ingest.hpp"
 
 namespace flowd {
 namespace {
@@ -92,7 +93,8 @@ protected:
     service_metrics metrics_{registry_, "test", "none"};
     flow_store store_{store_options{8, 1000}};
     memory_ingest ingest_{store_, metrics_};
-    flows_handler handler_{store_, ingest_, metrics_, flows_options{}};
+    admission front_{ingest_, metrics_, admission_options{}};
+    flows_handler handler_{store_, front_, metrics_, flows_options{}};
 };
 
 // SPEC sealing, with a clock of the test's: hour 100 ends at 101 h; with seal_after 30 min
@@ -106,7 +108,9 @@ TEST(FlowsHandlerSealTest, RecordInASealedHourIsHourSealedAndNothingIsApplied) {
     flows_options options;
     options.clock = [&now_ms] { return now_ms; };
     options.seal_after = std::chrono::minutes(30);
-    flows_handler handler{store, ingest, metrics, options};
+    admission front{ingest, metrics,
+                    admission_options{nullptr, nullptr, 0, options.seal_after, options.clock}};
+    flows_handler handler{store, front, metrics, options};
     auto post = [&](std::string body) {
         request req{http::verb::post, "/flows", 11};
         req.set(http::field::content_type, "application/json");
@@ -146,7 +150,9 @@ TEST(FlowsHandlerSealTest, CachingSealsHoursByTheSealClockNotTheWallClock) {
     options.clock = [&now_ms] { return now_ms; };
     options.seal_clock = [&stamp_ms] { return stamp_ms; };
     options.seal_after = std::chrono::minutes(30);
-    flows_handler handler{store, ingest, metrics, options};
+    admission front{ingest, metrics,
+                    admission_options{nullptr, nullptr, 0, options.seal_after, options.clock}};
+    flows_handler handler{store, front, metrics, options};
     auto run = [](handler_result result) {
         if (auto* r = std::get_if<response>(&result)) {
             return std::move(*r);
@@ -562,10 +568,10 @@ protected:
         void submit(flow_batch batch, ingest_request info, completion done) override {
             keys.push_back(info.idempotency ? info.idempotency->key : std::string());
             if (down) {
-                return done(ingest_outcome{
-                    problem{problem_type::cluster_unavailable, "down", {}, {}}, 0, std::nullopt});
+                return done(ingest_outcome::refused(
+                    problem{problem_type::cluster_unavailable, "down", {}, {}}));
             }
-            done(ingest_outcome{std::nullopt, batch.record_count(), ++seq});
+            done(ingest_outcome::applied(batch.record_count(), ++seq));
         }
         std::uint64_t seq = 0;
         bool down = false;

@@ -1,4 +1,4 @@
-#include "flowd/app/memory_ingest.hpp"
+#include "flowd/ingest/memory_ingest.hpp"
 
 namespace flowd {
 
@@ -35,13 +35,13 @@ void memory_ingest::submit(flow_batch batch, ingest_request info, completion don
     auto prepared = store_.prepare(batch);
     if (auto* rejected = std::get_if<store_rejection>(&prepared)) {
         count_store_limit(metrics_, *rejected);
-        return done(ingest_outcome{to_problem(*rejected, store_.max_keys()), 0, std::nullopt});
+        return done(ingest_outcome::refused(to_problem(*rejected, store_.max_keys())));
     }
     std::size_t const n = batch.record_count();
     store_.commit(std::get<prepared_batch>(std::move(prepared)));
     (info.source == ingest_source::flow ? metrics_.flows_applied_flow : metrics_.flows_applied_post)
         .Increment(static_cast<double>(n));
-    done(ingest_outcome{std::nullopt, n, std::nullopt});
+    done(ingest_outcome::applied(n));
 }
 
 }  // namespace flowd

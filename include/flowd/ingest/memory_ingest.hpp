@@ -1,6 +1,6 @@
 #pragma once
 
-#include "flowd/http/ingest.hpp"
+#include "flowd/ingest/ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/store/flow_store.hpp"
 

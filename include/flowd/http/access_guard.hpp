@@ -15,10 +15,10 @@
 namespace flowd {
 
 // The router's guard for /flows: bearer-token authentication (when a tokens file is
-// configured), then the client's requests budget; and, once a POST body is decoded, its
-// records budget. Answers 401/403/429 as problem+json. Holds references to long-lived
-// services only. The class is thread-safe. No concurrent call to any API of this type
-// causes a data race.
+// configured), then the client's requests budget (a POST's records budget is charged by
+// the ingest's admission, once the body is decoded). Answers 401/403/429 as problem+json. Holds
+// references to long-lived services only. The class is thread-safe. No concurrent call to any API
+// of this type causes a data race.
 class access_guard {
 public:
     access_guard(token_store const& tokens, rate_limiter& limiter, service_metrics& metrics,
@@ -27,10 +27,6 @@ public:
 
     // Authenticates (filling ctx.token_name and ctx.auth_hold) and charges one request.
     [[nodiscard]] std::optional<response> check(request_context& ctx, route_access access) const;
-
-    // Charges a decoded batch's records; a 429 answer when over budget (nothing is charged).
-    [[nodiscard]] std::optional<response> admit_records(request_context const& ctx,
-                                                        std::size_t records) const;
 
     // The rate-limit identity: the mTLS client CN, else the token name, else the remote
     // address (an IPv6 address by its /64, which one host typically holds whole).

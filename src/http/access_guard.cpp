@@ -1,4 +1,4 @@
-#include "flowd/auth/access_guard.hpp"
+#include "flowd/http/access_guard.hpp"
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http/field.hpp>
@@ -109,24 +109,6 @@ std::optional<response> access_guard::check(request_context& ctx, route_access a
     return too_many(ctx,
                     "this client is over its request rate (rate_limit_requests_per_second); "
                     "retry after " +
-                        std::to_string(d.retry_after.count()) + " s",
-                    d.retry_after);
-}
-
-std::optional<response> access_guard::admit_records(request_context const& ctx,
-                                                    std::size_t records) const {
-    if (!limiter_.records_enabled()) {
-        return std::nullopt;
-    }
-    rate_limiter::decision const d = limiter_.admit_records(client_key(ctx), records);
-    if (d.allowed) {
-        return std::nullopt;
-    }
-    metrics_.throttled_records.Increment();
-    return too_many(ctx,
-                    "this batch of " + std::to_string(records) +
-                        " records is over the client's record rate "
-                        "(rate_limit_records_per_second); nothing was applied; retry after " +
                         std::to_string(d.retry_after.count()) + " s",
                     d.retry_after);
 }
