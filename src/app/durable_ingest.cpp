@@ -35,7 +35,22 @@ durable_ingest::durable_ingest(flow_store& store, idempotency_table& idempotency
       idempotency_(idempotency),
       metrics_(metrics),
       options_(std::move(options)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      checkpoints_(
+          options_.dir, store_, log_,
+          [this](wal::checkpoint_job const& job, wal::checkpoint_written const& w) {
+              metrics_.checkpoint_duration.Observe(w.seconds);
+              metrics_.checkpoint_last_success.Set(static_cast<double>(wall_clock_ms()) / 1000.0);
+              log_->info(
+                  "checkpoint {}: {} keys, {} idempotency keys, {} bytes, {:.3f} s; {} old "
+                  "files removed",
+                  wal::snapshot_name(job.seq), w.info.keys, w.info.idempotency_keys, w.info.bytes,
+                  w.seconds, w.files_removed);
+          },
+          [this](std::string const& what) {
+              log_->error("checkpoint failed (the log still holds everything; retried later): {}",
+                          what);
+          }) {}
 
 durable_ingest::~durable_ingest() {
     stop();
@@ -140,7 +155,7 @@ void durable_ingest::start() {
                options_.fsync_always
                    ? "always (group commit)"
                    : "every " + std::to_string(options_.fsync_interval.count()) + " ms");
-    checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+    checkpoints_.start();
     log_thread_ = std::thread([this] { log_loop(); });
 }
 
@@ -296,12 +311,12 @@ void durable_ingest::write_group(std::vector<item>& items) {
     items.clear();
 }
 
-std::optional<durable_ingest::checkpoint_job> durable_ingest::take_checkpoint() {
+std::optional<wal::checkpoint_job> durable_ingest::take_checkpoint() {
     std::uint64_t const seq = next_seq_ - 1;
     if (seq == checkpointed_seq_) {
         return std::nullopt;
     }
-    checkpoint_job job;
+    wal::checkpoint_job job;
     job.seq = seq;
     // On the log thread, between groups: the store and the keys are exactly the log up to seq.
     job.keys = store_.export_all();
@@ -310,44 +325,6 @@ std::optional<durable_ingest::checkpoint_job> durable_ingest::take_checkpoint() 
     log_bytes_since_checkpoint_ = 0;
     last_checkpoint_ = clock::now();
     return job;
-}
-
-void durable_ingest::run_checkpoint(checkpoint_job job) {
-    auto const started = clock::now();
-    try {
-        wal::snapshot_info const info = wal::write_snapshot(options_.dir, job.seq, job.keys, store_,
-                                                            job.idempotency, wall_clock_ms());
-        double const seconds = seconds_since(started);
-        metrics_.checkpoint_duration.Observe(seconds);
-        metrics_.checkpoint_last_success.Set(static_cast<double>(wall_clock_ms()) / 1000.0);
-        std::size_t const removed = wal::remove_covered_files(options_.dir, *log_);
-        log_->info(
-            "checkpoint {}: {} keys, {} idempotency keys, {} bytes, {:.3f} s; {} old "
-            "files removed",
-            wal::snapshot_name(job.seq), info.keys, info.idempotency_keys, info.bytes, seconds,
-            removed);
-    } catch (std::exception const& e) {
-        log_->error("checkpoint failed (the log still holds everything; retried later): {}",
-                    e.what());
-    }
-}
-
-void durable_ingest::checkpoint_loop() {
-    std::unique_lock lock{checkpoint_mutex_};
-    while (true) {
-        checkpoint_wake_.wait(lock, [this] { return checkpoint_pending_ || checkpoint_stop_; });
-        if (!checkpoint_pending_) {
-            return;
-        }
-        checkpoint_job job = std::move(*checkpoint_pending_);
-        checkpoint_pending_.reset();
-        checkpoint_busy_ = true;
-        lock.unlock();
-        run_checkpoint(std::move(job));
-        lock.lock();
-        checkpoint_busy_ = false;
-        checkpoint_wake_.notify_all();
-    }
 }
 
 void durable_ingest::log_loop() {
@@ -388,13 +365,12 @@ void durable_ingest::log_loop() {
         bool const due = now >= last_checkpoint_ + options_.checkpoint_interval ||
                          log_bytes_since_checkpoint_ >= options_.checkpoint_log_bytes;
         if (due && !stopping) {
-            std::scoped_lock cp{checkpoint_mutex_};
-            if (!checkpoint_busy_ && !checkpoint_pending_) {
-                checkpoint_pending_ = take_checkpoint();
-                if (!checkpoint_pending_) {
+            if (!checkpoints_.busy()) {
+                if (auto job = take_checkpoint()) {
+                    checkpoints_.offer(std::move(*job));
+                } else {
                     last_checkpoint_ = now;
                 }
-                checkpoint_wake_.notify_all();
             } else {
                 // The previous one is still writing: look again in a second.
                 last_checkpoint_ = now - options_.checkpoint_interval + std::chrono::seconds(1);
@@ -416,13 +392,10 @@ void durable_ingest::log_loop() {
             mark_failed(e.what());
         }
     }
-    {
-        std::unique_lock cp{checkpoint_mutex_};
-        checkpoint_wake_.wait(cp, [this] { return !checkpoint_busy_ && !checkpoint_pending_; });
-    }
+    checkpoints_.wait_idle();
     if (healthy()) {
         if (auto job = take_checkpoint()) {
-            run_checkpoint(std::move(*job));
+            checkpoints_.write_now(*job);
         }
     }
 }
@@ -440,14 +413,7 @@ void durable_ingest::stop() {
     if (log_thread_.joinable()) {
         log_thread_.join();
     }
-    {
-        std::scoped_lock lock{checkpoint_mutex_};
-        checkpoint_stop_ = true;
-    }
-    checkpoint_wake_.notify_all();
-    if (checkpoint_thread_.joinable()) {
-        checkpoint_thread_.join();
-    }
+    checkpoints_.stop();
 }
 
 }  // namespace flowd

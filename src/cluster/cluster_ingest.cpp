@@ -232,7 +232,20 @@ cluster_ingest::cluster_ingest(flow_store& store, cluster_metrics& metrics, clus
       metrics_(metrics),
       options_(std::move(options)),
       subject_(cluster_subject(options_.stream)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      checkpoints_(
+          options_.data_dir, store_, log_,
+          [this](wal::checkpoint_job const& job, wal::checkpoint_written const& w) {
+              log_->info(
+                  "cluster: checkpoint {} covers stream sequence {}: {} keys, {} idempotency "
+                  "keys, {} bytes, {:.3f} s; {} old files removed",
+                  wal::snapshot_name(job.seq), job.seq, w.info.keys, job.idempotency.size(),
+                  w.info.bytes, w.seconds, w.files_removed);
+          },
+          [this](std::string const& what) {
+              log_->error("cluster: checkpoint failed (the stream still holds everything): {}",
+                          what);
+          }) {}
 
 cluster_ingest::~cluster_ingest() {
     stop();
@@ -335,7 +348,7 @@ void cluster_ingest::start() {
     started_ = true;
     retry_thread_ = std::thread([this] { retry_loop(); });
     if (!options_.data_dir.empty()) {
-        checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+        checkpoints_.start();
     }
     apply_thread_ = std::thread([this] { apply_loop(); });
 }
@@ -1054,67 +1067,22 @@ std::string cluster_ingest::halted_because() const {
     return halted_because_;
 }
 
+wal::checkpoint_job cluster_ingest::checkpoint_job_at(std::uint64_t seq) const {
+    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq
+    // (about 32 bytes a key).
+    return wal::checkpoint_job{seq, store_.export_all(),
+                               options_.idempotency == nullptr
+                                   ? std::vector<idempotency_table::entry>{}
+                                   : options_.idempotency->completed(wall_clock_ms())};
+}
+
 void cluster_ingest::checkpoint() {
     std::uint64_t const seq = applied_seq();
-    if (options_.data_dir.empty() || seq == checkpointed_seq_) {
-        return;
+    if (options_.data_dir.empty() || seq == checkpointed_seq_ || checkpoints_.busy()) {
+        return;  // nothing new, or the previous one is still being written: next period
     }
-    {
-        std::scoped_lock lock{checkpoint_mutex_};
-        if (checkpoint_busy_ || checkpoint_job_) {
-            return;  // the previous one is still being written: next period
-        }
-    }
-    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq
-    // (about 32 bytes a key); the checkpoint thread writes it while applying goes on.
-    checkpoint_job job{seq, store_.export_all(),
-                       options_.idempotency == nullptr
-                           ? std::vector<idempotency_table::entry>{}
-                           : options_.idempotency->completed(wall_clock_ms())};
-    {
-        std::scoped_lock lock{checkpoint_mutex_};
-        checkpoint_job_ = std::move(job);
-    }
-    checkpoint_wake_.notify_one();
+    checkpoints_.offer(checkpoint_job_at(seq));
     checkpointed_seq_ = seq;
-}
-
-void cluster_ingest::checkpoint_loop() {
-    while (true) {
-        checkpoint_job job;
-        {
-            std::unique_lock lock{checkpoint_mutex_};
-            checkpoint_wake_.wait(
-                lock, [this] { return checkpoint_stop_ || checkpoint_job_.has_value(); });
-            if (!checkpoint_job_) {
-                return;  // stopping, nothing left to write
-            }
-            job = std::move(*checkpoint_job_);
-            checkpoint_job_.reset();
-            checkpoint_busy_ = true;
-        }
-        write_checkpoint(job.seq, job.keys, job.idempotency);
-        std::scoped_lock lock{checkpoint_mutex_};
-        checkpoint_busy_ = false;
-    }
-}
-
-void cluster_ingest::write_checkpoint(std::uint64_t seq,
-                                      std::vector<flow_store::exported_key> const& keys,
-                                      std::vector<idempotency_table::entry> const& idempotency) {
-    auto const started = clock::now();
-    try {
-        wal::snapshot_info const info =
-            wal::write_snapshot(options_.data_dir, seq, keys, store_, idempotency, wall_clock_ms());
-        std::size_t const removed = wal::remove_covered_files(options_.data_dir, *log_);
-        log_->info(
-            "cluster: checkpoint {} covers stream sequence {}: {} keys, {} idempotency keys, {} "
-            "bytes, {:.3f} s; {} old files removed",
-            wal::snapshot_name(seq), seq, info.keys, idempotency.size(), info.bytes,
-            std::chrono::duration<double>(clock::now() - started).count(), removed);
-    } catch (std::exception const& e) {
-        log_->error("cluster: checkpoint failed (the stream still holds everything): {}", e.what());
-    }
 }
 
 void cluster_ingest::apply_loop() {
@@ -1189,20 +1157,10 @@ void cluster_ingest::apply_loop() {
     }
     // A clean stop: the next start applies from here rather than from the stream's start.
     // The checkpoint thread finishes what it holds first; the last copy is written here.
-    if (checkpoint_thread_.joinable()) {
-        {
-            std::scoped_lock lock{checkpoint_mutex_};
-            checkpoint_stop_ = true;
-        }
-        checkpoint_wake_.notify_one();
-        checkpoint_thread_.join();
-    }
+    checkpoints_.stop();
     if (!options_.data_dir.empty() && applied_seq() != checkpointed_seq_) {
         std::uint64_t const seq = applied_seq();
-        write_checkpoint(seq, store_.export_all(),
-                         options_.idempotency == nullptr
-                             ? std::vector<idempotency_table::entry>{}
-                             : options_.idempotency->completed(wall_clock_ms()));
+        checkpoints_.write_now(checkpoint_job_at(seq));
         checkpointed_seq_ = seq;
     }
     if (sub_ != nullptr) {

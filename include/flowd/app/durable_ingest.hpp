@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 
+#include "flowd/durable/checkpointer.hpp"
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
 #include "flowd/ingest/ingest.hpp"
@@ -66,15 +67,9 @@ private:
         std::size_t records = 0;
         ingest_source source = ingest_source::post;
     };
-    struct checkpoint_job {
-        std::uint64_t seq = 0;
-        std::vector<flow_store::exported_key> keys;
-        std::vector<idempotency_table::entry> idempotency;
-    };
     using clock = std::chrono::steady_clock;
 
     void log_loop();
-    void checkpoint_loop();
     void write_group(std::vector<item>& items);
     void fail_all(std::vector<item>& items);
     void open_segment(std::uint64_t first_seq, std::uint64_t size, bool create);
@@ -83,8 +78,7 @@ private:
     void write_marker(bool durable);
     void mark_failed(std::string const& why);
     void try_heal();
-    [[nodiscard]] std::optional<checkpoint_job> take_checkpoint();
-    void run_checkpoint(checkpoint_job job);
+    [[nodiscard]] std::optional<wal::checkpoint_job> take_checkpoint();
 
     flow_store& store_;
     idempotency_table& idempotency_;
@@ -113,14 +107,8 @@ private:
     std::uint64_t log_bytes_since_checkpoint_ = 0;
     std::uint64_t checkpointed_seq_ = 0;
 
-    std::mutex checkpoint_mutex_;
-    std::condition_variable checkpoint_wake_;
-    std::optional<checkpoint_job> checkpoint_pending_;  // guarded by checkpoint_mutex_
-    bool checkpoint_busy_ = false;                      // guarded by checkpoint_mutex_
-    bool checkpoint_stop_ = false;                      // guarded by checkpoint_mutex_
-
+    wal::checkpointer checkpoints_;
     std::thread log_thread_;
-    std::thread checkpoint_thread_;
     bool stopped_ = false;
 };
 

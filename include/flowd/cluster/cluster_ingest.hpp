@@ -21,6 +21,7 @@
 #include <prometheus/registry.h>
 #include <spdlog/logger.h>
 
+#include "flowd/durable/checkpointer.hpp"
 #include "flowd/ingest/ingest.hpp"
 #include "flowd/store/flow_store.hpp"
 #include "flowd/store/idempotency_table.hpp"
@@ -180,11 +181,6 @@ private:
         std::optional<idempotency_claim> claim;
         bool owns_claim = false;
     };
-    struct checkpoint_job {
-        std::uint64_t seq = 0;
-        std::vector<flow_store::exported_key> keys;
-        std::vector<idempotency_table::entry> idempotency;
-    };
     struct waiter {
         std::uint64_t seq = 0;
         std::chrono::steady_clock::time_point deadline;
@@ -199,9 +195,7 @@ private:
     void release_waiters(bool stopping);
     void expire_publishes();
     void checkpoint();
-    void checkpoint_loop();
-    void write_checkpoint(std::uint64_t seq, std::vector<flow_store::exported_key> const& keys,
-                          std::vector<idempotency_table::entry> const& idempotency);
+    [[nodiscard]] wal::checkpoint_job checkpoint_job_at(std::uint64_t seq) const;
     void check_for_stall();
     void apply_record(wal::log_record const& record);
     void halt(std::string why);
@@ -274,13 +268,8 @@ private:
 
     // Checkpoints: the apply thread copies the store (so the copy is exactly the stream up
     // to a sequence) and hands it to the checkpoint thread, which writes it; applying goes
-    // on meanwhile. One write at a time: a copy made while one is in progress waits.
-    std::mutex checkpoint_mutex_;
-    std::condition_variable checkpoint_wake_;
-    std::optional<checkpoint_job> checkpoint_job_;  // guarded by checkpoint_mutex_
-    bool checkpoint_busy_ = false;                  // guarded by checkpoint_mutex_
-    bool checkpoint_stop_ = false;                  // guarded by checkpoint_mutex_
-    std::thread checkpoint_thread_;
+    // on meanwhile. One write at a time: no copy is made while one is in progress.
+    wal::checkpointer checkpoints_;
 
     std::thread apply_thread_;
     bool started_ = false;
