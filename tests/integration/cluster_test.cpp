@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "server_fixture.hpp"
+#include "sse_client.hpp"
 
 namespace flowd::test {
 namespace {
@@ -1249,6 +1250,67 @@ TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
     EXPECT_EQ(totals[0].at("bytes_tx"), 11) << "the first batch and the one after the outage";
     metrics = parse_metrics(ca.get("/metrics").body());
     EXPECT_EQ(metric_value(metrics, "flowd_cluster_connected"), 1.0);
+}
+
+// Issue 16 in cluster mode: a stream opened on node B sees what was POSTed to node A (the
+// apply loop notifies the change journal as a POST does), with the exact new totals.
+TEST_F(ClusterTest, PostToOneNodeShowsOnAStreamOpenedOnAnother) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "LIVE");
+    auto b = start_node(nats, "b", "LIVE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    auto const first = ca.post("/flows", "[" + flow_json("web", "db", "vpc-1", 10, 1, 21) + "]");
+    ASSERT_EQ(first.result_int(), 200) << first.body();
+    http_client cb{b->port()};
+    ASSERT_EQ(cb.get("/flows?hour=21&min_seq=" + std::to_string(seq_of(first))).result_int(), 200);
+
+    sse_client stream{b->port(), "/flows/stream?hour=21&interval=200ms"};
+    std::vector<nlohmann::json> rows;
+    auto const synced = stream.until_synced(rows);
+    ASSERT_TRUE(synced) << b->log();
+    EXPECT_EQ(nlohmann::json(rows), nlohmann::json::parse(cb.get("/flows?hour=21").body()));
+
+    // Five more batches through node A: the stream on B ends up at their exact totals.
+    std::uint64_t last = 0;
+    for (int i = 0; i < 5; ++i) {
+        auto const r = ca.post("/flows", "[" + flow_json("web", "db", "vpc-1", 10, 1, 21) + "," +
+                                             flow_json("web", "cache", "vpc-2", 3, 7, 21) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last = seq_of(r);
+    }
+    auto const posted = std::chrono::steady_clock::now();
+    std::map<std::string, nlohmann::json> latest;  // dest_app -> its newest row on the stream
+    auto const done = [&] {
+        return latest.count("db") == 1 && latest["db"].at("bytes_tx") == 60 &&
+               latest.count("cache") == 1 && latest["cache"].at("bytes_tx") == 15;
+    };
+    while (!done()) {
+        auto const e = stream.next(std::chrono::seconds(5 * slow));
+        ASSERT_TRUE(e) << "the stream on B ended or went quiet before the totals; B: " << b->log();
+        if (e->type == "rows") {
+            for (auto const& row : nlohmann::json::parse(e->data)) {
+                latest[row.at("dest_app").get<std::string>()] = row;
+            }
+        }
+    }
+    auto const took = std::chrono::steady_clock::now() - posted;
+    EXPECT_LT(took, std::chrono::seconds(3 * slow));
+    EXPECT_EQ(latest["db"], nlohmann::json::parse(R"({"src_app":"web","dest_app":"db",)"
+                                                  R"("vpc_id":"vpc-1","bytes_tx":60,)"
+                                                  R"("bytes_rx":6,"hour":21})"));
+    EXPECT_EQ(latest["cache"], nlohmann::json::parse(R"({"src_app":"web","dest_app":"cache",)"
+                                                     R"("vpc_id":"vpc-2","bytes_tx":15,)"
+                                                     R"("bytes_rx":35,"hour":21})"));
+    // The same totals as a GET on either node at that sequence.
+    auto const on_b = cb.get("/flows?hour=21&min_seq=" + std::to_string(last));
+    ASSERT_EQ(on_b.result_int(), 200);
+    EXPECT_EQ(on_b.body(), ca.get("/flows?hour=21&min_seq=" + std::to_string(last)).body());
+    auto const get_rows = nlohmann::json::parse(on_b.body());
+    ASSERT_EQ(get_rows.size(), 2U);
+    EXPECT_EQ(get_rows[0], latest["cache"]);
+    EXPECT_EQ(get_rows[1], latest["db"]);
 }
 
 }  // namespace
