@@ -1313,5 +1313,71 @@ TEST_F(ClusterTest, PostToOneNodeShowsOnAStreamOpenedOnAnother) {
     EXPECT_EQ(get_rows[1], latest["db"]);
 }
 
+// SIGTERM while POSTs wait for a stream that cannot acknowledge them (two of three brokers
+// down, cluster_publish_timeout far past the grace period): flowd stops retrying at the end
+// of the grace period instead of waiting out the publish timeout, each waiting POST is
+// answered 503 or its connection closed, never 200, and the exit code is 0 (SPEC Shutdown).
+TEST_F(ClusterTest, SigtermWhilePostsRetryAPublishExitsWithinTheGracePeriod) {
+    nats_cluster nats;
+    constexpr auto grace = std::chrono::seconds(2);
+    auto a = start_node(nats, "a", "DRAIN",
+                        {{"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "60s"}, {"FLOWD_GRACE_PERIOD", "2s"}});
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    ASSERT_EQ(ca.post("/flows", "[" + flow_json("s", "t", "u", 1, 1, 22) + "]").result_int(), 200);
+
+    nats.server(1).kill(SIGKILL);
+    nats.server(2).kill(SIGKILL);
+    constexpr int waiting = 3;
+    std::array<std::string, waiting> answers{};
+    std::vector<std::thread> posts;
+    for (int i = 0; i < waiting; ++i) {
+        posts.emplace_back([&, i] {
+            try {
+                http_client c{a->port()};
+                auto const r = c.post("/flows", "[" + flow_json("s", "t", "u", 1, 1, 22) + "]");
+                answers[static_cast<std::size_t>(i)] =
+                    std::to_string(r.result_int()) + " " + r.body();
+            } catch (std::exception const& e) {
+                answers[static_cast<std::size_t>(i)] = std::string("closed: ") + e.what();
+            }
+        });
+    }
+    // The POSTs are waiting once their publishes were retried.
+    bool const retrying = eventually(
+        [&] {
+            auto const m = parse_metrics(ca.get("/metrics").body());
+            return metric_value(m, "flowd_cluster_publish_retries_total").value_or(0) >= waiting;
+        },
+        std::chrono::seconds(10 * slow));
+
+    auto const signalled = std::chrono::steady_clock::now();
+    a->signal(SIGTERM);
+    int const code = a->wait_exit(std::chrono::seconds(90));
+    auto const took = std::chrono::steady_clock::now() - signalled;
+    for (auto& t : posts) {
+        t.join();
+    }
+
+    ASSERT_TRUE(retrying) << a->log();
+    EXPECT_EQ(code, 0) << a->log();
+    // The grace period and the moment closing takes: neither the 60 s publish timeout nor a
+    // JetStream request of the apply thread (it held the exit 1-1.5 s past the grace period
+    // until stop() closed the connection before joining that thread).
+    EXPECT_LT(took, grace + std::chrono::milliseconds(500) * slow)
+        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+        << a->log();
+    for (auto const& answer : answers) {
+        EXPECT_TRUE(answer.rfind("503 ", 0) == 0 || answer.rfind("closed: ", 0) == 0) << answer;
+        if (answer.rfind("503 ", 0) == 0) {
+            EXPECT_NE(answer.find("cluster-unavailable"), std::string::npos) << answer;
+        }
+    }
+    std::cout << "[ sigterm while retrying ] exited " << code << " after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+              << " ms (grace 2000 ms); the waiting POSTs: " << answers[0].substr(0, 40) << " | "
+              << answers[1].substr(0, 40) << " | " << answers[2].substr(0, 40) << "\n";
+}
+
 }  // namespace
 }  // namespace flowd::test
