@@ -9,16 +9,24 @@
 # interval) and to a cluster-mode flowd, in this run; the apply lag is sampled from the
 # cluster node's /metrics every 100 ms during its load; then a second node started on the
 # same stream from nothing catches up, and its records/s are timed.
+# Last, the failover figures (issue 19): bench/failover.py kills a nats-server
+# FAILOVER_KILLS times (default 20: every other one the stream's leader) under one writer
+# with two cluster nodes, restarting each before the next.
 #   BENCH_SECONDS (default 8) sets the length of each throughput run.
+#   FAILOVER_KILLS (default 20, at least 2) sets the number of kills; CLUSTER_SECTIONS
+#   (default "throughput,failover") runs only the sections named (a short check of one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
+kills=${FAILOVER_KILLS:-20}
+sections=${CLUSTER_SECTIONS:-throughput,failover}
+section() { [[ ",$sections," == *",$1,"* ]]; }
 bin=${1:-build/release}
 work=$(mktemp -d /tmp/flowd-cbench-XXXXXX)
 server_cpu=0
 client_cpu=1
 if [ "$(nproc)" -lt 2 ]; then client_cpu=0; fi
-for tool in nats-server taskset curl; do
+for tool in nats-server taskset curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-cluster: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
@@ -46,27 +54,36 @@ free_port() {
 }
 
 # --- the JetStream cluster
-ports=() cports=()
-for i in 0 1 2; do ports+=("$(free_port)"); cports+=("$(free_port)"); done
+# (each with its monitoring port, where the failover section finds the stream's leader;
+# servers.json holds what it needs to kill and restart each one)
+ports=() cports=() mports=()
+for i in 0 1 2; do ports+=("$(free_port)"); cports+=("$(free_port)"); mports+=("$(free_port)"); done
 urls=""
+servers_json=""
 for i in 0 1 2; do
     routes=""
     for j in 0 1 2; do
         [ "$j" = "$i" ] || routes="${routes:+$routes,}nats://127.0.0.1:${cports[$j]}"
     done
     mkdir -p "$work/n$i"
-    nats-server -js -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" -sd "$work/n$i" \
-        -cluster "nats://127.0.0.1:${cports[$i]}" --cluster_name flowdbench -routes "$routes" \
-        -l "$work/n$i/server.log" &
+    cmd=(nats-server -js -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" -m "${mports[$i]}" -sd "$work/n$i"
+        -cluster "nats://127.0.0.1:${cports[$i]}" --cluster_name flowdbench -routes "$routes"
+        -l "$work/n$i/server.log")
+    "${cmd[@]}" &
     pids+=($!)
+    disown $! # the failover section kills it: no "Killed" report from this shell
     urls="${urls:+$urls,}nats://127.0.0.1:${ports[$i]}"
+    args=$(printf '"%s",' "${cmd[@]}")
+    servers_json="${servers_json:+$servers_json,}{\"name\":\"n$i\",\"port\":${ports[$i]},\"monitor\":${mports[$i]},\"pid\":$!,\"cmd\":[${args%,}]}"
 done
+echo "[$servers_json]" >"$work/servers.json"
 
 start_flowd() { # [ENV=VALUE ...] -- ARGS...: sets flowd_pid, flowd_port, flowd_log
     local envs=()
     while [ "$1" != "--" ]; do envs+=("$1"); shift; done
     shift
     flowd_log=$work/flowd-$RANDOM.log
+    : >"$flowd_log" # polled below before the background start may have opened it
     env "${envs[@]}" taskset -c "$server_cpu" "$bin/flowd" --listen 127.0.0.1:0 \
         --metrics-listen 127.0.0.1:0 --threads 1 "$@" 2>"$flowd_log" &
     pids+=($!)
@@ -88,6 +105,7 @@ stop_flowd() { kill "$flowd_pid"; wait "$flowd_pid" 2>/dev/null || true; }
 p99() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
 
 rows=()
+if section throughput; then
 for b in 100 1000; do
     echo "== B=$b: local log (--data-dir, fsync interval)" >&2
     start_flowd FLOWD_FSYNC=interval -- --data-dir "$work/data-$b"
@@ -132,7 +150,19 @@ late_records=$(metric "$flowd_port" flowd_flows_applied_total '{source="stream"}
 catch_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')
 catch_rate=$(awk -v r="$late_records" -v s="$catch_s" 'BEGIN{printf "%.0f", r / s}')
 stop_flowd
+fi
 
+if section failover; then
+    echo "== failover: $kills nats-server kills (every other one the stream's leader) under one writer, 2 nodes" >&2
+    start_flowd FLOWD_NODE_NAME=fa FLOWD_CLUSTER_STREAM=FAILOVER FLOWD_CLUSTER_PUBLISH_TIMEOUT=10s -- --cluster "$urls"
+    fa_port=$flowd_port
+    start_flowd FLOWD_NODE_NAME=fb FLOWD_CLUSTER_STREAM=FAILOVER FLOWD_CLUSTER_PUBLISH_TIMEOUT=10s -- --cluster "$urls"
+    fb_port=$flowd_port
+    f=$(taskset -c "$client_cpu" python3 bench/failover.py "$work/servers.json" "$fa_port" "$fb_port" FAILOVER 30 "$kills")
+    echo "$f" >&2
+fi
+
+if section throughput; then
 cat <<EOF
 ## Cluster mode (NATS JetStream)
 
@@ -155,3 +185,36 @@ process start, connecting included). On these 2 shared cores the three nats-serv
 with flowd for CPU, so these ratios are a floor for a deployment with the servers on their
 own machines.
 EOF
+fi
+
+if section failover; then
+    ff() { echo "$f" | field "$1"; }
+    cat <<EOF
+
+### Failover: a broker killed under load (issue 19)
+
+\`bench/failover.py\`, same run, same three servers: two cluster-mode flowd nodes (--threads 1,
+both on core 0, \`cluster_publish_timeout\` 10s) on a new 3-replica stream, one writer (core 1)
+POSTing one-record batches back to back, alternately to both nodes, each with its own
+Idempotency-Key and no retry. $(ff kills) SIGKILLs of a nats-server, every other one the
+stream's leader (read from the server's monitoring endpoint \`/jsz?accounts=true&streams=true\`),
+the others a server that is not; the killed server is restarted 4 s after the kill (or 2 s
+after the first acknowledgement, if later), and the next kill waits until the stream has a
+leader and two current replicas. Each node's \`flowd_cluster_applied_seq\` is polled every
+10 ms. "First acknowledged POST": the first POST sent after the kill answered 200; "every
+node applied": its sequence seen applied on both nodes.
+
+| leader kills | kill -> first acknowledged POST, median / max s | kill -> every node applied, median / max s | POSTs while the leader was down | their latency p50 / p99 / max ms |
+| --- | --- | --- | --- | --- |
+| $(ff leader_kills) | $(ff first_ack_median) / $(ff first_ack_max) | $(ff applied_median) / $(ff applied_max) | $(ff post_n) | $(ff post_p50_ms) / $(ff post_p99_ms) / $(ff post_max_ms) |
+
+Issue 19's item-2 goal (after a broker SIGKILL, every node applies each newly acknowledged
+batch within \`min_seq_wait\`, 2 s, at p99 over 20 kills, leader or not), measured over all
+$(ff kills) kills: for every batch acknowledged while the killed server was down (the POST in
+flight at the kill included), its acknowledgement to the moment both nodes had applied it.
+
+| kills | batches acknowledged while a server was down | refused | ack -> applied on both, p50 / p99 / max ms | within 2 s |
+| --- | --- | --- | --- | --- |
+| $(ff kills) | $(ff batches) | $(ff refused) | $(ff delay_p50_ms) / $(ff delay_p99_ms) / $(ff delay_max_ms) | $(ff within_2s) of $(ff batches) |
+EOF
+fi

@@ -735,6 +735,9 @@ void cluster_ingest::release_waiters(bool stopping) {
 }
 
 void cluster_ingest::note_setup_failure(std::string why) {
+    if (closing_.load(std::memory_order_acquire)) {
+        return;  // stop() closed the connection under the request: not a failure
+    }
     // Retried every resubscribe_after: say it once per distinct reason, not per try.
     if (why != last_setup_error_) {
         log_->warn("cluster: {}; retrying every {} ms", why, resubscribe_after.count());
@@ -1128,6 +1131,9 @@ void cluster_ingest::apply_loop() {
                     natsMsg_Destroy(msg);
                     continue;
                 }
+                if (s != NATS_TIMEOUT && closing_.load(std::memory_order_acquire)) {
+                    break;  // stop() closed the connection: not a consumer failure
+                }
                 if (s != NATS_TIMEOUT) {
                     // Missed heartbeats, a closed connection, a consumer deleted with its
                     // server: recreated from the next sequence to apply.
@@ -1191,19 +1197,18 @@ void cluster_ingest::stop() {
         stopping_ = true;
     }
     wake_.notify_all();
-    if (apply_thread_.joinable()) {
-        apply_thread_.join();
-    }
-    if (js_ != nullptr) {
-        // Lets what is in flight be acknowledged (or fail) before the connection goes.
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 2'000;
-        (void)js_PublishAsyncComplete(js_, &po);
-    }
+    // Closed before the apply thread is joined: while the stream has no leader that thread
+    // may be blocked in a JetStream request (a consumer or a stream lookup, up to 1.5 s),
+    // which held the exit that long past the grace period; a closed connection ends it at
+    // once. Nothing here waits for publish acks: the I/O threads have stopped, so an ack
+    // arriving now could answer no one (after a drain that ended by itself none is pending;
+    // after the grace period the waiting POSTs' connections close with the process).
     if (conn_ != nullptr) {
         closing_.store(true, std::memory_order_release);
         natsConnection_Close(conn_);
+    }
+    if (apply_thread_.joinable()) {
+        apply_thread_.join();
     }
     std::vector<std::uint64_t> left;
     {

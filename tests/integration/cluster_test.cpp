@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "server_fixture.hpp"
+#include "sse_client.hpp"
 
 namespace flowd::test {
 namespace {
@@ -229,11 +232,24 @@ std::unique_ptr<flowd_process> start_node(nats_cluster const& nats, std::string 
 std::string stream_api(nats_cluster const& nats, std::string const& subject) {
     natsConnection* nc = nullptr;
     natsOptions* opts = nullptr;
+    // Any server of the three that answers (one may be down in the failover tests).
     std::string const all = nats.urls();
-    std::string const url = all.substr(0, all.find(','));
+    std::vector<std::string> urls;
+    for (std::size_t at = 0; at < all.size();) {
+        std::size_t const comma = std::min(all.find(',', at), all.size());
+        urls.push_back(all.substr(at, comma - at));
+        at = comma + 1;
+    }
+    std::vector<char const*> servers;
+    for (auto const& u : urls) {
+        servers.push_back(u.c_str());
+    }
     natsStatus s = natsOptions_Create(&opts);
     if (s == NATS_OK) {
-        s = natsOptions_SetURL(opts, url.c_str());
+        s = natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size()));
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetNoRandomize(opts, true);
     }
     if (s == NATS_OK) {
         s = natsConnection_Connect(&nc, opts);
@@ -1249,6 +1265,336 @@ TEST_F(ClusterTest, JetStreamDownPostIs503WithRetryAfterAndGetServes) {
     EXPECT_EQ(totals[0].at("bytes_tx"), 11) << "the first batch and the one after the outage";
     metrics = parse_metrics(ca.get("/metrics").body());
     EXPECT_EQ(metric_value(metrics, "flowd_cluster_connected"), 1.0);
+}
+
+// Issue 16 in cluster mode: a stream opened on node B sees what was POSTed to node A (the
+// apply loop notifies the change journal as a POST does), with the exact new totals.
+TEST_F(ClusterTest, PostToOneNodeShowsOnAStreamOpenedOnAnother) {
+    nats_cluster nats;
+    auto a = start_node(nats, "a", "LIVE");
+    auto b = start_node(nats, "b", "LIVE");
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    http_client ca{a->port()};
+    auto const first = ca.post("/flows", "[" + flow_json("web", "db", "vpc-1", 10, 1, 21) + "]");
+    ASSERT_EQ(first.result_int(), 200) << first.body();
+    http_client cb{b->port()};
+    ASSERT_EQ(cb.get("/flows?hour=21&min_seq=" + std::to_string(seq_of(first))).result_int(), 200);
+
+    sse_client stream{b->port(), "/flows/stream?hour=21&interval=200ms"};
+    std::vector<nlohmann::json> rows;
+    auto const synced = stream.until_synced(rows);
+    ASSERT_TRUE(synced) << b->log();
+    EXPECT_EQ(nlohmann::json(rows), nlohmann::json::parse(cb.get("/flows?hour=21").body()));
+
+    // Five more batches through node A: the stream on B ends up at their exact totals.
+    std::uint64_t last = 0;
+    for (int i = 0; i < 5; ++i) {
+        auto const r = ca.post("/flows", "[" + flow_json("web", "db", "vpc-1", 10, 1, 21) + "," +
+                                             flow_json("web", "cache", "vpc-2", 3, 7, 21) + "]");
+        ASSERT_EQ(r.result_int(), 200) << r.body();
+        last = seq_of(r);
+    }
+    auto const posted = std::chrono::steady_clock::now();
+    std::map<std::string, nlohmann::json> latest;  // dest_app -> its newest row on the stream
+    auto const done = [&] {
+        return latest.count("db") == 1 && latest["db"].at("bytes_tx") == 60 &&
+               latest.count("cache") == 1 && latest["cache"].at("bytes_tx") == 15;
+    };
+    while (!done()) {
+        auto const e = stream.next(std::chrono::seconds(5 * slow));
+        ASSERT_TRUE(e) << "the stream on B ended or went quiet before the totals; B: " << b->log();
+        if (e->type == "rows") {
+            for (auto const& row : nlohmann::json::parse(e->data)) {
+                latest[row.at("dest_app").get<std::string>()] = row;
+            }
+        }
+    }
+    auto const took = std::chrono::steady_clock::now() - posted;
+    EXPECT_LT(took, std::chrono::seconds(3 * slow));
+    EXPECT_EQ(latest["db"], nlohmann::json::parse(R"({"src_app":"web","dest_app":"db",)"
+                                                  R"("vpc_id":"vpc-1","bytes_tx":60,)"
+                                                  R"("bytes_rx":6,"hour":21})"));
+    EXPECT_EQ(latest["cache"], nlohmann::json::parse(R"({"src_app":"web","dest_app":"cache",)"
+                                                     R"("vpc_id":"vpc-2","bytes_tx":15,)"
+                                                     R"("bytes_rx":35,"hour":21})"));
+    // The same totals as a GET on either node at that sequence.
+    auto const on_b = cb.get("/flows?hour=21&min_seq=" + std::to_string(last));
+    ASSERT_EQ(on_b.result_int(), 200);
+    EXPECT_EQ(on_b.body(), ca.get("/flows?hour=21&min_seq=" + std::to_string(last)).body());
+    auto const get_rows = nlohmann::json::parse(on_b.body());
+    ASSERT_EQ(get_rows.size(), 2U);
+    EXPECT_EQ(get_rows[0], latest["cache"]);
+    EXPECT_EQ(get_rows[1], latest["db"]);
+}
+
+// SIGTERM while POSTs wait for a stream that cannot acknowledge them (two of three brokers
+// down, cluster_publish_timeout far past the grace period): flowd stops retrying at the end
+// of the grace period instead of waiting out the publish timeout, each waiting POST is
+// answered 503 or its connection closed, never 200, and the exit code is 0 (SPEC Shutdown).
+TEST_F(ClusterTest, SigtermWhilePostsRetryAPublishExitsWithinTheGracePeriod) {
+    nats_cluster nats;
+    constexpr auto grace = std::chrono::seconds(2);
+    auto a = start_node(nats, "a", "DRAIN",
+                        {{"FLOWD_CLUSTER_PUBLISH_TIMEOUT", "60s"}, {"FLOWD_GRACE_PERIOD", "2s"}});
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    http_client ca{a->port()};
+    ASSERT_EQ(ca.post("/flows", "[" + flow_json("s", "t", "u", 1, 1, 22) + "]").result_int(), 200);
+
+    nats.server(1).kill(SIGKILL);
+    nats.server(2).kill(SIGKILL);
+    constexpr int waiting = 3;
+    std::array<std::string, waiting> answers{};
+    std::vector<std::thread> posts;
+    for (int i = 0; i < waiting; ++i) {
+        posts.emplace_back([&, i] {
+            try {
+                http_client c{a->port()};
+                auto const r = c.post("/flows", "[" + flow_json("s", "t", "u", 1, 1, 22) + "]");
+                answers[static_cast<std::size_t>(i)] =
+                    std::to_string(r.result_int()) + " " + r.body();
+            } catch (std::exception const& e) {
+                answers[static_cast<std::size_t>(i)] = std::string("closed: ") + e.what();
+            }
+        });
+    }
+    // The POSTs are waiting once their publishes were retried.
+    bool const retrying = eventually(
+        [&] {
+            auto const m = parse_metrics(ca.get("/metrics").body());
+            return metric_value(m, "flowd_cluster_publish_retries_total").value_or(0) >= waiting;
+        },
+        std::chrono::seconds(10 * slow));
+
+    auto const signalled = std::chrono::steady_clock::now();
+    a->signal(SIGTERM);
+    int const code = a->wait_exit(std::chrono::seconds(90));
+    auto const took = std::chrono::steady_clock::now() - signalled;
+    for (auto& t : posts) {
+        t.join();
+    }
+
+    ASSERT_TRUE(retrying) << a->log();
+    EXPECT_EQ(code, 0) << a->log();
+    // The grace period and the moment closing takes: neither the 60 s publish timeout nor a
+    // JetStream request of the apply thread (it held the exit 1-1.5 s past the grace period
+    // until stop() closed the connection before joining that thread).
+    EXPECT_LT(took, grace + std::chrono::milliseconds(500) * slow)
+        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+        << a->log();
+    for (auto const& answer : answers) {
+        EXPECT_TRUE(answer.rfind("503 ", 0) == 0 || answer.rfind("closed: ", 0) == 0) << answer;
+        if (answer.rfind("503 ", 0) == 0) {
+            EXPECT_NE(answer.find("cluster-unavailable"), std::string::npos) << answer;
+        }
+    }
+    std::cout << "[ sigterm while retrying ] exited " << code << " after "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+              << " ms (grace 2000 ms); the waiting POSTs: " << answers[0].substr(0, 40) << " | "
+              << answers[1].substr(0, 40) << " | " << answers[2].substr(0, 40) << "\n";
+}
+
+// True once the stream has a leader and both other replicas are current: a broker restarted
+// after a kill has caught up, so killing another one leaves a quorum.
+bool stream_whole(nats_cluster const& nats, std::string const& stream) {
+    std::string const info = stream_api(nats, "$JS.API.STREAM.INFO." + stream);
+    nlohmann::json const parsed = nlohmann::json::parse(info, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("cluster")) {
+        return false;
+    }
+    auto const& cluster = parsed["cluster"];
+    if (cluster.value("leader", "").empty() || !cluster.contains("replicas") ||
+        cluster["replicas"].size() != 2) {
+        return false;
+    }
+    return std::all_of(cluster["replicas"].begin(), cluster["replicas"].end(), [](auto const& r) {
+        return r.value("current", false) && !r.value("offline", false);
+    });
+}
+
+// Issue 19's chaos test: four writers POST back to back to both nodes with no retry while
+// random brokers are SIGKILLed and restarted (at most one down at a time: the next kill
+// waits until the restarted one is a current replica again). flowd gives up no batch (no
+// POST answered 503 after cluster_publish_timeout), none it acknowledged is lost, both nodes
+// end at the exact totals, and at most 0.5 % of requests failed.
+TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
+    nats_cluster nats;
+    // 60 s in the plain build; the sanitizer runs are slow enough that half as long still
+    // sees several kills, and keep make test's asan stage within its time.
+    auto const chaos_for = std::chrono::seconds(slow == 1 ? 60 : 30);
+    // A publish waits out any one election (4-9 s here, see the leader test) rather than
+    // being given up.
+    std::map<std::string, std::string> const env{
+        {"FLOWD_CLUSTER_PUBLISH_TIMEOUT", std::to_string(15 * slow) + "s"},
+        {"FLOWD_MIN_SEQ_WAIT", failover_min_seq_wait}};
+    auto a = start_node(nats, "a", "CHAOS", env);
+    auto b = start_node(nats, "b", "CHAOS", env);
+    ASSERT_TRUE(wait_ready(*a)) << a->log();
+    ASSERT_TRUE(wait_ready(*b)) << b->log();
+    constexpr std::uint32_t hour = 23;
+    constexpr int writers = 4;
+
+    struct writer {
+        std::uint64_t sent = 0;
+        std::uint64_t acknowledged = 0;
+        std::uint64_t last_seq = 0;
+        std::vector<std::uint64_t> failed{};  // batches not answered 200
+        std::vector<std::string> why{};
+    };
+    std::array<writer, writers> ws{};
+    auto const key = [](int w, std::uint64_t n) {
+        return "chaos-" + std::to_string(w) + "-" + std::to_string(n);
+    };
+    auto const body = [](int w) {
+        return "[" + flow_json("c", "d", "vpc-" + std::to_string(w), 1, 1, hour) + "]";
+    };
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < writers; ++w) {
+        threads.emplace_back([&, w] {
+            writer& me = ws[static_cast<std::size_t>(w)];
+            std::array<std::unique_ptr<http_client>, 2> clients{};
+            while (!stop.load()) {
+                std::uint64_t const n = me.sent++;
+                std::size_t const node = (n + static_cast<std::uint64_t>(w)) % 2;
+                try {
+                    if (!clients[node]) {
+                        clients[node] =
+                            std::make_unique<http_client>(node == 0 ? a->port() : b->port());
+                    }
+                    auto const r = clients[node]->post("/flows", body(w), "application/json",
+                                                       {{"Idempotency-Key", key(w, n)}});
+                    if (r.result_int() == 200) {
+                        ++me.acknowledged;
+                        me.last_seq = std::max(me.last_seq, seq_of(r));
+                        continue;
+                    }
+                    me.why.push_back(std::to_string(r.result_int()) + " " + r.body());
+                } catch (std::exception const& e) {
+                    clients[node].reset();
+                    me.why.push_back(std::string("no answer: ") + e.what());
+                }
+                me.failed.push_back(n);
+            }
+        });
+    }
+
+    // FLOWD_CHAOS_SEED replays a schedule a failed run printed (its timing differs).
+    char const* const replay = std::getenv("FLOWD_CHAOS_SEED");
+    unsigned const seed = replay != nullptr
+                              ? static_cast<unsigned>(std::strtoul(replay, nullptr, 10))
+                              : std::random_device{}();
+    std::mt19937 rng{seed};
+    auto const between = [&](int lo_ms, int hi_ms) {
+        return std::chrono::milliseconds(std::uniform_int_distribution<int>{lo_ms, hi_ms}(rng));
+    };
+    std::string schedule;
+    int kills = 0;
+    int leader_kills = 0;
+    auto const began = std::chrono::steady_clock::now();
+    bool whole = true;
+    // The schedule itself is random waits: up 1.5-3.5 s, down 2-5 s; a kill starts only
+    // when its whole cycle fits in the time left, then the writers go on to the end.
+    while (std::chrono::steady_clock::now() - began + std::chrono::milliseconds(8'500) <=
+           chaos_for) {
+        std::this_thread::sleep_for(between(1'500, 3'500));
+        auto const victim = static_cast<std::size_t>(std::uniform_int_distribution<int>{0, 2}(rng));
+        bool const leader = stream_leader(nats, "CHAOS") == static_cast<int>(victim);
+        nats.server(victim).kill(SIGKILL);
+        ++kills;
+        leader_kills += leader ? 1 : 0;
+        schedule += " n" + std::to_string(victim) + (leader ? "(leader)" : "");
+        std::this_thread::sleep_for(between(2'000, 5'000));
+        nats.server(victim).start();
+        whole =
+            eventually([&] { return nats.server(victim).accepting(); }, std::chrono::seconds(15)) &&
+            eventually([&] { return stream_whole(nats, "CHAOS"); },
+                       std::chrono::seconds(30 * slow));
+        if (!whole) {
+            break;
+        }
+    }
+    std::this_thread::sleep_until(began + chaos_for);
+    stop = true;
+    for (auto& t : threads) {
+        t.join();
+    }
+    auto const ran = std::chrono::steady_clock::now() - began;
+    ASSERT_TRUE(whole) << "a restarted broker did not rejoin the stream:" << schedule;
+
+    std::uint64_t requests = 0;
+    std::uint64_t errors = 0;
+    std::string why;
+    for (auto const& w : ws) {
+        requests += w.sent;
+        errors += w.failed.size();
+        for (auto const& y : w.why) {
+            why += y + "\n";
+        }
+    }
+    std::cout << "[ chaos ] seed " << seed << ", "
+              << std::chrono::duration_cast<std::chrono::seconds>(ran).count() << " s, " << kills
+              << " kills (" << leader_kills << " of the stream leader):" << schedule << "; "
+              << requests << " POSTs, " << errors << " not answered 200\n"
+              << why;
+    EXPECT_GE(kills, 3);
+    EXPECT_LE(errors * 200, requests) << why;
+
+    // Every batch acknowledged is on both nodes: the failed ones, retried now with their
+    // keys (applied once whether or not the failed attempt was stored), and the totals
+    // exact per writer.
+    double given_up = 0;
+    std::uint64_t last_seq = 0;
+    http_client settle{a->port()};
+    for (int w = 0; w < writers; ++w) {
+        for (std::uint64_t n : ws[static_cast<std::size_t>(w)].failed) {
+            http_response r;
+            ASSERT_TRUE(eventually(
+                [&] {
+                    r = settle.post("/flows", body(w), "application/json",
+                                    {{"Idempotency-Key", key(w, n)}});
+                    return r.result_int() == 200;
+                },
+                std::chrono::seconds(30)))
+                << r.result_int() << " " << r.body() << "\nthe writers saw:\n"
+                << why << "\nnode a:\n"
+                << a->log() << "\nnode b:\n"
+                << b->log();
+            last_seq = std::max(last_seq, seq_of(r));
+        }
+        last_seq = std::max(last_seq, ws[static_cast<std::size_t>(w)].last_seq);
+    }
+    for (flowd_process* node : {a.get(), b.get()}) {
+        http_client c{node->port()};
+        http_response got;
+        ASSERT_TRUE(eventually(
+            [&] {
+                got = c.get("/flows?hour=" + std::to_string(hour) +
+                            "&min_seq=" + std::to_string(last_seq));
+                return got.result_int() == 200;
+            },
+            std::chrono::seconds(30)))
+            << got.body() << "\n"
+            << node->log();
+        auto const rows = nlohmann::json::parse(got.body());
+        ASSERT_EQ(rows.size(), static_cast<std::size_t>(writers)) << got.body();
+        for (int w = 0; w < writers; ++w) {
+            EXPECT_EQ(rows[static_cast<std::size_t>(w)].at("vpc_id"), "vpc-" + std::to_string(w));
+            EXPECT_EQ(rows[static_cast<std::size_t>(w)].at("bytes_tx").get<std::uint64_t>(),
+                      ws[static_cast<std::size_t>(w)].sent)
+                << "writer " << w << " on node " << (node == a.get() ? "a" : "b");
+        }
+        auto const m = parse_metrics(c.get("/metrics").body());
+        EXPECT_EQ(metric_value(m, "flowd_cluster_apply_halted"), 0.0) << node->log();
+        given_up += metric_value(m, "flowd_cluster_publish_failures_total").value_or(-1);
+        std::cout << "[ chaos ] node " << (node == a.get() ? "a" : "b") << ": publish retries "
+                  << metric_value(m, "flowd_cluster_publish_retries_total").value_or(-1)
+                  << ", publishes given up (503) "
+                  << metric_value(m, "flowd_cluster_publish_failures_total").value_or(-1)
+                  << ", consumer restarts "
+                  << metric_value(m, "flowd_cluster_consumer_restarts_total").value_or(-1) << "\n";
+    }
+    EXPECT_EQ(given_up, 0.0) << why;
 }
 
 }  // namespace

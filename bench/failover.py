@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Failover figures of `make bench` (issue 19, items 2 and 5), driven by
+scripts/bench-cluster.sh: two cluster-mode flowd nodes on a 3-replica stream, one writer
+POSTing back to back (alternately to both nodes, each batch with its own Idempotency-Key,
+no retry), and KILLS SIGKILLs of a nats-server: the even ones the stream's leader (read from
+the server's monitoring endpoint, /jsz?accounts=true&streams=true), the odd ones a server
+that is not. Each killed server is restarted once the failover is over, and the next kill
+waits until the stream has a leader and two current replicas again.
+
+What is timed, from the writer's answers and from each node's `flowd_cluster_applied_seq`
+polled every 10 ms (a thread per node):
+  - kill -> first acknowledged POST: the first POST sent after the kill answered 200 (the
+    one in flight at the kill, if any, waits through the election with it);
+  - kill -> every node applied: that POST's sequence applied by both nodes;
+  - POST latency during a failover: the POSTs sent while the killed server was down;
+  - apply delay (item 2): for every batch acknowledged while a killed server was down, its
+    acknowledgement to the moment both nodes had applied it, against min_seq_wait (2 s).
+
+usage: failover.py SERVERS_JSON NODE_PORT_A NODE_PORT_B STREAM HOUR KILLS
+SERVERS_JSON: [{"name": "n0", "port": P, "monitor": M, "pid": PID, "cmd": [...]}, ...]
+Prints one line per kill on stderr and `RESULT key=value ...` on stdout.
+"""
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+
+def now():
+    return time.monotonic()
+
+
+def http_get(port, target, timeout=5.0):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", target)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def accepting(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def gone(pid, child):
+    if child is not None:
+        return child.poll() is not None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
+class Servers:
+    def __init__(self, spec):
+        self.spec = spec
+        self.children = [None] * len(spec)
+
+    def stream_info(self, stream, only=None):
+        """The stream's cluster block as the first server that answers sees it (or server
+        `only`), or None. Only the leader's own view says whether the replicas are current."""
+        for i, s in enumerate(self.spec):
+            if self.down(i) or (only is not None and i != only):
+                continue
+            try:
+                status, body = http_get(s["monitor"], "/jsz?accounts=true&streams=true", 2.0)
+            except OSError:
+                continue
+            if status != 200:
+                continue
+            for acc in json.loads(body).get("account_details") or []:
+                for st in acc.get("stream_detail") or []:
+                    if st.get("name") == stream:
+                        return st.get("cluster") or {}
+        return None
+
+    def leader(self, stream):
+        info = self.stream_info(stream)
+        name = (info or {}).get("leader", "")
+        for i, s in enumerate(self.spec):
+            if s["name"] == name:
+                return i
+        return -1
+
+    def whole(self, stream):
+        leader = self.leader(stream)
+        info = self.stream_info(stream, leader) if leader >= 0 else None
+        if not info or info.get("leader") != self.spec[leader]["name"]:
+            return False
+        replicas = info.get("replicas") or []
+        return len(replicas) == len(self.spec) - 1 and all(
+            r.get("current") and not r.get("offline") for r in replicas)
+
+    def down(self, i):
+        return gone(self.spec[i]["pid"], self.children[i])
+
+    def kill(self, i):
+        os.kill(self.spec[i]["pid"], signal.SIGKILL)
+        if self.children[i] is not None:
+            self.children[i].wait()
+        else:
+            until(lambda: self.down(i), 10)
+
+    def start(self, i):
+        p = subprocess.Popen(self.spec[i]["cmd"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.children[i] = p
+        self.spec[i]["pid"] = p.pid
+
+    def stop_started(self):
+        for p in self.children:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def until(cond, limit, step=0.01):
+    deadline = now() + limit
+    while now() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+class Writer(threading.Thread):
+    """POSTs back to back, alternately to the two nodes; records (sent, answered, status, seq)."""
+
+    def __init__(self, ports, hour):
+        super().__init__(daemon=True)
+        self.ports = ports
+        self.hour = hour
+        self.stop = False
+        self.log = []  # (sent, answered, status, seq)
+        self.lock = threading.Lock()
+
+    def run(self):
+        conns = [None, None]
+        n = 0
+        body = json.dumps([{"src_app": "f", "dest_app": "o", "vpc_id": "v", "bytes_tx": 1,
+                            "bytes_rx": 1, "hour": self.hour}]).encode()
+        while not self.stop:
+            i = n % 2
+            sent = now()
+            status, seq = 0, 0
+            try:
+                if conns[i] is None:
+                    conns[i] = http.client.HTTPConnection("127.0.0.1", self.ports[i], timeout=60)
+                conns[i].request("POST", "/flows", body,
+                                 {"Content-Type": "application/json",
+                                  "Idempotency-Key": f"failover-{n}"})
+                r = conns[i].getresponse()
+                data = r.read()
+                status = r.status
+                if status == 200:
+                    seq = json.loads(data)["seq"]
+            except (OSError, http.client.HTTPException):
+                if conns[i] is not None:
+                    conns[i].close()
+                conns[i] = None
+            with self.lock:
+                self.log.append((sent, now(), status, seq))
+            n += 1
+
+    def since(self, t):
+        with self.lock:
+            return [e for e in self.log if e[0] >= t]
+
+
+class Applied(threading.Thread):
+    """Polls one node's flowd_cluster_applied_seq; remembers when each new value was seen."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.stop = False
+        self.samples = []  # (time, seq), seq increasing
+        self.lock = threading.Lock()
+
+    def run(self):
+        conn = None
+        while not self.stop:
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/metrics")
+                text = conn.getresponse().read().decode()
+                t = now()
+                for line in text.splitlines():
+                    if line.startswith("flowd_cluster_applied_seq "):
+                        seq = int(float(line.split()[1]))
+                        with self.lock:
+                            if not self.samples or seq > self.samples[-1][1]:
+                                self.samples.append((t, seq))
+                        break
+            except (OSError, http.client.HTTPException):
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(0.01)
+
+    def applied_at(self, seq):
+        """When this node was first seen at or past `seq`, or None."""
+        with self.lock:
+            for t, s in self.samples:
+                if s >= seq:
+                    return t
+        return None
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(len(v) * p / 100.0 + 0.999) - 1))]
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    ports = [int(sys.argv[2]), int(sys.argv[3])]
+    stream, hour, kills = sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    servers = Servers(spec)
+    writer = Writer(ports, hour)
+    watchers = [Applied(p) for p in ports]
+    for w in watchers:
+        w.start()
+    writer.start()
+    rng = random.Random()
+    leader_first_ack, leader_all_applied, failover_posts = [], [], []
+    delays, failed = [], 0
+    try:
+        for k in range(kills):
+            # Steady first: every server up, the stream whole, POSTs acknowledged.
+            if not until(lambda: servers.whole(stream), 60, 0.1):
+                raise SystemExit(f"failover: the stream is not whole before kill {k + 1}")
+            mark = now()
+            if not until(lambda: sum(1 for e in writer.since(mark) if e[2] == 200) >= 20, 30):
+                raise SystemExit("failover: the writer gets no acknowledgements")
+            leader = servers.leader(stream)
+            if leader < 0:
+                raise SystemExit("failover: no stream leader in /jsz")
+            kill_leader = k % 2 == 0
+            victim = leader if kill_leader else rng.choice(
+                [i for i in range(len(spec)) if i != leader])
+            killed = now()
+            servers.kill(victim)
+            # The first POST sent after the kill that was acknowledged.
+            first = []
+
+            def acked():
+                first[:] = [e for e in writer.since(killed) if e[2] == 200][:1]
+                return bool(first)
+
+            if not until(acked, 60):
+                raise SystemExit(f"failover: no POST acknowledged within 60 s of kill {k + 1}")
+            first_ack = first[0][1] - killed
+            seq = first[0][3]
+            if not until(lambda: all(w.applied_at(seq) is not None for w in watchers), 60):
+                raise SystemExit(f"failover: sequence {seq} not applied by both nodes")
+            all_applied = max(w.applied_at(seq) for w in watchers) - killed
+            # Down a while longer (at least 4 s, 2 s past the first acknowledgement), so the
+            # batches after the failover are measured too; then back.
+            time.sleep(max(0.0, max(killed + 4.0, now() + 2.0) - now()))
+            restarted = now()
+            servers.start(victim)
+            # The POSTs answered while the server was down (the one in flight at the kill
+            # included).
+            window = [e for e in writer.since(killed - 70) if e[1] >= killed and e[0] < restarted]
+            # Each batch acknowledged while the server was down: ack -> applied everywhere.
+            until(lambda: all(w.applied_at(max([e[3] for e in window] or [0])) is not None
+                              for w in watchers), 30)
+            for e in window:
+                if e[2] != 200:
+                    failed += 1
+                    continue
+                ats = [w.applied_at(e[3]) for w in watchers]
+                delays.append(float("inf") if None in ats else max(0.0, max(ats) - e[1]))
+            if kill_leader:
+                leader_first_ack.append(first_ack)
+                leader_all_applied.append(all_applied)
+                failover_posts += [e[1] - e[0] for e in window]
+            print(f"kill {k + 1}: {spec[victim]['name']}{' (leader)' if kill_leader else ''}: "
+                  f"first ack {first_ack:.2f} s, applied on both {all_applied:.2f} s, "
+                  f"{len(window)} POSTs while down, slowest {max(e[1] - e[0] for e in window):.2f} s",
+                  file=sys.stderr)
+            if not until(lambda: accepting(spec[victim]["port"]), 15):
+                raise SystemExit(f"failover: {spec[victim]['name']} did not come back")
+    finally:
+        writer.stop = True
+        for w in watchers:
+            w.stop = True
+        writer.join(70)
+        servers.stop_started()
+    within = sum(1 for d in delays if d <= 2.0)
+    print("RESULT"
+          f" leader_kills={len(leader_first_ack)}"
+          f" first_ack_median={statistics.median(leader_first_ack):.2f}"
+          f" first_ack_max={max(leader_first_ack):.2f}"
+          f" applied_median={statistics.median(leader_all_applied):.2f}"
+          f" applied_max={max(leader_all_applied):.2f}"
+          f" post_n={len(failover_posts)}"
+          f" post_p50_ms={pct(failover_posts, 50) * 1000:.1f}"
+          f" post_p99_ms={pct(failover_posts, 99) * 1000:.1f}"
+          f" post_max_ms={max(failover_posts) * 1000:.0f}"
+          f" kills={kills}"
+          f" batches={len(delays)}"
+          f" refused={failed}"
+          f" delay_p50_ms={pct(delays, 50) * 1000:.0f}"
+          f" delay_p99_ms={pct(delays, 99) * 1000:.0f}"
+          f" delay_max_ms={max(delays) * 1000:.0f}"
+          f" within_2s={within}")
+
+
+if __name__ == "__main__":
+    main()
