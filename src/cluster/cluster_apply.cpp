@@ -1,0 +1,503 @@
+#include <algorithm>
+#include <stdexcept>
+
+#include <nats/nats.h>
+
+#include "flowd/cluster/cluster_ingest.hpp"
+#include "flowd/durable/data_files.hpp"
+#include "flowd/durable/wal_format.hpp"
+#include "flowd/ingest/admission.hpp"
+#include "nats_support.hpp"
+
+namespace flowd {
+
+using namespace cluster_detail;  // NOLINT(google-build-using-namespace): this module's own helpers
+
+void cluster_ingest::wait_applied(std::uint64_t seq, std::chrono::milliseconds wait,
+                                  wait_done done) {
+    if (applied_seq() >= seq) {
+        return done(true);
+    }
+    {
+        std::scoped_lock lock{wait_mutex_};
+        if (!stopping_) {
+            waiters_.push_back(waiter{seq, clock::now() + wait, std::move(done)});
+            return;
+        }
+    }
+    done(false);
+}
+
+void cluster_ingest::release_waiters(bool stopping) {
+    std::vector<waiter> ready;
+    std::vector<waiter> late;
+    std::uint64_t const applied = applied_seq();
+    auto const now = clock::now();
+    {
+        std::scoped_lock lock{wait_mutex_};
+        if (waiters_.empty()) {
+            return;
+        }
+        std::vector<waiter> keep;
+        for (waiter& w : waiters_) {
+            if (w.seq <= applied) {
+                ready.push_back(std::move(w));
+            } else if (stopping || w.deadline <= now) {
+                late.push_back(std::move(w));
+            } else {
+                keep.push_back(std::move(w));
+            }
+        }
+        waiters_.swap(keep);
+    }
+    for (waiter& w : ready) {
+        w.done(true);
+    }
+    for (waiter& w : late) {
+        w.done(false);
+    }
+}
+
+void cluster_ingest::note_setup_failure(std::string why) {
+    if (closing_.load(std::memory_order_acquire)) {
+        return;  // stop() closed the connection under the request: not a failure
+    }
+    // Retried every resubscribe_after: say it once per distinct reason, not per try.
+    if (why != last_setup_error_) {
+        log_->warn("cluster: {}; retrying every {} ms", why, resubscribe_after.count());
+        last_setup_error_ = std::move(why);
+    }
+}
+
+bool cluster_ingest::set_up_stream_and_consumer() {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsStreamInfo* si = nullptr;
+    natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        jsStreamConfig cfg;
+        jsStreamConfig_Init(&cfg);
+        char const* subjects[] = {subject_.c_str()};
+        cfg.Name = options_.stream.c_str();
+        cfg.Subjects = subjects;
+        cfg.SubjectsLen = 1;
+        cfg.Storage = js_FileStorage;
+        cfg.Replicas = options_.replicas;
+        cfg.Duplicates =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
+        if (options_.max_bytes != 0) {
+            cfg.MaxBytes = static_cast<std::int64_t>(options_.max_bytes);
+        }
+        cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.max_age).count();
+        jerr = static_cast<jsErrCode>(0);
+        s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
+        if (s == NATS_OK) {
+            log_->info(
+                "cluster: created stream {} (subject {}, {} replicas, duplicate window {} ms, "
+                "max bytes {}, max age {} h; 0: none)",
+                options_.stream, subject_, options_.replicas, options_.duplicate_window.count(),
+                options_.max_bytes, options_.max_age.count());
+        } else if (jerr == JSStreamNameExistErr) {
+            // Another node created it first.
+            s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &jerr);
+        }
+    }
+    if (s != NATS_OK) {
+        note_setup_failure("stream " + options_.stream + " not available yet: " + status_text(s) +
+                           " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
+        return false;
+    }
+    auto const window_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
+    if (si->Config != nullptr &&
+        (si->Config->Duplicates != window_ns || si->Config->Replicas != options_.replicas)) {
+        // Not changed behind the operator's back: a smaller window would weaken retries.
+        log_->warn(
+            "cluster: stream {} has {} replicas and a duplicate window of {} ms; this node is "
+            "configured for {} and {} ms (idempotency_window): the stream's settings apply",
+            options_.stream, si->Config->Replicas, si->Config->Duplicates / 1'000'000,
+            options_.replicas, options_.duplicate_window.count());
+    }
+    std::uint64_t const applied = applied_seq();
+    if (si->State.LastSeq < applied) {
+        std::string const why = "stream " + options_.stream + " ends at sequence " +
+                                std::to_string(si->State.LastSeq) + ", before sequence " +
+                                std::to_string(applied) + " which this node applied";
+        jsStreamInfo_Destroy(si);
+        halt(why);
+        return false;
+    }
+    if (si->State.Msgs > 0 && si->State.FirstSeq > applied + 1) {
+        std::string const why = "stream " + options_.stream + " starts at sequence " +
+                                std::to_string(si->State.FirstSeq) + " but this node applied " +
+                                "only up to " + std::to_string(applied);
+        jsStreamInfo_Destroy(si);
+        halt(why);
+        return false;
+    }
+    if (!have_target_) {
+        catch_up_target_ = si->State.LastSeq;
+        have_target_ = true;
+        log_->info("cluster: stream {} holds sequences {}..{}; applying from {}", options_.stream,
+                   si->State.FirstSeq, si->State.LastSeq, applied_seq() + 1);
+    }
+    jsStreamInfo_Destroy(si);
+
+    if (applied_seq() != 0 && applied_stamp_ms() == 0) {
+        // Resumed from a checkpoint: the stamp of its last message, for sealing. A message
+        // gone from the stream leaves it unknown (no hour sealed for caching) until the next.
+        natsMsg* last = nullptr;
+        jerr = static_cast<jsErrCode>(0);
+        if (js_GetMsg(&last, js_, options_.stream.c_str(), applied_seq(), nullptr, &jerr) ==
+            NATS_OK) {
+            applied_stamp_ms_.store(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(natsMsg_GetTime(last), 0)) /
+                    1'000'000,
+                std::memory_order_release);
+            natsMsg_Destroy(last);
+        }
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = options_.stream.c_str();
+    so.Ordered = true;
+    // Idle heartbeats (and flow control, which ordered consumers need with them): see
+    // heartbeat_ms.
+    so.Config.Heartbeat = heartbeat_ms * 1'000'000;
+    so.Config.FlowControl = true;
+    if (applied_seq() == 0) {
+        so.Config.DeliverPolicy = js_DeliverAll;
+    } else {
+        so.Config.DeliverPolicy = js_DeliverByStartSequence;
+        so.Config.OptStartSeq = applied_seq() + 1;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = subscribe_wait_ms;
+    jerr = static_cast<jsErrCode>(0);
+    s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
+    if (s != NATS_OK) {
+        note_setup_failure("cannot subscribe to " + subject_ + ": " + status_text(s) +
+                           " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
+        sub_ = nullptr;
+        return false;
+    }
+    last_setup_error_.clear();
+    note_recovery(consume_outage_since_, metrics_.failover_consume, "consuming the stream");
+    last_message_at_ = clock::now();
+    next_stall_check_ = last_message_at_ + stall_after;
+    return true;
+}
+
+void cluster_ingest::check_for_stall() {
+    auto const now = clock::now();
+    if (sub_ == nullptr || halted_.load(std::memory_order_acquire) ||
+        now - last_message_at_ < stall_after || now < next_stall_check_) {
+        return;
+    }
+    next_stall_check_ = now + stall_after;
+    std::uint64_t const applied = applied_seq();
+    std::uint64_t known = highest_acked_.load(std::memory_order_relaxed);
+    if (known <= applied) {
+        // Sequences published through other nodes: ask the stream (one small request per
+        // stall period while idle).
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 1'000;
+        jsStreamInfo* si = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsStatus const s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, &jerr);
+        if (s == NATS_OK && si != nullptr) {
+            known = si->State.LastSeq;
+        }
+        jsStreamInfo_Destroy(si);
+        if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+            halt("stream " + options_.stream + " was deleted");
+            return;
+        }
+        if (si != nullptr && known < applied) {
+            halt("stream " + options_.stream + " now ends at sequence " + std::to_string(known) +
+                 ", before sequence " + std::to_string(applied) +
+                 " which this node applied: it was deleted and recreated");
+            return;
+        }
+    }
+    if (known > applied) {
+        log_->warn(
+            "cluster: consumer of {} delivered nothing for {} s while the stream holds sequence "
+            "{}; resubscribing from {}",
+            subject_, stall_after.count(), known, applied + 1);
+        natsSubscription_Destroy(sub_);
+        sub_ = nullptr;
+        metrics_.consumer_restarts.Increment();
+        note_outage(consume_outage_since_);
+    }
+}
+
+void cluster_ingest::apply_message(void* raw) {
+    auto* msg = static_cast<natsMsg*>(raw);
+    jsMsgMetaData* meta = nullptr;
+    std::uint64_t seq = 0;
+    std::uint64_t left = 0;
+    std::int64_t stamp_ns = 0;
+    bool know_left = true;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        seq = meta->Sequence.Stream;
+        left = meta->NumPending;
+        stamp_ns = meta->Timestamp;
+        jsMsgMetaData_Destroy(meta);
+    } else if (natsMsg_GetSequence(msg) > 0) {
+        // Fetched by sequence (apply_by_get()): no consumer metadata, so no pending count.
+        seq = natsMsg_GetSequence(msg);
+        stamp_ns = natsMsg_GetTime(msg);
+        know_left = false;
+    } else {
+        return;  // not a stream message (a heartbeat the library did not swallow)
+    }
+    std::uint64_t const applied = applied_seq();
+    if (seq <= applied) {
+        return;  // redelivered after a consumer reset
+    }
+    if (seq != applied + 1) {
+        // flowd never deletes stream messages: limits or a purge did, before this node
+        // applied them.
+        halt("stream " + options_.stream + " delivered sequence " + std::to_string(seq) +
+             " after " + std::to_string(applied) + ": sequences " + std::to_string(applied + 1) +
+             ".." + std::to_string(seq - 1) + " are gone from it");
+        return;
+    }
+    std::string_view const data(natsMsg_GetData(msg),
+                                static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    if (auto record = wal::decode_payload(data)) {
+        apply_record(*record);
+    } else {
+        // Every node skips the same message, so they still agree with one another.
+        log_->error("cluster: stream message {} is not a flowd batch record; skipped", seq);
+    }
+    metrics_.records_applied.Increment();
+    applied_stamp_ms_.store(
+        static_cast<std::uint64_t>(std::max<std::int64_t>(stamp_ns, 0)) / 1'000'000,
+        std::memory_order_release);
+    applied_.store(seq, std::memory_order_release);
+    metrics_.applied_seq.Set(static_cast<double>(seq));
+    if (!know_left) {
+        return;
+    }
+    metrics_.apply_lag_records.Set(static_cast<double>(left));
+    if (left == 0) {
+        metrics_.apply_lag_seconds.Set(0.0);
+    } else {
+        double const age =
+            static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count() -
+                                stamp_ns) /
+            1e9;
+        metrics_.apply_lag_seconds.Set(std::max(0.0, age));
+    }
+}
+
+void cluster_ingest::apply_by_get() {
+    // A consumer is created through JetStream's meta leader: when the server killed was
+    // that leader, no consumer can be created until another is elected (seconds, past
+    // min_seq_wait). Reading a message by sequence is answered by the stream's own leader,
+    // so while the consumer is being recreated the node keeps applying this way. A missing
+    // sequence (the end of the stream, or one deleted) ends it; the consumer, once back,
+    // judges gaps as always.
+    if (!connected() || halted_.load(std::memory_order_acquire)) {
+        return;
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 500;
+    std::size_t applied = 0;
+    for (; applied < 4096; ++applied) {
+        natsMsg* msg = nullptr;
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        if (js_GetMsg(&msg, js_, options_.stream.c_str(), applied_seq() + 1, &jo, &jerr) !=
+            NATS_OK) {
+            break;
+        }
+        apply_message(msg);
+        natsMsg_Destroy(msg);
+    }
+    if (applied != 0) {
+        log_->info(
+            "cluster: applied {} stream messages by sequence, up to {}, while the "
+            "consumer is recreated",
+            applied, applied_seq());
+        release_waiters(false);
+    }
+}
+
+void cluster_ingest::apply_record(wal::log_record const& record) {
+    std::uint64_t const now_ms = wall_clock_ms();
+    flow_batch const* batch = &record.batch;
+    flow_batch kept;
+    if (options_.retention_hours != 0) {
+        std::uint32_t const first = retention_window_at(now_ms, options_.retention_hours).first;
+        auto const& entries = record.batch.entries();
+        std::size_t const outside = static_cast<std::size_t>(std::count_if(
+            entries.begin(), entries.end(), [&](auto& e) { return e.record.hour < first; }));
+        if (outside != 0) {
+            metrics_.skipped_outside_retention.Increment(static_cast<double>(outside));
+            kept.reserve(entries.size() - outside);
+            for (batch_entry const& e : entries) {
+                if (e.record.hour >= first) {
+                    (void)kept.add(e.record.src_app, e.record.dest_app, e.record.vpc_id,
+                                   e.record.hour, e.record.counters, e.first_record);
+                }
+            }
+            kept.set_record_count(record.batch.record_count());
+            batch = &kept;
+        }
+    }
+    std::uint64_t const saturated_before = store_.saturated_adds();
+    store_.replay(*batch, true);  // live streams see what the cluster applies
+    if (std::uint64_t const saturated = store_.saturated_adds() - saturated_before;
+        saturated != 0) {
+        metrics_.saturated_at_apply.Increment(static_cast<double>(saturated));
+        log_->error(
+            "cluster: {} sums reached 2^63-1 when applying a stream record and are held "
+            "there",
+            saturated);
+    }
+    metrics_.flows_applied_stream.Increment(static_cast<double>(record.batch.record_count()));
+    if (record.idempotency && options_.idempotency != nullptr) {
+        options_.idempotency->restore(
+            idempotency_table::entry{*record.idempotency, record.batch.record_count(),
+                                     record.accepted_unix_ms},
+            now_ms);
+    }
+}
+
+void cluster_ingest::halt(std::string why) {
+    {
+        // The reason first, then the flag: /readyz reads the reason.
+        std::scoped_lock lock{halt_mutex_};
+        if (!halted_because_.empty()) {
+            return;
+        }
+        halted_because_ = why;
+    }
+    halted_.store(true, std::memory_order_release);
+    metrics_.halted.Set(1.0);
+    log_->critical(
+        "cluster: stopped applying: {}. This node's totals would silently differ from its "
+        "peers', so it is not ready (/readyz 503) from now on; GET still serves what it "
+        "applied. Restart it with a data directory whose checkpoint covers the missing "
+        "sequences, or recreate every node's data from a stream that holds its whole history",
+        why);
+}
+
+std::string cluster_ingest::halted_because() const {
+    std::scoped_lock lock{halt_mutex_};
+    return halted_because_;
+}
+
+wal::checkpoint_job cluster_ingest::checkpoint_job_at(std::uint64_t seq) const {
+    // On the apply thread, the store's only writer: the copy is exactly the stream up to seq
+    // (about 32 bytes a key).
+    return wal::checkpoint_job{seq, store_.export_all(),
+                               options_.idempotency == nullptr
+                                   ? std::vector<idempotency_table::entry>{}
+                                   : options_.idempotency->completed(wall_clock_ms())};
+}
+
+void cluster_ingest::checkpoint() {
+    std::uint64_t const seq = applied_seq();
+    if (options_.data_dir.empty() || seq == checkpointed_seq_ || checkpoints_.busy()) {
+        return;  // nothing new, or the previous one is still being written: next period
+    }
+    checkpoints_.offer(checkpoint_job_at(seq));
+    checkpointed_seq_ = seq;
+}
+
+void cluster_ingest::apply_loop() {
+    auto next_setup = clock::now();
+    auto next_checkpoint = clock::now() + options_.checkpoint_interval;
+    while (true) {
+        {
+            std::unique_lock lock{wait_mutex_};
+            if (stopping_) {
+                break;
+            }
+            if (sub_ == nullptr && clock::now() < next_setup) {
+                wake_.wait_until(
+                    lock, std::min(next_setup, clock::now() + std::chrono::milliseconds(poll_ms)));
+                if (stopping_) {
+                    break;
+                }
+            }
+        }
+        if (halted_.load(std::memory_order_acquire)) {
+            if (sub_ != nullptr) {
+                natsSubscription_Destroy(sub_);
+                sub_ = nullptr;
+            }
+            next_setup = clock::time_point::max();  // applies nothing more; serves GET only
+        }
+        if (sub_ == nullptr && clock::now() >= next_setup) {
+            if (!connected() || !set_up_stream_and_consumer()) {
+                next_setup = clock::now() + resubscribe_after;
+                if (consume_outage_since_.load(std::memory_order_relaxed) != 0) {
+                    apply_by_get();
+                }
+            }
+        }
+        if (sub_ != nullptr) {
+            // Drain what is there without waking the waiters per message.
+            for (int i = 0; i < 4096; ++i) {
+                natsMsg* msg = nullptr;
+                natsStatus const s = natsSubscription_NextMsg(&msg, sub_, i == 0 ? poll_ms : 0);
+                if (s == NATS_OK) {
+                    last_message_at_ = clock::now();
+                    apply_message(msg);
+                    natsMsg_Destroy(msg);
+                    continue;
+                }
+                if (s != NATS_TIMEOUT && closing_.load(std::memory_order_acquire)) {
+                    break;  // stop() closed the connection: not a consumer failure
+                }
+                if (s != NATS_TIMEOUT) {
+                    // Missed heartbeats, a closed connection, a consumer deleted with its
+                    // server: recreated from the next sequence to apply.
+                    log_->warn("cluster: consumer of {} failed: {}; resubscribing from {}",
+                               subject_, status_text(s), applied_seq() + 1);
+                    natsSubscription_Destroy(sub_);
+                    sub_ = nullptr;
+                    metrics_.consumer_restarts.Increment();
+                    note_outage(consume_outage_since_);
+                    next_setup = clock::now() + resubscribe_after;
+                }
+                break;
+            }
+            check_for_stall();
+            if (sub_ != nullptr && applied_seq() >= catch_up_target_ &&
+                !caught_up_.exchange(true, std::memory_order_acq_rel)) {
+                log_->info("cluster: caught up with stream {} at sequence {}", options_.stream,
+                           applied_seq());
+            }
+        }
+        release_waiters(false);
+        expire_publishes();
+        if (clock::now() >= next_checkpoint) {
+            checkpoint();
+            next_checkpoint = clock::now() + options_.checkpoint_interval;
+        }
+    }
+    // A clean stop: the next start applies from here rather than from the stream's start.
+    // The checkpoint thread finishes what it holds first; the last copy is written here.
+    checkpoints_.stop();
+    if (!options_.data_dir.empty() && applied_seq() != checkpointed_seq_) {
+        std::uint64_t const seq = applied_seq();
+        checkpoints_.write_now(checkpoint_job_at(seq));
+        checkpointed_seq_ = seq;
+    }
+    if (sub_ != nullptr) {
+        natsSubscription_Destroy(sub_);
+        sub_ = nullptr;
+    }
+    release_waiters(true);
+}
+
+}  // namespace flowd
