@@ -25,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "flowd/codec/common_shape.hpp"
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/codec/gzip.hpp"
 #include "flowd/codec/problem.hpp"

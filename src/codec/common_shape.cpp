@@ -12,13 +12,14 @@
 // accepts, the generic decoder accepts with the same batch (checked by the unit tests and
 // by the flow_json fuzzer on every input).
 
+#include "flowd/codec/common_shape.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
 
-#include "flowd/codec/flow_json.hpp"
 #include "flowd/domain/flow_counters.hpp"
 #include "flowd/domain/flow_record.hpp"
 
@@ -29,11 +30,8 @@
 namespace flowd {
 namespace {
 
-// Bytes decode_flows() guarantees readable past the end of the body (its capacity), so a
-// 16-byte load that starts inside the body never leaves the allocation. Equal to
-// simdjson::SIMDJSON_PADDING, which flow_json.cpp reserves.
-constexpr std::size_t readable_past_end = 64;
-
+// decode_flows() makes body_padding bytes past the end readable (ensure_padding), so a
+// 16-byte load that starts inside the body never leaves the allocation.
 constexpr std::size_t max_name_bytes = 255;
 
 // The six known keys, as bits of `seen`.
@@ -382,9 +380,7 @@ bool decode_common_shape(std::string& body, body_format format, decode_limits co
     if (format != body_format::json_array || limits.max_depth < 2 || limits.max_records == 0) {
         return false;
     }
-    if (body.capacity() < body.size() + readable_past_end) {
-        body.reserve(body.size() + readable_past_end);
-    }
+    ensure_padding(body);
     flow_batch out;
     out.reserve(expected_records(body.size(), limits));
     scanner s(body.data(), body.data() + body.size());

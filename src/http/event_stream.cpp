@@ -8,6 +8,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/codec/json_writer.hpp"
 #include "flowd/metrics/stream_metrics.hpp"
 
 namespace flowd {

@@ -1,6 +1,7 @@
 #include "flowd/http/flows_body.hpp"
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/codec/json_writer.hpp"
 
 namespace flowd {
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/codec/json_writer.hpp"
 
 namespace flowd {
 namespace {

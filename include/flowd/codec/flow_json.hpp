@@ -20,6 +20,17 @@ struct decode_limits {
     std::size_t max_depth = 64;
 };
 
+// Bytes a body needs readable past its end for the decoders (simdjson::SIMDJSON_PADDING):
+// the HTTP session reserves them as it reads, and decode_flows() when they are missing.
+inline constexpr std::size_t body_padding = 64;
+
+// Makes `body` readable body_padding bytes past its end (its capacity; contents unchanged).
+inline void ensure_padding(std::string& body) {
+    if (body.capacity() < body.size() + body_padding) {
+        body.reserve(body.size() + body_padding);
+    }
+}
+
 // Decodes and validates a POST body (SPEC "The record") into a pre-aggregated batch with
 // simdjson On-Demand. Every record is checked before the batch is returned; the first bad
 // one yields a problem naming its index and field. `body` may gain capacity (simdjson
@@ -29,16 +40,8 @@ struct decode_limits {
                                                                       body_format format,
                                                                       decode_limits const& limits);
 
-// The two halves of decode_flows(), apart for the tests and the fuzzer.
-//
-// decode_common_shape(): the fast path. True, with `batch` set, when the body is a JSON
-// array of records of the shape exporters send (objects of exactly the six known keys in
-// any order, names of printable ASCII without escapes, integers of digits) that are all
-// valid; false, `batch` untouched, for anything else, including every error: it answers no
-// problem. What it accepts, decode_flows_generic() accepts with the same batch.
-[[nodiscard]] bool decode_common_shape(std::string& body, body_format format,
-                                       decode_limits const& limits, flow_batch& batch);
-// decode_flows_generic(): every body, with simdjson On-Demand; words every error.
+// decode_flows_generic(): the general half of decode_flows(), apart for the tests and
+// the fuzzer (codec/common_shape.hpp has the fast half).
 [[nodiscard]] boost::system::result<flow_batch, problem> decode_flows_generic(
     std::string& body, body_format format, decode_limits const& limits);
 
@@ -57,12 +60,5 @@ struct decode_limits {
 
 // False when this CPU lacks the instructions that kernel needs; flowd then refuses to start.
 [[nodiscard]] bool cpu_runs_json_implementation() noexcept;
-
-// Appends `s` as a JSON string: raw UTF-8, only '"', '\\' and control characters escaped.
-void append_json_string(std::string& out, std::string_view s);
-
-// Appends one aggregated record as compact JSON, fields in SPEC order.
-void append_flow_json(std::string& out, std::string_view src_app, std::string_view dest_app,
-                      std::string_view vpc_id, flow_counters const& counters, std::uint32_t hour);
 
 }  // namespace flowd

@@ -10,6 +10,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/optional/optional.hpp>
 
+#include "flowd/codec/flow_json.hpp"
+
 namespace flowd {
 
 // Beast's string_body with a reader that appends what arrives. string_body's own reader
@@ -48,8 +50,8 @@ struct request_body : boost::beast::http::string_body {
         void finish(boost::beast::error_code& ec) { ec = {}; }
 
     private:
-        // simdjson::SIMDJSON_PADDING; the decoder reserves it itself when it is missing.
-        static constexpr std::size_t padding = 64;
+        // The decoders' padding, reserved up front so they need not copy the body.
+        static constexpr std::size_t padding = body_padding;
         value_type& body_;
     };
 };

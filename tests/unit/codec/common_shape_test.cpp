@@ -2,6 +2,8 @@
 // accepts with the same batch; everything else it declines, leaving the batch as it was, so
 // that the generic decoder answers (and words every error).
 
+#include "flowd/codec/common_shape.hpp"
+
 #include <cstdint>
 #include <random>
 #include <string>

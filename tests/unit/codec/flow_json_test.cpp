@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "flowd/codec/json_writer.hpp"
+
 namespace flowd {
 namespace {
 

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/codec/json_writer.hpp"
 
 namespace flowd {
 namespace {
