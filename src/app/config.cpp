@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include "flowd/domain/text.hpp"
 #include "flowd/flow/apps_table.hpp"
 
 namespace flowd {
@@ -34,26 +35,12 @@ std::uint64_t parse_uint(std::string const& key, std::string const& value, std::
 }
 
 std::chrono::milliseconds parse_duration(std::string const& key, std::string const& value) {
-    std::size_t const digits = value.find_first_not_of("0123456789");
-    std::string const unit = digits == std::string::npos ? "" : value.substr(digits);
-    std::string const number = value.substr(0, digits);
-    std::uint64_t scale = 0;
-    if (unit == "ms") {
-        scale = 1;
-    } else if (unit == "s") {
-        scale = 1000;
-    } else if (unit == "m") {
-        scale = 60'000;
-    } else if (unit == "h") {
-        scale = 3'600'000;
-    }
-    std::uint64_t n = 0;
-    auto const r = std::from_chars(number.data(), number.data() + number.size(), n);
-    if (scale == 0 || number.empty() || r.ec != std::errc{} || n == 0 || n > 1'000'000'000) {
+    std::optional<std::uint64_t> const ms = parse_duration_ms(value);
+    if (!ms || *ms == 0) {
         throw config_error(key + ": '" + value +
                            "' is not a positive duration like 500ms, 10s, 5m or 1h");
     }
-    return std::chrono::milliseconds(static_cast<std::int64_t>(n * scale));
+    return std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
 }
 
 template <class T>

@@ -8,24 +8,13 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
+#include "flowd/domain/text.hpp"
+
 namespace flowd {
 namespace {
 
 constexpr std::string_view hash_prefix = "sha256:";
 constexpr std::size_t max_name_length = 64;
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 bool parse_hex_digest(std::string_view hex, sha256_digest& out) noexcept {
     if (hex.size() != out.size() * 2) {

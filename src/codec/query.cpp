@@ -1,22 +1,9 @@
 #include "flowd/codec/query.hpp"
 
+#include "flowd/domain/text.hpp"
+
 namespace flowd {
-namespace {
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::optional<std::string> percent_decode(std::string_view s) {
     std::string out;

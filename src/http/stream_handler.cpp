@@ -4,36 +4,18 @@
 
 #include <boost/beast/http/field.hpp>
 
+#include "flowd/domain/text.hpp"
+
 namespace flowd {
 
 namespace http = boost::beast::http;
 
 std::optional<std::chrono::milliseconds> parse_stream_interval(std::string_view value) {
-    std::size_t const digits = value.find_first_not_of("0123456789");
-    if (digits == 0 || digits == std::string_view::npos) {
+    std::optional<std::uint64_t> const ms = parse_duration_ms(value);
+    if (!ms || *ms < 100 || *ms > 60'000) {
         return std::nullopt;
     }
-    std::string_view const unit = value.substr(digits);
-    std::uint64_t scale = 0;
-    if (unit == "ms") {
-        scale = 1;
-    } else if (unit == "s") {
-        scale = 1000;
-    } else if (unit == "m") {
-        scale = 60'000;
-    } else {
-        return std::nullopt;
-    }
-    std::uint64_t n = 0;
-    auto const r = std::from_chars(value.data(), value.data() + digits, n);
-    if (r.ec != std::errc{} || n > 60'000) {
-        return std::nullopt;
-    }
-    std::uint64_t const ms = n * scale;
-    if (ms < 100 || ms > 60'000) {
-        return std::nullopt;
-    }
-    return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+    return std::chrono::milliseconds(static_cast<std::int64_t>(*ms));
 }
 
 namespace {
