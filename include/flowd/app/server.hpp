@@ -15,6 +15,7 @@
 #include "flowd/app/flow_collector.hpp"
 #include "flowd/app/logging.hpp"
 #include "flowd/app/shutdown.hpp"
+#include "flowd/app/startup.hpp"
 #include "flowd/auth/rate_limiter.hpp"
 #include "flowd/auth/tokens.hpp"
 #include "flowd/cluster/cluster_ingest.hpp"
@@ -22,6 +23,7 @@
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/event_stream.hpp"
 #include "flowd/http/flows_handler.hpp"
+#include "flowd/http/health_handlers.hpp"
 #include "flowd/http/listener.hpp"
 #include "flowd/http/middleware.hpp"
 #include "flowd/http/router.hpp"
@@ -63,6 +65,8 @@ private:
     std::uint64_t recover_cluster_dir();
     // The ingest of this mode: the cluster stream, the local log, or memory.
     [[nodiscard]] ingest& mode_ingest() noexcept;
+    // What /readyz answers from, now.
+    [[nodiscard]] readiness readiness_now() const;
     // Drops the hours retention no longer keeps, now and every minute.
     void apply_retention();
     void schedule_retention();
@@ -108,18 +112,5 @@ private:
     boost::asio::steady_timer retention_timer_;
     std::unique_ptr<flow_collector> flow_;  // null: flow_listen unset
 };
-
-// The threads flowd runs by default: the CPUs in the process's affinity mask.
-[[nodiscard]] unsigned affinity_cpu_count();
-
-// The memory this process may use: cgroup v2 memory.max when set, else MemTotal; `source`
-// says which. bytes 0 when neither can be read.
-struct memory_limit {
-    std::uint64_t bytes = 0;
-    std::string source;
-};
-[[nodiscard]] memory_limit memory_limit_of_host();
-// max_store_bytes, or half of memory_limit_of_host() when it is 0.
-[[nodiscard]] std::uint64_t effective_max_store_bytes(config const& cfg);
 
 }  // namespace flowd
