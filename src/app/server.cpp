@@ -17,6 +17,7 @@
 #include "flowd/app/startup.hpp"
 #include "flowd/auth/tokens.hpp"
 #include "flowd/codec/flow_json.hpp"
+#include "flowd/durable/recovery.hpp"
 #include "flowd/http/console_handler.hpp"
 #include "flowd/http/health_handlers.hpp"
 #include "flowd/http/stream_handler.hpp"

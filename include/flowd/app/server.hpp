@@ -11,7 +11,6 @@
 #include <prometheus/registry.h>
 
 #include "flowd/app/config.hpp"
-#include "flowd/app/durable_ingest.hpp"
 #include "flowd/app/flow_collector.hpp"
 #include "flowd/app/logging.hpp"
 #include "flowd/app/shutdown.hpp"
@@ -19,6 +18,7 @@
 #include "flowd/auth/rate_limiter.hpp"
 #include "flowd/auth/tokens.hpp"
 #include "flowd/cluster/cluster_ingest.hpp"
+#include "flowd/durable/durable_ingest.hpp"
 #include "flowd/http/access_guard.hpp"
 #include "flowd/http/drain_state.hpp"
 #include "flowd/http/event_stream.hpp"

@@ -10,6 +10,7 @@
 #include <spdlog/sinks/null_sink.h>
 
 #include "durable_test_support.hpp"
+#include "flowd/durable/recovery.hpp"
 #include "flowd/durable/wal_format.hpp"
 
 namespace flowd {

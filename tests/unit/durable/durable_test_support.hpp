@@ -13,8 +13,8 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "flowd/app/durable_ingest.hpp"
 #include "flowd/durable/data_files.hpp"
+#include "flowd/durable/durable_ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/store/flow_store.hpp"
 #include "flowd/store/idempotency_table.hpp"

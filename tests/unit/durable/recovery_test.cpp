@@ -1,3 +1,5 @@
+#include "flowd/durable/recovery.hpp"
+
 #include <fstream>
 #include <sstream>
 

@@ -15,6 +15,7 @@
 
 #include "flowd/durable/checkpointer.hpp"
 #include "flowd/durable/data_files.hpp"
+#include "flowd/durable/recovery.hpp"
 #include "flowd/durable/wal_format.hpp"
 #include "flowd/ingest/ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"

@@ -1,4 +1,4 @@
-#include "flowd/app/durable_ingest.hpp"
+#include "flowd/durable/durable_ingest.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "flowd/durable/recovery.hpp"
 #include "flowd/ingest/memory_ingest.hpp"
 
 namespace flowd {
