@@ -49,6 +49,7 @@
 #include <netinet/tcp.h>
 #include <nlohmann/json.hpp>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -760,6 +761,16 @@ totals_map fetch_totals(options const& o, std::uint64_t min_seq = 0) {
     return out;
 }
 
+// This process's user and system CPU so far.
+double cpu_seconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    auto const s = [](timeval t) {
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    return s(u.ru_utime) + s(u.ru_stime);
+}
+
 double percentile(std::vector<std::uint32_t> const& sorted, double p) {
     if (sorted.empty()) {
         return 0;
@@ -817,6 +828,7 @@ int main(int argc, char** argv) {
         st.sent_ok.assign(plan.requests.size(), 0);
         st.latencies_us.reserve((1 << 20) / opt.threads);
     }
+    double const cpu_before = cpu_seconds();
     plan.start = clock_type::now();
     plan.stop_at = opt.requests != 0
                        ? clock_type::time_point::max()
@@ -830,6 +842,9 @@ int main(int argc, char** argv) {
         t.join();
     }
     double const took = std::chrono::duration<double>(clock_type::now() - plan.start).count();
+    // The generator's own CPU over the run, in cores: near --threads (or the cores it is
+    // pinned to), it, not the server, set the pace.
+    double const cpu_cores = (cpu_seconds() - cpu_before) / took;
 
     thread_stats all;
     all.sent_ok.assign(plan.requests.size(), 0);
@@ -867,9 +882,9 @@ int main(int argc, char** argv) {
     double const fps = opt.get_hour ? 0.0 : rps * static_cast<double>(opt.work.batch);
     std::printf(
         "%s %zu connections, %zu threads, %.1f s: %zu ok (%.0f req/s, %.0f flows/s), %zu "
-        "errors; statuses:%s\n",
+        "errors; statuses:%s; generator CPU %.2f cores\n",
         opt.get_hour ? "GET" : "POST", opt.connections, opt.threads, took, ok, rps, fps, errors,
-        by_status.c_str());
+        by_status.c_str(), cpu_cores);
     std::printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
                 percentile(all.latencies_us, 50), percentile(all.latencies_us, 90),
                 percentile(all.latencies_us, 99), percentile(all.latencies_us, 99.9),
@@ -908,10 +923,12 @@ int main(int argc, char** argv) {
     std::printf(
         "RESULT req_per_s=%.0f flows_per_s=%.0f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f "
         "ok=%zu "
-        "errors=%zu body_bytes_avg=%zu response_bytes_avg=%zu verify=%s threads=%zu\n",
+        "errors=%zu body_bytes_avg=%zu response_bytes_avg=%zu verify=%s threads=%zu "
+        "cpu_cores=%.2f\n",
         rps, fps, percentile(all.latencies_us, 50), percentile(all.latencies_us, 90),
         percentile(all.latencies_us, 99), percentile(all.latencies_us, 99.9), ok, errors,
         opt.get_hour ? 0 : body_bytes / bodies.size(),
-        all.completed == 0 ? 0 : all.response_bytes / all.completed, verdict.c_str(), opt.threads);
+        all.completed == 0 ? 0 : all.response_bytes / all.completed, verdict.c_str(), opt.threads,
+        cpu_cores);
     return verdict == "MISMATCH" || ok == 0 ? 1 : 0;
 }

@@ -62,6 +62,7 @@ lg_post() {
     fig[$name.p50,$round]=$(echo "$o" | field p50_ms)
     fig[$name.p99,$round]=$(echo "$o" | field p99_ms)
     fig[$name.verify,$round]=$(echo "$o" | field verify)
+    fig[$name.cpu,$round]=$(echo "$o" | field cpu_cores)
 }
 # One wrk run POSTing the B=$b body: figure = flows/s, fig[NAME.req] = requests/s.
 wrk_post() {
@@ -129,7 +130,7 @@ for b in 1 100 1000; do
         bound_floor="generator-bound (flowd-loadgen $(ratios floor_lg floor_wrk | spread) x wrk on the floor)"
     fi
     req() { awk -v f="$(median_of "$1")" -v b="$b" 'BEGIN { printf "%.0f", f / b }'; }
-    gen_rows+=("| POST B=$b to nginx | $(req nginx_lg) | $(req nginx_wrk) | $(ratios nginx_lg nginx_wrk | spread) | $(req floor_lg) | $(req floor_wrk) | $(ratios floor_lg floor_wrk | spread) |")
+    gen_rows+=("| POST B=$b | $(req nginx_lg) | $(values nginx_lg.cpu | median) | $(req nginx_wrk) | $(ratios nginx_lg nginx_wrk | spread) | $(req floor_lg) | $(values floor_lg.cpu | median) | $(req floor_wrk) | $(ratios floor_lg floor_wrk | spread) |")
     post_rows+=("| POST B=$b, K=1000 | $(num "$(median_of flowd_lg)") | $(values flowd_lg.p50 | median) / $(values flowd_lg.p99 | median) | $(num "$(median_of nginx_lg)") | $(ratio_cell flowd_lg nginx_lg "$bound_nginx") | $(num "$(median_of floor_lg)") | $(ratio_cell flowd_lg floor_lg "$bound_floor") | $(ratio_cell floor_lg nginx_lg "$bound_nginx") | $(verdicts flowd_lg.verify) |")
     wrk_rows+=("| POST B=$b, K=1000 | $(num "$(values flowd_wrk.req | median)") | $(num "$(values nginx_wrk.req | median)") | $(num "$(values floor_wrk.req | median)") | $(ratios flowd_wrk nginx_wrk | spread) | $(ratios flowd_wrk floor_wrk | spread) | $(ratios floor_wrk nginx_wrk | spread) |")
     ceil_rows+=("| POST B=$b, K=1000 | $(num "$(median_of flowd_lg)") | $(num "$(median_of ceiling)") | $ceiling_impl | $(ratios flowd_lg ceiling | spread) |")
@@ -155,10 +156,11 @@ post_tables() {
     echo "script POSTing the same body, core $client_cpu) against the same servers, interleaved. Where"
     echo "flowd-loadgen reaches under 0.9x wrk, it, not the server, sets the pace: the tables below say"
     echo "\"generator-bound\" there instead of a ratio. At B=1 flowd-loadgen reaches **$(ratios nginx_lg_b1 nginx_wrk_b1 | spread)**"
-    echo "x wrk on nginx."
+    echo "x wrk on nginx. \"CPU\" is flowd-loadgen's own (user and system) over its run, in cores: near"
+    echo "1.00 it is saturated."
     echo
-    echo "| scenario | flowd-loadgen req/s | wrk req/s | flowd-loadgen / wrk | Beast floor: flowd-loadgen req/s | wrk req/s | flowd-loadgen / wrk |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    echo "| scenario | nginx: flowd-loadgen req/s | CPU | wrk req/s | flowd-loadgen / wrk | Beast floor: flowd-loadgen req/s | CPU | wrk req/s | flowd-loadgen / wrk |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     printf '%s\n' "${gen_rows[@]}"
     echo
     echo "### flowd-loadgen: flowd, nginx 'return 204' and the Beast floor"
