@@ -14,7 +14,8 @@
 #   stop_server PID
 #   rounds N NAME...           NAME, NAME, ... N times over (see below)
 #   ratios A B | spread [D]    "median (min–max)" of the per-round ratios fig[A,i] / fig[B,i]
-#   median_of NAME             the median of fig[NAME,1..N]
+#   median_of NAME             the median of fig[NAME,1..N]; values NAME: them, one a line
+#   load_note                  the load average now, to print beside figures
 # Callers set `bin` (the build dir) before starting anything; `set -euo pipefail` is theirs.
 
 bench_init() {
@@ -167,7 +168,9 @@ ratios() {
     done
 }
 
-# Numbers on stdin as "median (min–max)"; $1 decimals (default 2, and 3 below 0.1).
+# Numbers on stdin as "median (min–max)"; $1 decimals (default 2, and 3 below 0.1). When the
+# largest is over 1.5x the smallest, " noisy" follows: the rounds disagree too much for the
+# median to mean much (something else used these cores).
 spread() {
     sort -g | awk -v d="${1:-}" '
         function f(x) { return d != "" ? sprintf("%." d "f", x) : x < 0.1 ? sprintf("%.3f", x) : sprintf("%.2f", x) }
@@ -175,9 +178,15 @@ spread() {
         END {
             if (NR == 0) { print "n/a"; exit }
             m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-            printf "%s (%s–%s)", f(m), f(r[1]), f(r[NR])
+            printf "%s (%s–%s)%s", f(m), f(r[1]), f(r[NR]), (r[1] > 0 && r[NR] > 1.5 * r[1]) || (r[1] <= 0 && r[NR] > 0) ? " noisy" : ""
         }'
 }
+
+# fig[NAME,1..N] one a line (for spread and median).
+values() { local i; for ((i = 1; i <= rounds_n; i++)); do echo "${fig[$1,$i]}"; done; }
+
+# The 1-minute load average and how many cores there are, e.g. "0.52 on 2 cores".
+load_note() { echo "$(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores"; }
 
 # The median (plain number) of numbers on stdin.
 median() {

@@ -29,6 +29,7 @@ out=BENCHMARKS.md
 if [ -n "${BENCH_ONLY:-}" ]; then out=/dev/null; fi
 want() { [[ ",$only," == *",$1,"* ]]; }
 bench_init flowd-bench
+load_start=$(load_note)
 
 # Only what the sections asked for is built.
 targets=()
@@ -47,8 +48,6 @@ loadgen() { taskset -c "$client_cpu" "$bin/bench/flowd-loadgen" "$@"; }
 
 metric() { curl -s "127.0.0.1:$flowd_port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 rss_bytes() { awk '/VmRSS/ { print $2 * 1024 }' "/proc/$flowd_pid/status"; }
-# fig[NAME,1..N] one a line (for spread and median).
-values() { local i; for ((i = 1; i <= rounds_n; i++)); do echo "${fig[$1,$i]}"; done; }
 # "exact" when every round's verify said so, else what they said.
 verdicts() { values "$1" | sort | uniq -c | awk -v n="$rounds_n" '{ v = v (v ? ", " : "") ($1 == n ? $2 : $2 " x" $1) } END { print v }'; }
 # One flowd-loadgen run of POST B=$b into fig[NAME.*]: figure = flows/s.
@@ -459,6 +458,8 @@ micro=$(taskset -c "$server_cpu" "$bin/bench/flowd-micro" --benchmark_min_time=0
 echo "$micro"
 fi
 
+load_end=$(load_note)
+echo "== load average: $load_start before the first run, $load_end after the last"
 goal_tables() {
     echo "| goal (issue 17) | figure | target | |"
     echo "| --- | --- | --- | --- |"
@@ -499,7 +500,9 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo "**How to read a ratio.** Everything compared is measured interleaved, in $pairs rounds (A, B,"
     echo "A, B ...; every run of a round as long as the others), the servers running side by side and"
     echo "only the client moving between them. A ratio is the median of the $pairs per-round ratios with"
-    echo "their min–max: \"0.53 (0.51–0.55)\". A figure is the median of its rounds."
+    echo "their min–max: \"0.53 (0.51–0.55)\"; \"noisy\" follows when the largest is over 1.5x the"
+    echo "smallest. A figure is the median of its rounds. Load average before the first run:"
+    echo "$load_start (well above 0, other processes shared these cores); after the last: $load_end."
     echo
     echo "## Goals (issue 17)"
     echo
