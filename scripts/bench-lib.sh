@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154
+# (SC2034, SC2154: it sets globals for its callers, and they set `bin`.)
 # The shell helpers of `make bench`, sourced by scripts/bench.sh and scripts/bench-flow.sh
 # (and meant for scripts/bench-cluster.sh): cores, the temp dir and its cleanup, starting and
 # stopping flowd, nginx and the Beast floor, RESULT fields, and the interleaved rounds every
