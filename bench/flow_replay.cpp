@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cli.hpp"
 #include "flowd/flow/packet_decoder.hpp"
 
 namespace {
@@ -51,28 +52,22 @@ struct options {
 
 options parse(int argc, char** argv) {
     options o;
-    for (int i = 1; i < argc; ++i) {
-        std::string const a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                usage(("missing value for " + a).c_str());
-            }
-            return argv[++i];
-        };
-        if (a == "--file") {
-            o.file = value();
-        } else if (a == "--host") {
-            o.host = value();
-        } else if (a == "--port") {
-            o.port = std::stoi(value());
-        } else if (a == "--rate") {
-            o.rate = std::stod(value());
-        } else if (a == "--seconds") {
-            o.seconds = std::stod(value());
-        } else if (a == "--ceiling") {
+    flowd::bench::arg_reader args(argc, argv, usage);
+    while (args.next()) {
+        if (args.is("--file")) {
+            o.file = args.value();
+        } else if (args.is("--host")) {
+            o.host = args.value();
+        } else if (args.is("--port")) {
+            o.port = static_cast<int>(args.number());
+        } else if (args.is("--rate")) {
+            o.rate = args.real();
+        } else if (args.is("--seconds")) {
+            o.seconds = args.real();
+        } else if (args.is("--ceiling")) {
             o.ceiling = true;
         } else {
-            usage(("unknown argument " + a).c_str());
+            args.unknown();
         }
     }
     if (o.file.empty() || (!o.ceiling && (o.port <= 0 || o.rate <= 0))) {

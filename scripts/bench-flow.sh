@@ -13,29 +13,20 @@
 #   BENCH_FLOW_SECONDS (default 3) per step; BENCH_FLOW_RATES datagrams/s (default below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 bin=${1:-build/release}
 secs=${BENCH_FLOW_SECONDS:-3}
 read -r -a rates <<<"${BENCH_FLOW_RATES:-5000 10000 20000 40000 80000 120000}"
 rcvbuf=${BENCH_FLOW_RCVBUF:-8388608}
-work=$(mktemp -d /tmp/flowd-fbench-XXXXXX)
-server_cpu=0
-client_cpu=1
-if [ "$(nproc)" -lt 2 ]; then client_cpu=0; fi
+bench_init flowd-fbench
 for tool in softflowd nfcapd nfdump taskset curl python3; do
     command -v "$tool" >/dev/null || { echo "bench-flow: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 python3 tests/exporters/make_pcap.py "$work/flows.pcap" "$(date +%s)" 2500 >/dev/null
 recorded=$(python3 bench/record_softflowd.py "$work/flows.pcap" "$work/ipfix.bin" 10)
 replay() { taskset -c "$client_cpu" "$bin/bench/flowd-flow-replay" --file "$work/ipfix.bin" "$@"; }
-result() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p; s/^RESULT $1=\([^ ]*\).*/\1/p" | head -n1; }
 # Polls until `cmd` prints the same value twice 200 ms apart (the collector stopped
 # counting) or 20 s pass; prints it.
 settled() {
@@ -53,15 +44,11 @@ settled() {
 }
 
 # flowd, one I/O thread on one core, as the POST figures; the pcap's three subnets named.
-log=$work/flowd.log
 printf 'apps:\n  web: [10.0.1.0/24]\n  db: [10.0.2.0/24]\n  cache: [10.0.3.0/24]\n' >"$work/apps.yaml"
-FLOWD_APPS_FILE=$work/apps.yaml FLOWD_FLOW_RCVBUF_BYTES=$rcvbuf taskset -c "$server_cpu" "$bin/flowd" --listen 127.0.0.1:0 \
-    --metrics-listen 127.0.0.1:0 --flow-listen 127.0.0.1:0 --threads 1 2>"$log" &
-pids+=($!)
-for _ in $(seq 200); do grep -q "ready:" "$log" && break; sleep 0.05; done
-http=$(sed -n 's/.*http listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -n1)
-udp=$(sed -n 's/.*flow listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -n1)
-rcvbuf_line=$(sed -n 's/.*flow listening on [^ ]* (\(.*\))$/\1/p' "$log" | head -n1)
+FLOWD_APPS_FILE=$work/apps.yaml FLOWD_FLOW_RCVBUF_BYTES=$rcvbuf start_flowd --flow-listen 127.0.0.1:0
+http=$flowd_port
+udp=$(sed -n 's/.*flow listening on [^ ]*:\([0-9]*\).*/\1/p' "$flowd_log" | head -n1)
+rcvbuf_line=$(sed -n 's/.*flow listening on [^ ]* (\(.*\))$/\1/p' "$flowd_log" | head -n1)
 metric() { curl -s "127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 records_now() { metric 'flowd_flow_records_total{version="10"}'; }
 applied_now() { metric 'flowd_flows_applied_total{source="flow"}'; }
@@ -72,8 +59,8 @@ flowd_best=0
 for rate in "${rates[@]}"; do
     r0=$(records_now); a0=$(applied_now); d0=$(drops_now)
     out=$(replay --port "$udp" --rate "$rate" --seconds "$secs")
-    sent=$(echo "$out" | result records)
-    took=$(echo "$out" | result seconds)
+    sent=$(echo "$out" | field records)
+    took=$(echo "$out" | field seconds)
     r1=$(settled records_now); a1=$(settled applied_now); d1=$(drops_now)
     got=$(awk -v a="$r1" -v b="$r0" 'BEGIN { printf "%d", a - b }')
     applied=$(awk -v a="$a1" -v b="$a0" 'BEGIN { printf "%d", a - b }')
@@ -86,8 +73,7 @@ for rate in "${rates[@]}"; do
     fi
     flowd_rows+=("| $rate | $offered | $sent | $got | $applied | $drops | $ok |")
 done
-kill "${pids[0]}" 2>/dev/null || true
-wait "${pids[0]}" 2>/dev/null || true
+stop_flowd "$flowd_pid"
 
 nfcapd_rows=()
 nfcapd_best=0
@@ -100,8 +86,8 @@ for rate in "${rates[@]}"; do
     nf=$!
     for _ in $(seq 200); do grep -q "Startup" "$dir.log" && break; sleep 0.05; done
     out=$(replay --port "$port" --rate "$rate" --seconds "$secs")
-    sent=$(echo "$out" | result records)
-    took=$(echo "$out" | result seconds)
+    sent=$(echo "$out" | field records)
+    took=$(echo "$out" | field seconds)
     hex=$(printf '%04X' "$port")
     for _ in $(seq 100); do
         queued=$(awk -v p=":$hex" '$2 ~ p"$" { split($5, q, ":"); print q[2] }' /proc/net/udp)
@@ -121,8 +107,8 @@ for rate in "${rates[@]}"; do
 done
 
 ceiling=$(replay --ceiling --seconds "$secs")
-ceiling_records=$(echo "$ceiling" | result records)
-ceiling_secs=$(echo "$ceiling" | result seconds)
+ceiling_records=$(echo "$ceiling" | field records)
+ceiling_secs=$(echo "$ceiling" | field seconds)
 
 echo "## Flow exporters (IPFIX over UDP from softflowd, replayed)"
 echo
