@@ -109,6 +109,16 @@ bool retriable(natsStatus s, jsErrCode code) {
     }
 }
 
+// Whether a stream info answer speaks for the stream. While the stream has no leader (its
+// leader was killed and no other is elected yet) every replica answers with its own copy,
+// and a replica's copy may end a few sequences before what the old leader had already
+// delivered to consumers (it applies entries only once it learns they were committed):
+// a shorter stream then is lag, not a deleted one, and must not halt the node.
+bool leader_answered(jsStreamInfo const* si) {
+    return si->Cluster == nullptr ||
+           (si->Cluster->Leader != nullptr && *si->Cluster->Leader != '\0');
+}
+
 void ack_handler(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
     auto* self = static_cast<cluster_ingest*>(closure);
     if (pa != nullptr) {
@@ -782,6 +792,13 @@ bool cluster_ingest::set_up_stream_and_consumer() {
                            " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
         return false;
     }
+    if (!leader_answered(si)) {
+        note_setup_failure("stream " + options_.stream + " has no leader now (a replica " +
+                           "answered with sequences up to " + std::to_string(si->State.LastSeq) +
+                           ")");
+        jsStreamInfo_Destroy(si);
+        return false;
+    }
     auto const window_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
     if (si->Config != nullptr &&
@@ -882,15 +899,20 @@ void cluster_ingest::check_for_stall() {
         jsStreamInfo* si = nullptr;
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus const s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, &jerr);
-        if (s == NATS_OK && si != nullptr) {
+        bool const authoritative = s == NATS_OK && si != nullptr && leader_answered(si);
+        if (authoritative) {
             known = si->State.LastSeq;
+        } else if (s == NATS_OK && si != nullptr) {
+            note_setup_failure("stream " + options_.stream + " has no leader now (a replica " +
+                               "answered with sequences up to " +
+                               std::to_string(si->State.LastSeq) + ")");
         }
         jsStreamInfo_Destroy(si);
         if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
             halt("stream " + options_.stream + " was deleted");
             return;
         }
-        if (si != nullptr && known < applied) {
+        if (authoritative && known < applied) {
             halt("stream " + options_.stream + " now ends at sequence " + std::to_string(known) +
                  ", before sequence " + std::to_string(applied) +
                  " which this node applied: it was deleted and recreated");
