@@ -191,6 +191,8 @@ public:
         return out;
     }
     nats_server& server(std::size_t i) { return *servers_[i]; }
+    // The servers' store directories, each with its server.log.
+    [[nodiscard]] std::string const& dir() const noexcept { return dir_.path(); }
 
 private:
     void start_all() {
@@ -1517,6 +1519,29 @@ TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
         {"FLOWD_MIN_SEQ_WAIT", failover_min_seq_wait}};
     auto a = start_node(nats, "a", "CHAOS", env);
     auto b = start_node(nats, "b", "CHAOS", env);
+    // A failed run keeps the brokers' and the nodes' logs under FLOWD_TEST_KEEP_DIR.
+    struct keep_logs {
+        nats_cluster const& nats;
+        flowd_process const& a;
+        flowd_process const& b;
+        keep_logs(nats_cluster const& n, flowd_process const& x, flowd_process const& y)
+            : nats(n), a(x), b(y) {}
+        keep_logs(keep_logs const&) = delete;
+        keep_logs& operator=(keep_logs const&) = delete;
+        ~keep_logs() {
+            char const* const to = std::getenv("FLOWD_TEST_KEEP_DIR");
+            if (to == nullptr || !::testing::Test::HasFailure()) {
+                return;
+            }
+            std::string const dest = std::string(to) + "/chaos-" + std::to_string(::getpid());
+            std::string const cmd = "mkdir -p '" + dest + "' && cp -r '" + nats.dir() + "' '" +
+                                    dest + "/nats' && cp '" + a.dir() + "/flowd.log' '" + dest +
+                                    "/a.log' && cp '" + b.dir() + "/flowd.log' '" + dest +
+                                    "/b.log'";
+            [[maybe_unused]] int const rc = std::system(cmd.c_str());
+            std::cout << "[ chaos ] logs kept in " << dest << "\n";
+        }
+    } const keep{nats, *a, *b};
     ASSERT_TRUE(wait_ready(*a)) << a->log();
     ASSERT_TRUE(wait_ready(*b)) << b->log();
     constexpr std::uint32_t hour = 23;
