@@ -106,6 +106,13 @@ bool cluster_ingest::set_up_stream_and_consumer() {
                            " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")");
         return false;
     }
+    if (!leader_answered(si)) {
+        note_setup_failure("stream " + options_.stream + " has no leader now (a replica " +
+                           "answered with sequences up to " + std::to_string(si->State.LastSeq) +
+                           ")");
+        jsStreamInfo_Destroy(si);
+        return false;
+    }
     auto const window_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
     if (si->Config != nullptr &&
@@ -206,15 +213,20 @@ void cluster_ingest::check_for_stall() {
         jsStreamInfo* si = nullptr;
         jsErrCode jerr = static_cast<jsErrCode>(0);
         natsStatus const s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &jo, &jerr);
-        if (s == NATS_OK && si != nullptr) {
+        bool const authoritative = s == NATS_OK && si != nullptr && leader_answered(si);
+        if (authoritative) {
             known = si->State.LastSeq;
+        } else if (s == NATS_OK && si != nullptr) {
+            note_setup_failure("stream " + options_.stream + " has no leader now (a replica " +
+                               "answered with sequences up to " +
+                               std::to_string(si->State.LastSeq) + ")");
         }
         jsStreamInfo_Destroy(si);
         if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
             halt("stream " + options_.stream + " was deleted");
             return;
         }
-        if (si != nullptr && known < applied) {
+        if (authoritative && known < applied) {
             halt("stream " + options_.stream + " now ends at sequence " + std::to_string(known) +
                  ", before sequence " + std::to_string(applied) +
                  " which this node applied: it was deleted and recreated");

@@ -100,6 +100,16 @@ inline bool retriable(natsStatus s, jsErrCode code) {
     }
 }
 
+// Whether a stream info answer speaks for the stream. While the stream has no leader (its
+// leader was killed and no other is elected yet) every replica answers with its own copy,
+// and a replica's copy may end a few sequences before what the old leader had already
+// delivered to consumers (it applies entries only once it learns they were committed):
+// a shorter stream then is lag, not a deleted one, and must not halt the node.
+inline bool leader_answered(jsStreamInfo const* si) {
+    return si->Cluster == nullptr ||
+           (si->Cluster->Leader != nullptr && *si->Cluster->Leader != '\0');
+}
+
 inline std::int64_t steady_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch())
         .count();
