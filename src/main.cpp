@@ -36,9 +36,8 @@ std::map<std::string, std::string> environment() {
 
 // glibc gives a thread arena's free top back to the kernel (madvise) once it passes 128 KiB,
 // and a POST B=1000 frees about that much: under load the arena shrank and grew again every
-// few dozen batches, and the page faults that refilled it were ~3.5 % of flowd's CPU
-// (perf). Keep up to 32 MiB of free top per arena, and serve blocks under 1 MiB from the
-// arenas. An operator's own GLIBC_TUNABLES for malloc win.
+// few dozen batches, page-faulting to refill it. Keep up to 32 MiB of free top per arena,
+// and serve blocks under 1 MiB from the arenas. An operator's own GLIBC_TUNABLES for malloc win.
 void tune_malloc() {
 #if defined(__GLIBC__)
     if (char const* t = std::getenv("GLIBC_TUNABLES"); t != nullptr && std::strstr(t, "malloc")) {
