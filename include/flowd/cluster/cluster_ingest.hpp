@@ -26,7 +26,7 @@
 #include "flowd/store/flow_store.hpp"
 #include "flowd/store/idempotency_table.hpp"
 
-// Opaque nats.c types: only cluster_ingest.cpp includes <nats/nats.h>.
+// Opaque nats.c types: only src/cluster/ includes <nats/nats.h>.
 struct __natsConnection;
 struct __natsSubscription;
 struct __jsCtx;
@@ -158,7 +158,7 @@ public:
     // Fails what waits for an ack, stops the apply thread and closes the connection.
     void stop();
 
-    // For the NATS callbacks (cluster_ingest.cpp): the ack (or error; `retriable`: the
+    // For the NATS callbacks (src/cluster/): the ack (or error; `retriable`: the
     // stream may take it if published again) of the publish whose message is `msg`, and the
     // connection going down or up.
     void on_publish_result(void const* msg, std::uint64_t seq, bool duplicate, std::string error,
