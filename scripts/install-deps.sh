@@ -19,8 +19,9 @@ packages=(
     clang libclang-rt-14-dev
     # operators' kit tests: promtool + prometheus, systemd-analyze
     prometheus systemd
-    # flow exporters stage: a real exporter reading a pcap, and a second collector
-    softflowd nfdump
+    # flow exporters stage: two real exporters reading a pcap (softflowd, pmacct's pmacctd),
+    # and a second collector (nfdump's nfcapd)
+    softflowd nfdump pmacct
     # the console's browser stage (tests/browser): headless chromium through chromedriver
     chromium chromium-driver python3-selenium
 )

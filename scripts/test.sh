@@ -10,7 +10,7 @@
 #      (FUZZ_SECONDS per harness, default 20, for 5 harnesses); any crash, leak,
 #      UBSan report or violated invariant fails it
 #   6. exporters: the release build of flowd against real NetFlow/IPFIX exporters
-#      (softflowd reading a pcap, nfdump's nfcapd as a second collector), once,
+#      (softflowd and pmacctd reading a pcap, nfdump's nfcapd as a second collector), once,
 #      never under the sanitizers (tests/exporters/exporters_test.py)
 # STAGES="fuzz" (or "format ci", ...) runs only the named stages; unset runs them all.
 set -euo pipefail

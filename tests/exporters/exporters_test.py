@@ -6,7 +6,10 @@ payload sizes over several hours) and exports it as NetFlow v5, v9 and IPFIX to 
 version's per-application totals per hour must equal those computed from the pcap. nfdump's
 nfcapd receives the same export (softflowd run again towards it), and `nfdump -A
 srcip,dstip` totals, mapped through the same apps file, must equal flowd's per application
-pair. Waits are on conditions (a log line, a total reached, a process exit), bounded.
+pair. pmacct's pmacctd (nfprobe plugin) is a third exporter: it reads the same pcap and
+exports it from another source address (127.0.0.3) to the same flowd, whose totals for that
+exporter's vpc_id must equal the pcap's too. Waits are on conditions (a log line, a total
+reached, a process exit), bounded.
 
 usage: exporters_test.py PATH/TO/flowd
 """
@@ -108,6 +111,38 @@ def softflowd(pcap, port, version):
     subprocess.run(["softflowd", "-r", pcap, "-n", f"127.0.0.1:{port}", "-v", str(version)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=DEADLINE)
+
+
+PMACCT_ADDRESS = "127.0.0.3"
+
+
+def pmacctd(work, pcap, port, version):
+    """pmacctd reads `pcap` to its end and exports it with its nfprobe plugin (pmacct's own
+    NetFlow/IPFIX probe) from PMACCT_ADDRESS, then exits; it states flow times from the
+    packets' timestamps."""
+    conf = os.path.join(work, f"pmacctd-v{version}.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemonize: false
+pcap_savefile: {pcap}
+pcap_savefile_wait: false
+plugins: nfprobe
+nfprobe_receiver: 127.0.0.1:{port}
+nfprobe_source_ip: {PMACCT_ADDRESS}
+nfprobe_version: {version}
+aggregate: src_host, dst_host, src_port, dst_port, proto
+""")
+    with open(os.path.join(work, f"pmacctd-v{version}.log"), "wb") as log:
+        subprocess.run(["pmacctd", "-f", conf], check=True, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=DEADLINE)
+
+
+def per_app_hour(rows, vpc):
+    got = {}
+    for r in rows:
+        if r["vpc_id"] == vpc:
+            key = f"{r['src_app']}|{r['dest_app']}|{r['hour']}"
+            got[key] = got.get(key, 0) + r["bytes_tx"]
+    return got
 
 
 def udp_queue_empty(port):
@@ -221,11 +256,13 @@ def main():
                     storm_thread.join()
             else:
                 softflowd(pcap, flowd.udp, version)
+            pmacctd(work, pcap, flowd.udp, version)
 
             def summed():
                 rows = flowd.rows(hours[0] - 48, hours[-1] + 48)
-                ours = [r for r in rows if r["vpc_id"] == "exporter-127.0.0.1"]
-                return rows if sum(r["bytes_tx"] for r in ours) >= total else None
+                done = all(sum(per_app_hour(rows, f"exporter-{a}").values()) >= total
+                           for a in ("127.0.0.1", PMACCT_ADDRESS))
+                return rows if done else None
 
             try:
                 rows = until(f"flowd to total {total} octets (v{version})", summed)
@@ -234,17 +271,17 @@ def main():
                       flowd.log()[-3000:])
                 continue
             vpcs = {r["vpc_id"] for r in rows}
-            rows = [r for r in rows if r["vpc_id"] == "exporter-127.0.0.1"]
-            got = {}
-            for r in rows:
-                key = f"{r['src_app']}|{r['dest_app']}|{r['hour']}"
-                got[key] = got.get(key, 0) + r["bytes_tx"]
+            got = per_app_hour(rows, "exporter-127.0.0.1")
             check(f"v{version}: flowd per application and hour equals the pcap", got == expected,
                   f"flowd: {got}\npcap:  {expected}")
+            pmacct = per_app_hour(rows, f"exporter-{PMACCT_ADDRESS}")
+            check(f"v{version}: pmacctd's export, per application and hour, equals the pcap",
+                  pmacct == expected, f"flowd: {pmacct}\npcap:  {expected}")
             # The storm's (v10) decodable datagrams are those of exporter 127.0.0.2.
+            ours = {"exporter-127.0.0.1", f"exporter-{PMACCT_ADDRESS}"}
             check(f"v{version}: every record is in its exporter's vpc",
-                  vpcs <= {"exporter-127.0.0.1", "exporter-127.0.0.2"} and
-                  (version == 10 or vpcs == {"exporter-127.0.0.1"}), str(vpcs))
+                  vpcs <= ours | {"exporter-127.0.0.2"} and (version == 10 or vpcs == ours),
+                  str(vpcs))
             flowd_pairs = {}
             for k, v in got.items():
                 pair = "|".join(k.split("|")[:2])
@@ -252,11 +289,12 @@ def main():
             nf = nfcapd_totals(work, pcap, version)
             check(f"v{version}: nfdump's totals per application pair equal flowd's",
                   nf == flowd_pairs == by_pair, f"nfdump: {nf}\nflowd:  {flowd_pairs}")
-            exporters = [e for e in flowd.get("/flow-exporters")
-                         if e["address"] == "127.0.0.1"]
-            check(f"v{version}: /flow-exporters shows softflowd",
-                  len(exporters) == 1 and exporters[0]["version"] == version and
-                  exporters[0]["sequence_gaps"] == 0, str(exporters))
+            listed = flowd.get("/flow-exporters")
+            for name, address in (("softflowd", "127.0.0.1"), ("pmacctd", PMACCT_ADDRESS)):
+                exporters = [e for e in listed if e["address"] == address]
+                check(f"v{version}: /flow-exporters shows {name}",
+                      len(exporters) == 1 and exporters[0]["version"] == version and
+                      exporters[0]["sequence_gaps"] == 0, str(exporters))
             if version == 10:
                 metrics = urllib.request.urlopen(
                     f"http://127.0.0.1:{flowd.http}/metrics", timeout=10).read().decode()
