@@ -174,16 +174,36 @@ std::size_t flow_store::shard_of(std::uint64_t hash, std::uint32_t hour) const n
 }
 
 prepared_batch flow_store::group(flow_batch const& batch) {
+    // The working vectors, kept per thread between batches so that a small batch allocates
+    // only what it returns; what a large batch grew them to is given back after it.
+    struct group_scratch {
+        std::vector<prepared_batch::item> items;
+        std::vector<std::uint32_t> shard_of_item;
+        std::vector<std::uint32_t> counts;
+        std::vector<std::uint32_t> ids;
+
+        void release_if_large() {
+            std::size_t const kept_items = 4096;
+            if (items.capacity() > kept_items || ids.capacity() > 3 * kept_items) {
+                *this = group_scratch{};
+            }
+        }
+    };
+    thread_local group_scratch scratch;
     prepared_batch prepared;
     prepared.records_ = batch.record_count();
     std::size_t const n = batch.entries().size();
-    std::vector<prepared_batch::item> items;
+    std::vector<prepared_batch::item>& items = scratch.items;
+    items.clear();
     items.reserve(n);
-    std::vector<std::uint32_t> shard_of_item(n);
-    std::vector<std::uint32_t> counts(options_.shard_count + 1, 0);
+    std::vector<std::uint32_t>& shard_of_item = scratch.shard_of_item;
+    shard_of_item.resize(n);
+    std::vector<std::uint32_t>& counts = scratch.counts;
+    counts.assign(options_.shard_count + 1, 0);
     // The batch numbered its distinct names already: ask the shared interner (a mutex each
     // time) once per distinct name, not three times per key, and hash no string here.
-    std::vector<std::uint32_t> ids;
+    std::vector<std::uint32_t>& ids = scratch.ids;
+    ids.clear();
     ids.reserve(batch.names().size());
     for (std::string_view const name : batch.names()) {
         ids.push_back(names_.intern(name));
@@ -211,6 +231,7 @@ prepared_batch flow_store::group(flow_batch const& batch) {
         prepared.items_[pos] = items[i];
     }
     prepared.largest_ = largest;
+    scratch.release_if_large();
     return prepared;
 }
 
