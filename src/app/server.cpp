@@ -167,6 +167,8 @@ server::server(config const& cfg, loggers logs)
     }
     listener_->set_max_connections(effective_max_connections(
         cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
+    listener_->set_io_threads(cfg_.threads);
+    metrics_listener_->set_io_threads(cfg_.threads);
     if (listener_->tls()) {
         logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
                         cfg_.tls_client_ca_file.empty() ? std::string()

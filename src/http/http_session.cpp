@@ -54,6 +54,16 @@ constexpr unsigned char tls_handshake_record = 0x16;
 using plain_stream = beast::tcp_stream;
 using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
+// The session whose dispatch_request() is running on this thread, if any.
+thread_local void const* answering_inline = nullptr;
+
+struct inline_answers {
+    explicit inline_answers(void const* session) { answering_inline = session; }
+    ~inline_answers() { answering_inline = nullptr; }
+    inline_answers(inline_answers const&) = delete;
+    inline_answers& operator=(inline_answers const&) = delete;
+};
+
 // A malformed request (Beast's parse errors), as opposed to a connection that went away.
 bool malformed(beast::error_code const& ec) {
     return ec.category() == beast::error_code(http::error::bad_target).category() &&
@@ -284,7 +294,7 @@ private:
             return do_close();
         }
         waiting_idle_ = true;
-        tcp().expires_after(services_.limits.idle_timeout);
+        arm_deadline(services_.limits.idle_timeout);
         stream_.async_read_some(
             buffer_.prepare(first_read_bytes),
             beast::bind_front_handler(&basic_http_session::on_first_bytes, self()));
@@ -293,8 +303,9 @@ private:
     void on_first_bytes(beast::error_code ec, std::size_t n) {
         waiting_idle_ = false;
         if (ec) {
-            if (ec == beast::error::timeout) {
+            if (timed_out_) {
                 services_.metrics.count_limit_rejection("idle_timeout");
+                close_socket();
             } else if (!benign(ec)) {
                 services_.log->debug("[C{}] read: {}", id_, ec.message());
             }
@@ -340,7 +351,7 @@ private:
                 if (auto p = audit_framing(bytes.substr(0, end.size))) {
                     return send_early(p->type, std::move(p->detail));
                 }
-                [[fallthrough]];
+                return parse_buffered_head();
             case head_end::state::malformed:
                 // The head is buffered: the parser reads nothing from the socket.
                 return http::async_read_header(
@@ -354,6 +365,22 @@ private:
         stream_.async_read_some(
             buffer_.prepare(std::min<std::size_t>(room, 64 * 1024)),
             beast::bind_front_handler(&basic_http_session::on_head_bytes, self()));
+    }
+
+    // The whole head is buffered: the parser reads it here, as async_read_header would from
+    // the buffer, without a round through the scheduler. Should the parser want more than
+    // find_head_end found, the asynchronous read takes over where it stopped.
+    void parse_buffered_head() {
+        beast::error_code ec;
+        while (!parser_->is_header_done() && !ec) {
+            buffer_.consume(parser_->put(buffer_.data(), ec));
+        }
+        if (ec == http::error::need_more) {
+            return http::async_read_header(
+                stream_, buffer_, *parser_,
+                beast::bind_front_handler(&basic_http_session::on_header, self()));
+        }
+        on_header(ec, 0);
     }
 
     void on_head_bytes(beast::error_code ec, std::size_t n) {
@@ -374,26 +401,52 @@ private:
         read_head();
     }
 
-    // The header and body deadlines: when one passes, the read is cancelled and answered
-    // 408 (beast's own stream timeout would close the socket before an answer could go).
+    // The deadlines (header, body, idle, write): when one passes, the socket's operation is
+    // cancelled (a read is answered 408; beast's own stream timeout would close the socket
+    // before an answer could go). Arming moves a time point; the timer is rescheduled only
+    // when no wait is pending or the new deadline is earlier than it, and woken early it
+    // waits again for the current deadline: a busy connection does not schedule and cancel
+    // a timer per request. The wait holds the session weakly: a connection that ends is not
+    // kept (with its connection slot) until the deadline.
     template <class Duration>
     void arm_deadline(Duration d) {
         timed_out_ = false;
-        std::uint64_t const armed = ++deadline_generation_;
-        deadline_.expires_after(d);
-        deadline_.async_wait([self = self(), armed](beast::error_code ec) {
-            if (ec || armed != self->deadline_generation_) {
+        deadline_at_ = std::chrono::steady_clock::now() + d;
+        if (!deadline_waiting_ || deadline_at_ < deadline_.expiry()) {
+            wait_for_deadline();
+        }
+    }
+
+    void wait_for_deadline() {
+        deadline_waiting_ = true;
+        std::uint64_t const wait = ++deadline_wait_;
+        deadline_.expires_at(deadline_at_);  // cancels the wait pending, if any
+        deadline_.async_wait([weak = this->weak_from_this(), wait](beast::error_code ec) {
+            auto const self = weak.lock();
+            if (!self || wait != self->deadline_wait_) {
                 return;
             }
+            self->deadline_waiting_ = false;
+            if (ec || self->deadline_at_ == no_deadline) {
+                return;
+            }
+            if (std::chrono::steady_clock::now() < self->deadline_at_) {
+                return self->wait_for_deadline();
+            }
+            self->deadline_at_ = no_deadline;
             self->timed_out_ = true;
             beast::error_code ignored;
             self->tcp().socket().cancel(ignored);
         });
     }
 
-    void disarm_deadline() {
-        ++deadline_generation_;
-        deadline_.cancel();
+    void disarm_deadline() { deadline_at_ = no_deadline; }
+
+    // A deadline passed on an idle read or a write: the socket goes at once, as the stream's
+    // own expiry would close it (no TLS close_notify to a peer that stopped reading).
+    void close_socket() {
+        beast::error_code ignored;
+        tcp().socket().close(ignored);
     }
 
     void on_header(beast::error_code ec, std::size_t) {
@@ -462,6 +515,19 @@ private:
     }
 
     void do_read_body() {
+        // What is buffered is parsed here (a small body comes with its head); only what is
+        // missing is read from the socket.
+        while (!parser_->is_done() && buffer_.size() != 0) {
+            beast::error_code ec;
+            std::size_t const used = parser_->put(buffer_.data(), ec);
+            buffer_.consume(used);
+            if (ec == http::error::need_more || (!ec && used == 0)) {
+                break;
+            }
+            if (ec) {
+                return on_body(ec, used);
+            }
+        }
         if (parser_->is_done()) {
             return dispatch_request();
         }
@@ -519,12 +585,26 @@ private:
         request_meta meta{id_, body_too_large_, draining_at_arrival_, arrived_};
         meta.tls_client_cn = client_cn_;
         meta.remote_ip = remote_ip_;
-        auto now = services_.mw.handle(req, meta, [self = self()](response r) {
-            net::post(self->stream_.get_executor(),
-                      [self, r = std::move(r)]() mutable { self->send(std::move(r)); });
-        });
+        // An answer given while handle() runs (an ingest that applies in place) is sent when
+        // it returns; one given later, from another thread, comes back through the strand.
+        std::optional<response> now;
+        {
+            inline_answers const scope{this};
+            now = services_.mw.handle(req, meta, [self = self()](response r) {
+                if (answering_inline == self.get()) {
+                    self->inline_answer_ = std::move(r);
+                    return;
+                }
+                net::post(self->stream_.get_executor(),
+                          [self, r = std::move(r)]() mutable { self->send(std::move(r)); });
+            });
+        }
         if (now) {
             send(std::move(*now));
+        } else if (inline_answer_) {
+            response r = std::move(*inline_answer_);
+            inline_answer_.reset();
+            send(std::move(r));
         }
     }
 
@@ -548,7 +628,6 @@ private:
     void send(response r) {
         pending_ = std::move(r);
         bool const keep_alive = std::visit([](auto const& m) { return m.keep_alive(); }, *pending_);
-        tcp().expires_after(services_.limits.idle_timeout);
         if (auto* live = std::get_if<event_stream_response>(&*pending_)) {
             events_ = std::move(live->body());
             if (head_request_ && events_) {
@@ -556,9 +635,12 @@ private:
                 events_.reset();
             }
             if (events_) {
+                tcp().expires_after(services_.limits.idle_timeout);
                 return start_events();
             }
         }
+        // A client that stops reading the answer is closed past idle_timeout.
+        arm_deadline(services_.limits.idle_timeout);
         if (head_request_) {
             // HEAD: the GET answer's status and headers (Content-Length or chunked
             // included), no body.
@@ -579,6 +661,7 @@ private:
     }
 
     void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+        disarm_deadline();
         pending_.reset();
         if (!ec && keep_alive && buffer_.size() != 0) {
             // A pipelined request is already here: it stays in flight without a gap, so a
@@ -587,13 +670,16 @@ private:
         }
         finish_request();
         if (ec) {
-            if (ec == beast::error::timeout && !refuse_) {
+            // refuse() writes under the stream's own expiry, send() under the deadline.
+            bool const timed_out = ec == beast::error::timeout || timed_out_;
+            if (timed_out && !refuse_) {
                 services_.metrics.count_limit_rejection("write_timeout");
             } else if (!benign(ec)) {
                 services_.log->debug("[C{}] write: {}", id_, ec.message());
             }
-            if (ec == beast::error::timeout) {
-                closed_ = true;  // the timer closed the socket already
+            if (timed_out) {
+                close_socket();
+                closed_ = true;
             }
             return do_close();
         }
@@ -749,8 +835,9 @@ private:
     std::string client_cn_;  // mTLS: the client certificate's subject CN
     std::string remote_ip_;  // the peer's address (rate-limit identity without a token)
     std::optional<http::request_parser<request_body>> parser_;
-    std::optional<response> pending_;       // the answer being written
-    std::shared_ptr<event_source> events_;  // a live stream's source, while it is written
+    std::optional<response> pending_;        // the answer being written
+    std::optional<response> inline_answer_;  // given while dispatch_request() ran
+    std::shared_ptr<event_source> events_;   // a live stream's source, while it is written
     std::chrono::steady_clock::time_point arrived_{};
     bool waiting_idle_ = false;
     bool in_flight_ = false;
@@ -759,9 +846,12 @@ private:
     bool closed_ = false;
     bool unread_input_ = false;  // the peer may still be sending bytes we will not read
     std::array<char, 4096> linger_buffer_{};
-    // Header and body deadlines (arm_deadline); the generation tells a stale wake-up.
+    // The header, body, idle and write deadlines (arm_deadline).
+    static constexpr auto no_deadline = std::chrono::steady_clock::time_point::max();
     net::steady_timer deadline_;
-    std::uint64_t deadline_generation_ = 0;
+    std::chrono::steady_clock::time_point deadline_at_ = no_deadline;
+    std::uint64_t deadline_wait_ = 0;  // which wait is current: a replaced one is ignored
+    bool deadline_waiting_ = false;
     bool timed_out_ = false;
     bool head_request_ = false;  // answer with the headers only
     unsigned char first_byte_ = 0;

@@ -54,9 +54,13 @@ void listener::do_accept() {
     if (!acceptor_.is_open()) {
         return;
     }
-    // Each connection gets its own strand.
-    acceptor_.async_accept(net::make_strand(ioc_),
-                           beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+    // Each connection gets its own strand, unless one thread runs every handler anyway.
+    auto accepted = beast::bind_front_handler(&listener::on_accept, shared_from_this());
+    if (io_threads_ == 1) {
+        acceptor_.async_accept(ioc_.get_executor(), std::move(accepted));
+    } else {
+        acceptor_.async_accept(net::make_strand(ioc_), std::move(accepted));
+    }
 }
 
 void listener::on_accept(beast::error_code ec, tcp::socket socket) {

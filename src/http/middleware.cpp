@@ -70,14 +70,34 @@ std::optional<response> middleware::handle(request& req, request_meta const& met
     if (auto* now = std::get_if<response>(&result)) {
         return finish(std::move(*now), answered_request::of(req), request_id, meta, route);
     }
-    // The request dies with the session's next read: keep only what finish() needs. The
-    // router's catch ended when dispatch() returned; a throw from start() is caught here, so
-    // it never reaches io_context::run, and answered 500 unless start() had answered already.
-    auto answered = std::make_shared<std::atomic<bool>>(false);
-    auto complete = [this, head = answered_request::of(req), request_id, meta, route,
-                     later = std::move(later), answered](response r) mutable {
-        if (!answered->exchange(true, std::memory_order_acq_rel)) {
-            later(finish(std::move(r), head, request_id, meta, route));
+    // The request dies with the session's next read: keep only what finish() needs, in one
+    // allocation that the completion shares (a completion of one pointer is stored inside
+    // the std::function, not on the heap). The router's catch ended when dispatch()
+    // returned; a throw from start() is caught here, so it never reaches io_context::run,
+    // and answered 500 unless start() had answered already.
+    struct pending {
+        pending(middleware const& m, answered_request h, std::string id, request_meta const& rm,
+                route_id r, respond_fn l)
+            : mw(m),
+              head(std::move(h)),
+              request_id(std::move(id)),
+              meta(rm),
+              route(r),
+              later(std::move(l)) {}
+        middleware const& mw;
+        answered_request head;
+        std::string request_id;
+        request_meta meta;
+        route_id route;
+        respond_fn later;
+        std::atomic<bool> answered{false};
+    };
+    auto const state = std::make_shared<pending>(*this, answered_request::of(req), request_id, meta,
+                                                 route, std::move(later));
+    auto complete = [state](response r) {
+        if (!state->answered.exchange(true, std::memory_order_acq_rel)) {
+            state->later(state->mw.finish(std::move(r), state->head, state->request_id, state->meta,
+                                          state->route));
         }
     };
     try {

@@ -458,6 +458,33 @@ TEST(NetworkLimitsTest, EveryLimitIsCountedByName) {
     EXPECT_EQ(rejections(flowd, "max_connections"), 0);
 }
 
+// A client that asks for a large answer and stops reading it: the write makes no progress,
+// and past idle_timeout flowd closes that connection, counts write_timeout, and serves on.
+TEST(NetworkLimitsTest, AnAnswerTheClientStopsReadingIsClosedAtTheIdleDeadline) {
+    flowd_process flowd({}, {{"FLOWD_IDLE_TIMEOUT", "1s"}});
+    // 100,000 keys in hour 1: an answer of about 9 MB, more than both sockets' buffers hold.
+    {
+        http_client c{flowd.port()};
+        for (int batch = 0; batch < 20; ++batch) {
+            std::string body = "[";
+            for (int i = 0; i < 5000; ++i) {
+                body +=
+                    (i == 0 ? "" : ",") + flow_json("src-" + std::to_string(batch),
+                                                    "dest-" + std::to_string(i), "vpc", 1, 1, 1);
+            }
+            ASSERT_EQ(c.post("/flows", body + "]").result_int(), 200);
+        }
+    }
+    raw_socket stalled{flowd.port(), 4096};
+    ASSERT_TRUE(stalled.send("GET /flows?hour=1 HTTP/1.1\r\nHost: x\r\n\r\n"));
+    EXPECT_TRUE(eventually([&] { return rejections(flowd, "write_timeout") == 1; }));
+    // What is read now is the part of the answer the buffers held, then the close.
+    EXPECT_TRUE(stalled.read_until_close(10s).closed);
+    http_client other{flowd.port()};
+    EXPECT_EQ(other.get("/healthz").result_int(), 200);
+    EXPECT_EQ(rejections(flowd, "idle_timeout"), 0);
+}
+
 // ---- framing (SPEC Others, RFC 9112): the request-smuggling table ----------------------
 
 // A POST hidden in the body of a request whose framing flowd must refuse: the answer is
