@@ -2,7 +2,8 @@
 # `make bench`: release build, flowd pinned to core 0 and its clients to core 1, every figure
 # beside a baseline measured in the same run, interleaved; writes BENCHMARKS.md. The
 # cluster-mode section comes from scripts/bench-cluster.sh, the flow exporters' from
-# scripts/bench-flow.sh, both run last. Helpers: scripts/bench-lib.sh.
+# scripts/bench-flow.sh, the live streams' and the console's from scripts/bench-live.sh, all
+# run last. Helpers: scripts/bench-lib.sh.
 #
 # Every ratio is measured in rounds: A, B, A, B ... (BENCH_PAIRS rounds, default 3, each run
 # BENCH_SECONDS long), and shown as the median of the per-round ratios with their min–max.
@@ -15,7 +16,9 @@
 #     ceiling, with flowd-loadgen and wrk; and POST B=1000 with --threads 2 sharing both
 #     cores with the generator), wal, recovery, get, memory, micro,
 #     queries (range and summary queries against DuckDB, 304s, POST beside summaries),
-#     cluster (scripts/bench-cluster.sh), flow (scripts/bench-flow.sh: NetFlow/IPFIX).
+#     cluster (scripts/bench-cluster.sh), flow (scripts/bench-flow.sh: NetFlow/IPFIX),
+#     live (scripts/bench-live.sh: streams beside POST, an idle stream's memory, the
+#     console's first paint).
 #     A partial run prints its tables and leaves BENCHMARKS.md alone, e.g.
 #     BENCH_ONLY=post scripts/bench.sh
 set -euo pipefail
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 secs=${BENCH_SECONDS:-8}
 pairs=${BENCH_PAIRS:-3}
-only=${BENCH_ONLY:-post,wal,recovery,get,memory,queries,micro,cluster,flow}
+only=${BENCH_ONLY:-post,wal,recovery,get,memory,queries,micro,cluster,flow,live}
 out=BENCHMARKS.md
 if [ -n "${BENCH_ONLY:-}" ]; then out=/dev/null; fi
 want() { [[ ",$only," == *",$1,"* ]]; }
@@ -38,6 +41,7 @@ want post && targets+=(flowd flowd-loadgen flowd-parse-ceiling flowd-beast-floor
 want queries && targets+=(flowd flowd-loadgen flowd-querybench)
 want micro && targets+=(flowd-micro)
 want flow && targets+=(flowd flowd-flow-replay)
+want live && targets+=(flowd flowd-loadgen flowd-querybench flowd-stream-readers)
 cmake --preset release >/dev/null
 if [ ${#targets[@]} -gt 0 ]; then
     # shellcheck disable=SC2046 # one target a word
@@ -479,6 +483,10 @@ if [ "$out" = /dev/null ]; then
         echo "== flow exporters (scripts/bench-flow.sh)"
         scripts/bench-flow.sh "$bin"
     fi
+    if want live; then
+        echo "== live streams and the console (scripts/bench-live.sh)"
+        scripts/bench-live.sh "$bin"
+    fi
     echo "== BENCH_ONLY=$only: BENCHMARKS.md left as it was"
     exit 0
 fi
@@ -623,5 +631,8 @@ scripts/bench-cluster.sh "$bin" >>"$out"
 echo "== flow exporters (scripts/bench-flow.sh)"
 echo >>"$out"
 scripts/bench-flow.sh "$bin" >>"$out"
+echo "== live streams and the console (scripts/bench-live.sh)"
+echo >>"$out"
+scripts/bench-live.sh "$bin" >>"$out"
 echo "== wrote $out"
 cat "$out"

@@ -114,6 +114,8 @@ public:
         : hub_(hub),
           plan_(std::move(plan)),
           interval_(interval),
+          filtered_(plan_.filters[0].active() || plan_.filters[1].active() ||
+                    plan_.filters[2].active()),
           timer_(net::make_strand(executor)),
           last_sent_(std::chrono::steady_clock::now()) {}
 
@@ -277,12 +279,12 @@ private:
             if (live_) {
                 changed_.clear();
                 std::uint64_t upto = cursor_;
-                bool const held = hub_.journal_.read_since(
-                    cursor_,
-                    [this](changed_row const& r) {
-                        return r.hour >= plan_.from && r.hour < plan_.to && keep(r.key);
-                    },
-                    changed_, upto);
+                std::function<bool(changed_row const&)> filter;
+                if (filtered_) {
+                    filter = [this](changed_row const& r) { return keep(r.key); };
+                }
+                bool const held =
+                    hub_.journal_.read_since(cursor_, plan_.from, plan_.to, filter, changed_, upto);
                 if (!held) {
                     reset_locked();
                 } else {
@@ -338,6 +340,7 @@ private:
     stream_hub& hub_;
     query_plan const plan_;
     std::chrono::milliseconds const interval_;
+    bool const filtered_;      // a filter is active: changed rows are checked by name
     net::steady_timer timer_;  // touched only by start() and its own handler (its strand)
     std::mutex mutex_;
     bool subscribed_ = false;                     // guarded by mutex_

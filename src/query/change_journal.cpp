@@ -1,9 +1,59 @@
 #include "flowd/query/change_journal.hpp"
 
 #include <algorithm>
-#include <tuple>
 
 namespace flowd {
+
+namespace {
+
+// An index twice the live keys (at least 16 slots): short probes.
+std::size_t index_slots(std::size_t live) {
+    std::size_t n = 16;
+    while (n < live * 2) {
+        n <<= 1;
+    }
+    return n;
+}
+
+}  // namespace
+
+bool change_journal::hour_rows::put(app_key const& key, std::uint64_t seq,
+                                    flow_counters const& counters) {
+    // An update appends, so a hot key leaves a dead entry behind per batch: mostly dead
+    // entries (or a full index) are compacted away, paid once per as many appends.
+    if (rows.size() >= 2 * live + 16 || (live + 1) * 2 > index.size()) {
+        compact(0);
+    }
+    std::size_t const mask = index.size() - 1;
+    std::size_t at = hash_app_key(key) & mask;
+    while (index[at] != 0 && rows[index[at] - 1].key != key) {
+        at = (at + 1) & mask;
+    }
+    bool const added = index[at] == 0;
+    if (added) {
+        ++live;
+    } else {
+        rows[index[at] - 1].dead = true;
+    }
+    rows.push_back({key, false, seq, counters});
+    index[at] = static_cast<std::uint32_t>(rows.size());
+    return added;
+}
+
+void change_journal::hour_rows::compact(std::uint64_t cut) {
+    std::erase_if(rows, [cut](row_entry const& e) { return e.dead || e.seq <= cut; });
+    live = rows.size();
+    // Room for twice the live keys before the next rebuild.
+    index.assign(index_slots(live * 2), 0);
+    std::size_t const mask = index.size() - 1;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        std::size_t at = hash_app_key(rows[i].key) & mask;
+        while (index[at] != 0) {
+            at = (at + 1) & mask;
+        }
+        index[at] = static_cast<std::uint32_t>(i + 1);
+    }
+}
 
 change_journal::change_journal(flow_store& store, std::size_t capacity,
                                std::chrono::milliseconds linger)
@@ -20,9 +70,6 @@ std::uint64_t change_journal::subscribe() {
     std::scoped_lock lock{mutex_};
     ++subscribers_;
     if (!recording_) {
-        if (ring_.empty()) {
-            ring_.resize(capacity_);
-        }
         // Batches committed while nobody watched were not recorded.
         lost_upto_ = seq_;
         recording_ = true;
@@ -57,60 +104,74 @@ void change_journal::rows_changed(std::vector<changed_row> const& rows) {
         // Nobody reconnected within the resume window: stop paying for the record.
         recording_ = false;
         store_.watch_changes(false);
+        hours_.clear();
+        live_ = 0;
         return;
     }
     ++seq_;
+    // A batch's rows come grouped by shard, not hour: remember the last hour looked up.
+    hour_rows* h = nullptr;
+    std::uint32_t h_hour = 0;
     for (changed_row const& r : rows) {
-        if (size_ == capacity_) {
-            // The oldest row's batch is no longer whole here.
-            lost_upto_ = std::max(lost_upto_, ring_[next_].seq);
-        } else {
-            ++size_;
+        if (h == nullptr || h_hour != r.hour) {
+            h = &hours_[r.hour];
+            h_hour = r.hour;
         }
-        ring_[next_] = {seq_, r};
-        next_ = (next_ + 1) % capacity_;
+        if (h->put(r.key, seq_, r.counters) && ++live_ > capacity_) {
+            drop_oldest_locked();
+            h = nullptr;
+        }
     }
 }
 
-bool change_journal::read_since(std::uint64_t since,
+void change_journal::drop_oldest_locked() {
+    std::vector<std::uint64_t> seqs;
+    seqs.reserve(live_);
+    for (auto const& [hour, h] : hours_) {
+        for (row_entry const& e : h.rows) {
+            if (!e.dead) {
+                seqs.push_back(e.seq);
+            }
+        }
+    }
+    // A quarter at a time: the scan is paid once per capacity / 4 new rows.
+    auto const quarter = seqs.begin() + static_cast<std::ptrdiff_t>(seqs.size() / 4);
+    std::nth_element(seqs.begin(), quarter, seqs.end());
+    std::uint64_t const cut = *quarter;
+    lost_upto_ = std::max(lost_upto_, cut);
+    live_ = 0;
+    for (auto it = hours_.begin(); it != hours_.end();) {
+        it->second.compact(cut);
+        live_ += it->second.live;
+        it = it->second.live == 0 ? hours_.erase(it) : std::next(it);
+    }
+}
+
+bool change_journal::read_since(std::uint64_t since, std::uint32_t from, std::uint32_t to,
                                 std::function<bool(changed_row const&)> const& keep,
                                 std::vector<changed_row>& out, std::uint64_t& upto) const {
-    std::size_t const first = out.size();
-    {
-        std::scoped_lock lock{mutex_};
-        if (!recording_ || since < lost_upto_ || since > seq_) {
-            return false;
+    std::scoped_lock lock{mutex_};
+    if (!recording_ || since < lost_upto_ || since > seq_) {
+        return false;
+    }
+    upto = seq_;
+    for (auto it = hours_.lower_bound(from); it != hours_.end() && it->first < to; ++it) {
+        std::vector<row_entry> const& rows = it->second.rows;
+        // Entries are in sequence order: the ones after `since` are at the end.
+        std::size_t first = rows.size();
+        while (first != 0 && rows[first - 1].seq > since) {
+            --first;
         }
-        upto = seq_;
-        // Newest first, back to the first row at or before `since`.
-        for (std::size_t n = 0; n < size_; ++n) {
-            entry const& e = ring_[(next_ + capacity_ - 1 - n) % capacity_];
-            if (e.seq <= since) {
-                break;
+        for (std::size_t i = first; i < rows.size(); ++i) {
+            if (rows[i].dead) {
+                continue;
             }
-            if (keep(e.row)) {
-                out.push_back(e.row);
+            changed_row const r{it->first, rows[i].key, rows[i].counters};
+            if (!keep || keep(r)) {
+                out.push_back(r);
             }
         }
     }
-    // One row per (hour, key): sums only grow, so the larger value of each is the newest.
-    auto const key_of = [](changed_row const& r) {
-        return std::tie(r.hour, r.key.src, r.key.dest, r.key.vpc);
-    };
-    std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
-              [&](changed_row const& a, changed_row const& b) { return key_of(a) < key_of(b); });
-    std::size_t w = first;
-    for (std::size_t i = first; i < out.size(); ++i) {
-        if (w != first && key_of(out[w - 1]) == key_of(out[i])) {
-            out[w - 1].counters.bytes_tx =
-                std::max(out[w - 1].counters.bytes_tx, out[i].counters.bytes_tx);
-            out[w - 1].counters.bytes_rx =
-                std::max(out[w - 1].counters.bytes_rx, out[i].counters.bytes_rx);
-        } else {
-            out[w++] = out[i];
-        }
-    }
-    out.resize(w);
     return true;
 }
 

@@ -77,7 +77,8 @@ struct stream_options {
     std::size_t max_streams = 1000;
     std::chrono::milliseconds keep_alive{15'000};
     std::size_t rows_per_event = 1000;
-    // Rows the change journal holds (about 40 bytes each, allocated at the first stream).
+    // Rows the change journal holds, each (hour, key) once (about 40 to 100 bytes each,
+    // allocated as rows change while a stream is open).
     std::size_t journal_rows = 1U << 18;
 };
 

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -11,12 +12,15 @@
 
 namespace flowd {
 
-// The rows committed batches changed, numbered by batch (a sequence starting at 1), kept in
-// a ring of `capacity` rows for live streams: a stream reads what changed after the
-// sequence it last sent. Recorded only while someone subscribes (the store is told to
-// watch then, and for `linger` after the last one leaves, so that a stream reconnecting
-// with Last-Event-ID can resume), so an unwatched store pays one atomic load per batch.
-// Bounded memory: the ring is allocated at the first subscription and never grows.
+// The rows committed batches changed, numbered by batch (a sequence starting at 1), kept for
+// live streams as each (hour, key)'s newest totals and the sequence that last changed it: a
+// stream reads what changed after the sequence it last sent. Per hour the rows are kept in
+// the order they last changed, so a read walks back only over what changed since its
+// cursor, and a key changed by every batch is held once, not once per batch. Recorded only
+// while someone subscribes (the store is told to watch then, and for `linger` after the
+// last one leaves, so that a stream reconnecting with Last-Event-ID can resume), so an
+// unwatched store pays one atomic load per batch. Bounded memory: past `capacity` rows the
+// oldest quarter is dropped (and reads from before them fail).
 // The class is thread-safe. No concurrent call to any API of this type causes a data race.
 class change_journal final : public change_sink {
 public:
@@ -26,39 +30,57 @@ public:
     change_journal& operator=(change_journal const&) = delete;
 
     // A stream begins or ends watching. subscribe() returns the current sequence: every
-    // change after it will be readable (until the ring overwrites it).
+    // change after it will be readable (until dropped for capacity).
     std::uint64_t subscribe();
     void unsubscribe();
 
     // The latest batch sequence recorded.
     [[nodiscard]] std::uint64_t sequence() const;
 
-    // Whether every change after `since` is still held (nothing after it was overwritten
-    // or happened while nobody watched).
+    // Whether every change after `since` is still held (nothing after it was dropped or
+    // happened while nobody watched).
     [[nodiscard]] bool holds_since(std::uint64_t since) const;
 
-    // The rows changed after `since` for which keep(row) is true, one per (hour, key) with
-    // its newest totals, sorted by hour then key; `upto` receives the sequence read up to.
-    // False (and nothing read) when !holds_since(since).
-    bool read_since(std::uint64_t since, std::function<bool(changed_row const&)> const& keep,
+    // The rows of hours [from, to) changed after `since` for which keep(row) is true (an
+    // empty keep: all), one per (hour, key) with its newest totals, by hour, then in the
+    // order they last changed; `upto` receives the sequence read up to. False (and nothing
+    // read) when !holds_since(since).
+    bool read_since(std::uint64_t since, std::uint32_t from, std::uint32_t to,
+                    std::function<bool(changed_row const&)> const& keep,
                     std::vector<changed_row>& out, std::uint64_t& upto) const;
 
     void rows_changed(std::vector<changed_row> const& rows) override;
 
 private:
-    struct entry {
-        std::uint64_t seq;
-        changed_row row;
+    struct row_entry {
+        app_key key;
+        bool dead = false;  // a newer entry of the same key follows
+        std::uint64_t seq = 0;
+        flow_counters counters;
     };
+    // One hour's rows in the order they last changed, and where each live key's entry is.
+    struct hour_rows {
+        std::vector<row_entry> rows;
+        // Open addressing (linear probing): a live entry's position + 1; 0 is empty.
+        std::vector<std::uint32_t> index;
+        std::size_t live = 0;
+
+        // Appends key's newest totals (the older entry turns dead); true when the key is new.
+        bool put(app_key const& key, std::uint64_t seq, flow_counters const& counters);
+        // Drops the dead entries and every entry of sequence <= cut, then reindexes.
+        void compact(std::uint64_t cut);
+    };
+
+    // Past capacity: the oldest quarter of the live rows goes; reads from before fail.
+    void drop_oldest_locked();
 
     flow_store& store_;
     std::size_t capacity_;
     std::chrono::milliseconds linger_;
     mutable std::mutex mutex_;
-    std::vector<entry> ring_;      // guarded by mutex_; capacity_ once allocated
-    std::size_t next_ = 0;         // guarded by mutex_: where the next row goes
-    std::size_t size_ = 0;         // guarded by mutex_
-    std::uint64_t seq_ = 0;        // guarded by mutex_
+    std::map<std::uint32_t, hour_rows> hours_;  // guarded by mutex_
+    std::size_t live_ = 0;                      // guarded by mutex_: rows held, every hour
+    std::uint64_t seq_ = 0;                     // guarded by mutex_
     std::uint64_t lost_upto_ = 0;  // guarded by mutex_: changes up to this are not all held
     std::size_t subscribers_ = 0;  // guarded by mutex_
     bool recording_ = false;       // guarded by mutex_

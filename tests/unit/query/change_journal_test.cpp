@@ -30,6 +30,7 @@ void apply(flow_store& store, flow_batch const& batch) {
 }
 
 auto const everything = [](changed_row const&) { return true; };
+constexpr std::uint32_t all_hours = 1U << 31;
 
 // Counts what the store tells it.
 class counting_sink final : public change_sink {
@@ -86,7 +87,7 @@ TEST(ChangeJournalTest, RecordsNothingWithoutSubscribers) {
     EXPECT_EQ(journal.sequence(), 0U);
     std::vector<changed_row> out;
     std::uint64_t upto = 0;
-    EXPECT_FALSE(journal.read_since(0, everything, out, upto));
+    EXPECT_FALSE(journal.read_since(0, 0, all_hours, everything, out, upto));
 }
 
 TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
@@ -100,7 +101,7 @@ TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
     std::vector<changed_row> out;
     std::uint64_t upto = 0;
 
-    ASSERT_TRUE(journal.read_since(start, everything, out, upto));
+    ASSERT_TRUE(journal.read_since(start, 0, all_hours, everything, out, upto));
 
     EXPECT_EQ(upto, start + 3);
     ASSERT_EQ(out.size(), 2U);
@@ -121,8 +122,7 @@ TEST(ChangeJournalTest, ReadsOnlyWhatChangedAfterTheCursorAndPassesTheFilter) {
     std::vector<changed_row> out;
     std::uint64_t upto = 0;
 
-    ASSERT_TRUE(journal.read_since(
-        cursor, [](changed_row const& r) { return r.hour < 5; }, out, upto));
+    ASSERT_TRUE(journal.read_since(cursor, 0, 5, everything, out, upto));
 
     ASSERT_EQ(out.size(), 1U);
     EXPECT_EQ(store.name(out[0].key.src), "c");
@@ -140,8 +140,79 @@ TEST(ChangeJournalTest, OverwrittenChangesAreNotHeld) {
     std::uint64_t upto = 0;
 
     EXPECT_FALSE(journal.holds_since(start));
-    EXPECT_FALSE(journal.read_since(start, everything, out, upto));
+    EXPECT_FALSE(journal.read_since(start, 0, all_hours, everything, out, upto));
     EXPECT_TRUE(journal.holds_since(start + 1));
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, AKeyEveryBatchChangesIsHeldOnceNotOncePerBatch) {
+    flow_store store;
+    change_journal journal(store, 4, 60s);
+    std::uint64_t const start = journal.subscribe();
+
+    for (std::uint64_t i = 0; i < 100; ++i) {
+        apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"c", "d", "v", 2, {2, 2}}}));
+    }
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(start, 0, all_hours, everything, out, upto));
+    EXPECT_EQ(upto, start + 100);
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(out[0].hour, 1U);
+    EXPECT_EQ(out[0].counters.bytes_tx, 100U);
+    EXPECT_EQ(out[1].hour, 2U);
+    EXPECT_EQ(out[1].counters.bytes_tx, 200U);
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, ARowChangedBeforeAndAfterTheCursorComesOnceWithItsNewestTotals) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    (void)journal.subscribe();
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}}));
+    std::uint64_t const cursor = journal.sequence();
+    apply(store, batch_of({{"c", "d", "v", 1, {5, 5}}}));
+    // Enough updates of one key that its dead entries are compacted away meanwhile.
+    for (int i = 0; i < 40; ++i) {
+        apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}}));
+    }
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(cursor, 0, all_hours, everything, out, upto));
+
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(store.name(out[0].key.src), "c");
+    EXPECT_EQ(store.name(out[1].key.src), "a");
+    EXPECT_EQ(out[1].counters.bytes_tx, 41U);
+    out.clear();
+    ASSERT_TRUE(journal.read_since(journal.sequence() - 1, 0, all_hours, everything, out, upto));
+    ASSERT_EQ(out.size(), 1U);
+    EXPECT_EQ(store.name(out[0].key.src), "a");
+    out.clear();
+    ASSERT_TRUE(journal.read_since(journal.sequence(), 0, all_hours, everything, out, upto));
+    EXPECT_TRUE(out.empty());
+    journal.unsubscribe();
+}
+
+TEST(ChangeJournalTest, PastCapacityTheOldestRowsGoAndOnlyLaterCursorsHold) {
+    flow_store store;
+    change_journal journal(store, 8, 60s);
+    std::uint64_t const start = journal.subscribe();
+    for (int i = 0; i < 20; ++i) {
+        apply(store, batch_of({{"k" + std::to_string(i), "b", "v", 1, {1, 1}}}));
+    }
+    std::uint64_t const last = journal.sequence();
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    EXPECT_FALSE(journal.holds_since(start));
+    ASSERT_TRUE(journal.holds_since(last - 2));
+    ASSERT_TRUE(journal.read_since(last - 2, 0, all_hours, everything, out, upto));
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(store.name(out[0].key.src), "k18");
+    EXPECT_EQ(store.name(out[1].key.src), "k19");
     journal.unsubscribe();
 }
 
