@@ -6,6 +6,7 @@
 
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/codec/json_writer.hpp"
+#include "flowd/domain/int_hash.hpp"
 
 namespace flowd {
 namespace {
@@ -710,8 +711,8 @@ public:
         add_word(tail);
     }
     void add_word(std::uint64_t w) noexcept {
-        a_ = mix((a_ ^ w) * 0x9e3779b97f4a7c15ULL);
-        b_ = mix((b_ + w) * 0xc2b2ae3d27d4eb4fULL + 0x165667b19e3779f9ULL);
+        a_ = fmix64((a_ ^ w) * 0x9e3779b97f4a7c15ULL);
+        b_ = fmix64((b_ + w) * 0xc2b2ae3d27d4eb4fULL + 0x165667b19e3779f9ULL);
     }
     void add_wide(uint128 v) noexcept {
         add_word(static_cast<std::uint64_t>(v));
@@ -720,7 +721,7 @@ public:
     [[nodiscard]] std::string hex() const {
         static constexpr char digits[] = "0123456789abcdef";
         std::string out;
-        for (std::uint64_t const v : {mix(a_), mix(b_ ^ a_)}) {
+        for (std::uint64_t const v : {fmix64(a_), fmix64(b_ ^ a_)}) {
             for (int s = 60; s >= 0; s -= 4) {
                 out.push_back(digits[(v >> s) & 0xfU]);
             }
@@ -729,14 +730,6 @@ public:
     }
 
 private:
-    static std::uint64_t mix(std::uint64_t h) noexcept {
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
-        return h;
-    }
     std::uint64_t a_ = 0x6a09e667f3bcc908ULL;
     std::uint64_t b_ = 0xbb67ae8584caa73bULL;
 };

@@ -386,8 +386,18 @@ void flow_store::commit(prepared_batch&& batch) {
             }
         }
     }
-    // The reservation becomes the real count: give back what a concurrent batch inserted
-    // first (or, unchecked, what was there already), take what appeared since prepare().
+    settle_reservation(batch, inserted);
+    if (saturated != 0) {
+        saturated_.fetch_add(saturated, std::memory_order_relaxed);
+    }
+    if (watched) {
+        sink_->rows_changed(changes);
+    }
+}
+
+void flow_store::settle_reservation(prepared_batch& batch, std::uint64_t inserted) noexcept {
+    // Give back what a concurrent batch inserted first (or, unchecked, what was there
+    // already), take what appeared since prepare().
     if (batch.unchecked_) {
         unchecked_keys_.fetch_sub(batch.reserved_keys_, std::memory_order_release);
         batch.unchecked_ = false;
@@ -399,12 +409,6 @@ void flow_store::commit(prepared_batch&& batch) {
     }
     batch.reserved_keys_ = 0;
     batch.store_ = nullptr;
-    if (saturated != 0) {
-        saturated_.fetch_add(saturated, std::memory_order_relaxed);
-    }
-    if (watched) {
-        sink_->rows_changed(changes);
-    }
 }
 
 void flow_store::replay(flow_batch const& batch, bool notify) {
