@@ -13,7 +13,6 @@
 namespace flowd::wal {
 
 namespace fs = std::filesystem;
-using detail::errno_text;
 
 wal_writer::wal_writer(options o, fsync_observer on_fsync)
     : options_(std::move(o)), on_fsync_(std::move(on_fsync)) {}
