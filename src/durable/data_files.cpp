@@ -19,10 +19,6 @@
 namespace flowd::wal {
 
 namespace fs = std::filesystem;
-using detail::dir_listing;
-using detail::errno_text;
-using detail::fd_guard;
-using detail::list_dir;
 
 namespace {
 

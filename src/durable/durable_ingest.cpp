@@ -1,17 +1,9 @@
 #include "flowd/durable/durable_ingest.hpp"
 
-#include <cerrno>
-#include <cstring>
-
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "flowd/durable/recovery.hpp"
 #include "flowd/ingest/memory_ingest.hpp"
 
 namespace flowd {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -37,6 +29,8 @@ durable_ingest::durable_ingest(flow_store& store, idempotency_table& idempotency
       metrics_(metrics),
       options_(std::move(options)),
       log_(std::move(log)),
+      wal_(wal::wal_writer::options{options_.dir, options_.segment_bytes, !options_.fsync_always},
+           [this](double seconds) { metrics_.wal_fsync_duration.Observe(seconds); }),
       checkpoints_(
           options_.dir, store_, log_,
           [this](wal::checkpoint_job const& job, wal::checkpoint_written const& w) {
@@ -55,12 +49,6 @@ durable_ingest::durable_ingest(flow_store& store, idempotency_table& idempotency
 
 durable_ingest::~durable_ingest() {
     stop();
-    if (fd_ >= 0) {
-        ::close(fd_);
-    }
-    if (marker_fd_ >= 0) {
-        ::close(marker_fd_);
-    }
 }
 
 wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
@@ -72,8 +60,7 @@ wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
     checkpointed_seq_ = r.snapshot_seq;
     log_bytes_since_checkpoint_ = r.log_bytes;
     if (r.last_segment) {
-        segment_first_ = *r.last_segment;
-        segment_size_ = r.last_segment_size;
+        resume_ = wal::synced_position{*r.last_segment, r.last_segment_size};
     }
     metrics_.flows_applied_replay.Increment(static_cast<double>(r.flows_replayed));
     double const seconds = seconds_since(started);
@@ -93,66 +80,13 @@ wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
     return r;
 }
 
-void durable_ingest::open_segment(std::uint64_t first_seq, std::uint64_t size, bool create) {
-    fs::path const path = options_.dir / wal::segment_name(first_seq);
-    int const flags = O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0);
-    int const fd = ::open(path.c_str(), flags, 0644);
-    if (fd < 0) {
-        throw wal::io_error("open " + path.string() + ": " + std::strerror(errno));
-    }
-    // Switch only once the new segment is whole: a failure leaves the current one in use.
-    std::uint64_t new_size = size;
-    try {
-        if (create) {
-            std::string const header = wal::segment_header(first_seq);
-            wal::write_all(fd, header, path.string());
-            wal::sync_file(fd, path.string());
-            wal::sync_directory(options_.dir);
-            new_size = header.size();
-        }
-        if (::lseek(fd, static_cast<off_t>(new_size), SEEK_SET) < 0) {
-            throw wal::io_error("seek " + path.string() + ": " + std::strerror(errno));
-        }
-    } catch (...) {
-        ::close(fd);
-        if (create) {
-            ::unlink(path.c_str());
-        }
-        throw;
-    }
-    if (fd_ >= 0) {
-        ::close(fd_);
-    }
-    fd_ = fd;
-    segment_first_ = first_seq;
-    segment_size_ = new_size;
-}
-
 void durable_ingest::start() {
-    fs::path const marker = options_.dir / "wal.synced";
-    marker_fd_ = ::open(marker.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (marker_fd_ < 0) {
-        throw wal::io_error("open " + marker.string() + ": " + std::strerror(errno));
-    }
-    // Both slots rewritten from generation 1, so no older slot can outrank them.
-    if (::ftruncate(marker_fd_, 0) != 0) {
-        throw wal::io_error(std::string("truncate wal.synced: ") + std::strerror(errno));
-    }
-    marker_generation_ = 0;
-    if (segment_first_ != 0) {
-        open_segment(segment_first_, segment_size_, false);
-        // What recovery read may sit only in the page cache (a crash under `interval`).
-        wal::sync_file(fd_, wal::segment_name(segment_first_));
-    } else {
-        open_segment(next_seq_, 0, true);
-    }
-    write_marker(false);
-    write_marker(true);
+    wal_.open(resume_, next_seq_);
     auto const now = clock::now();
     next_sync_ = now + options_.fsync_interval;
     last_checkpoint_ = now;
     log_->info("write-ahead log {}: appending to {} at offset {}, fsync {}", options_.dir.string(),
-               wal::segment_name(segment_first_), segment_size_,
+               wal::segment_name(wal_.segment_first()), wal_.segment_size(),
                options_.fsync_always
                    ? "always (group commit)"
                    : "every " + std::to_string(options_.fsync_interval.count()) + " ms");
@@ -211,53 +145,12 @@ void durable_ingest::mark_failed(std::string const& why) {
 }
 
 void durable_ingest::try_heal() {
-    // Cut back to what was written whole, then prove the disk takes an fsync again.
-    std::string const name = wal::segment_name(segment_first_);
-    if (::ftruncate(fd_, static_cast<off_t>(segment_size_)) != 0 ||
-        ::lseek(fd_, static_cast<off_t>(segment_size_), SEEK_SET) < 0) {
+    if (!wal_.heal()) {
         next_heal_ = clock::now() + std::chrono::seconds(1);
         return;
     }
-    try {
-        wal::sync_file(fd_, name);
-        write_marker(true);
-    } catch (wal::io_error const&) {
-        next_heal_ = clock::now() + std::chrono::seconds(1);
-        return;
-    }
-    dirty_ = false;
     healthy_.store(true, std::memory_order_release);
     log_->warn("write-ahead log writable again: POST /flows and /readyz are back");
-}
-
-void durable_ingest::write_marker(bool durable) {
-    ++marker_generation_;
-    std::string const slot =
-        wal::marker_slot(marker_generation_, wal::synced_position{segment_first_, segment_size_});
-    auto const offset = static_cast<off_t>((marker_generation_ % 2) * wal::marker_slot_stride);
-    if (::pwrite(marker_fd_, slot.data(), slot.size(), offset) !=
-        static_cast<ssize_t>(slot.size())) {
-        throw wal::io_error(std::string("write wal.synced: ") + std::strerror(errno));
-    }
-    if (durable) {
-        wal::sync_file(marker_fd_, "wal.synced");
-    }
-}
-
-void durable_ingest::sync_log() {
-    auto const started = clock::now();
-    wal::sync_file(fd_, wal::segment_name(segment_first_));
-    metrics_.wal_fsync_duration.Observe(seconds_since(started));
-    dirty_ = false;
-    write_marker(!options_.fsync_always);
-}
-
-void durable_ingest::rotate() {
-    if (dirty_) {
-        sync_log();
-    }
-    open_segment(next_seq_, 0, true);
-    write_marker(true);
 }
 
 void durable_ingest::write_group(std::vector<item>& items) {
@@ -269,32 +162,23 @@ void durable_ingest::write_group(std::vector<item>& items) {
         total += wal::frame_header_size + it.payload.bytes.size();
     }
     try {
-        if (segment_size_ > wal::segment_header_size &&
-            segment_size_ + total > options_.segment_bytes) {
-            rotate();
+        if (wal_.needs_rotation(total)) {
+            wal_.rotate(next_seq_);
         }
     } catch (wal::io_error const& e) {
         mark_failed(e.what());
         return fail_all(items);
     }
-    std::uint64_t const size_before = segment_size_;
     try {
         std::string buf;
         buf.reserve(total);
         for (std::size_t i = 0; i < items.size(); ++i) {
             wal::append_frame(buf, next_seq_ + i, items[i].payload.bytes, items[i].payload.crc);
         }
-        wal::write_all(fd_, buf, wal::segment_name(segment_first_));
-        segment_size_ += buf.size();
-        dirty_ = true;
-        if (options_.fsync_always) {
-            sync_log();
-        }
+        // On a failure the writer cuts the group off again: nothing of it is applied or
+        // acknowledged, so none of it may come back at the next start either.
+        wal_.append(buf, options_.fsync_always);
     } catch (wal::io_error const& e) {
-        // Nothing of this group is applied or acknowledged, so none of it may come back at
-        // the next start either: cut it off (try_heal() retries the cut if this fails).
-        segment_size_ = size_before;
-        (void)::ftruncate(fd_, static_cast<off_t>(segment_size_));
         mark_failed(e.what());
         return fail_all(items);
     }
@@ -333,7 +217,7 @@ void durable_ingest::log_loop() {
     std::unique_lock lock{mutex_};
     while (true) {
         auto deadline = last_checkpoint_ + options_.checkpoint_interval;
-        if (dirty_ && !options_.fsync_always) {
+        if (wal_.dirty() && !options_.fsync_always) {
             deadline = std::min(deadline, next_sync_);
         }
         if (!healthy()) {
@@ -353,14 +237,14 @@ void durable_ingest::log_loop() {
         if (!healthy() && now >= next_heal_) {
             try_heal();
         }
-        if (healthy() && dirty_ && !options_.fsync_always && now >= next_sync_) {
+        if (healthy() && wal_.dirty() && !options_.fsync_always && now >= next_sync_) {
             try {
-                sync_log();
+                wal_.sync();
             } catch (wal::io_error const& e) {
                 mark_failed(e.what());
             }
             next_sync_ = now + options_.fsync_interval;
-        } else if (!dirty_) {
+        } else if (!wal_.dirty()) {
             next_sync_ = now + options_.fsync_interval;
         }
         bool const due = now >= last_checkpoint_ + options_.checkpoint_interval ||
@@ -386,9 +270,9 @@ void durable_ingest::log_loop() {
     lock.unlock();
     // Clean shutdown: everything acknowledged goes to disk, then one last checkpoint so the
     // next start reads a snapshot rather than the log.
-    if (healthy() && dirty_) {
+    if (healthy() && wal_.dirty()) {
         try {
-            sync_log();
+            wal_.sync();
         } catch (wal::io_error const& e) {
             mark_failed(e.what());
         }

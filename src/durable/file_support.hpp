@@ -1,6 +1,7 @@
 #pragma once
 
-// File helpers the data-directory code shares (src/durable only).
+// File helpers the data-directory code shares (src/durable only: this header is private,
+// so its names may sit in flowd::wal beside the public ones).
 
 #include <cerrno>
 #include <cstdint>
@@ -15,7 +16,7 @@
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/wal_format.hpp"
 
-namespace flowd::wal::detail {
+namespace flowd::wal {
 
 namespace fs = std::filesystem;
 
@@ -62,4 +63,4 @@ inline dir_listing list_dir(fs::path const& dir) {
     return out;
 }
 
-}  // namespace flowd::wal::detail
+}  // namespace flowd::wal

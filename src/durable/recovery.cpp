@@ -12,10 +12,6 @@
 namespace flowd::wal {
 
 namespace fs = std::filesystem;
-using detail::dir_listing;
-using detail::errno_text;
-using detail::fd_guard;
-using detail::list_dir;
 
 namespace {
 
@@ -69,24 +65,22 @@ void truncate_file(fs::path const& path, std::uint64_t size) {
     sync_file(fd.get(), path.string());
 }
 
-}  // namespace
-
-recovery_result recover(recovery_options const& options, flow_store& store,
-                        idempotency_table& idempotency, spdlog::logger& log) {
-    fs::path const& dir = options.dir;
+// A checkpoint that never finished leaves a .tmp file: never renamed, never valid.
+void remove_unfinished_snapshots(fs::path const& dir, spdlog::logger& log) {
     std::error_code ec;
-    // A checkpoint that never finished leaves a .tmp file: never renamed, never valid.
     for (auto const& e : fs::directory_iterator(dir, ec)) {
         if (e.path().extension() == ".tmp") {
             log.warn("removing {}: a checkpoint that did not finish", e.path().string());
             fs::remove(e.path(), ec);
         }
     }
-    dir_listing const files = list_dir(dir);
-    std::optional<synced_position> const marker = read_marker(dir);
-    recovery_result r;
+}
 
-    // The newest snapshot that verifies and whose log follows it without a gap.
+// Loads the newest snapshot that verifies and whose log follows it without a gap, and
+// notes it in `r`; nothing when none does.
+void load_newest_snapshot(dir_listing const& files, recovery_options const& options,
+                          flow_store& store, idempotency_table& idempotency, spdlog::logger& log,
+                          recovery_result& r) {
     for (auto it = files.snapshots.rbegin(); it != files.snapshots.rend(); ++it) {
         mapped_file const f{it->second};
         std::string why;
@@ -109,8 +103,132 @@ recovery_result recover(recovery_options const& options, flow_store& store,
         r.snapshot = it->second.string();
         r.snapshot_seq = info->covered_seq;
         r.snapshot_keys = info->keys;
-        break;
+        return;
     }
+}
+
+// Where replaying a segment stopped: its end, or the first thing wrong (`problem`).
+struct segment_end {
+    std::uint64_t offset = 0;
+    std::string problem;  // empty: the segment was whole
+};
+
+// Replays the records of segment `first` (its bytes `data`) from `expected` on; records
+// before `expected` are in the snapshot already. Throws recovery_error when records are
+// missing.
+segment_end replay_segment(std::uint64_t first, fs::path const& path, std::string_view data,
+                           std::uint64_t& expected, recovery_options const& options,
+                           flow_store& store, idempotency_table& idempotency, recovery_result& r) {
+    auto const header = read_segment_header(data);
+    if (!header || *header != first) {
+        return {0, data.size() < segment_header_size ? "a torn segment header"
+                                                     : "a bad segment header"};
+    }
+    std::uint64_t offset = segment_header_size;
+    while (offset < data.size()) {
+        frame const fr = read_frame(data.substr(offset));
+        if (fr.what != frame::status::ok) {
+            return {offset, fr.what == frame::status::incomplete ? "a torn record"
+                                                                 : "a record with a bad checksum"};
+        }
+        if (fr.seq >= expected) {
+            if (fr.seq != expected) {
+                throw recovery_error(path.string() + " offset " + std::to_string(offset) +
+                                     ": log records " + std::to_string(expected) + ".." +
+                                     std::to_string(fr.seq - 1) + " are missing");
+            }
+            auto rec = decode_payload(fr.payload);
+            if (!rec) {
+                return {offset, "a record that does not decode"};
+            }
+            store.replay(rec->batch);
+            if (rec->idempotency) {
+                idempotency.restore(
+                    idempotency_table::entry{*rec->idempotency, rec->batch.record_count(),
+                                             rec->accepted_unix_ms},
+                    options.now_unix_ms);
+            }
+            ++r.records_replayed;
+            r.flows_replayed += rec->batch.record_count();
+            r.log_bytes += fr.size;
+            ++expected;
+        }
+        offset += fr.size;
+    }
+    return {offset, {}};
+}
+
+// The log ends at `end` of segment `it` (its bytes `data`): cuts the segment there and
+// moves every later segment aside. `tail`: what goes was never durable, so it is dropped;
+// else (--truncate-corrupt-log) it is kept in *.discarded files and counted in `r`.
+void cut_log(std::map<std::uint64_t, fs::path> const& segments,
+             std::map<std::uint64_t, fs::path>::const_iterator it, std::string_view data,
+             segment_end const& end, bool tail, std::string const& where, recovery_result& r,
+             spdlog::logger& log) {
+    fs::path const& path = it->second;
+    std::uint64_t const offset = end.offset;
+    // What is set aside: valid records may follow the corrupt one.
+    std::vector<std::string> kept;
+    std::uint64_t records_aside = 0;
+    std::uint64_t bytes_aside = 0;
+    for (auto later = std::next(it); later != segments.end(); ++later) {
+        fs::path const aside = discarded_name(later->second);
+        if (!tail) {
+            mapped_file const lf{later->second};
+            std::string_view const lb = lf.bytes();
+            records_aside +=
+                count_records(lb.substr(std::min<std::size_t>(segment_header_size, lb.size())));
+            bytes_aside += lb.size();
+        }
+        log.warn("write-ahead log: moving {} aside to {}", later->second.string(), aside.string());
+        fs::rename(later->second, aside);
+        kept.push_back(aside.string());
+    }
+    if (offset < segment_header_size) {
+        // Nothing of this segment is usable, not even its header.
+        fs::path const aside = discarded_name(path);
+        records_aside +=
+            count_records(data.substr(std::min<std::size_t>(segment_header_size, data.size())));
+        bytes_aside += data.size();
+        fs::rename(path, aside);
+        kept.insert(kept.begin(), aside.string());
+        r.last_segment.reset();
+        r.last_segment_size = 0;
+    } else {
+        if (!tail) {
+            // The cut bytes go to a file of their own before the segment is shortened.
+            fs::path const aside = discarded_name(path);
+            write_new_file(aside, data.substr(offset));
+            records_aside += count_records(data.substr(offset));
+            bytes_aside += data.size() - offset;
+            kept.insert(kept.begin(), aside.string());
+        }
+        truncate_file(path, offset);
+    }
+    if (!tail) {
+        r.records_set_aside = records_aside;
+        r.bytes_set_aside = bytes_aside;
+        std::string files_kept;
+        for (std::string const& k : kept) {
+            files_kept += (files_kept.empty() ? "" : ", ") + k;
+        }
+        log.error(
+            "write-ahead log: {} in {}: --truncate-corrupt-log given, set aside {} records "
+            "({} bytes) from there on, kept in {}; the records before it are recovered",
+            end.problem, where, r.records_set_aside, r.bytes_set_aside, files_kept);
+    }
+}
+
+}  // namespace
+
+recovery_result recover(recovery_options const& options, flow_store& store,
+                        idempotency_table& idempotency, spdlog::logger& log) {
+    fs::path const& dir = options.dir;
+    remove_unfinished_snapshots(dir, log);
+    dir_listing const files = list_dir(dir);
+    std::optional<synced_position> const marker = read_marker(dir);
+    recovery_result r;
+    load_newest_snapshot(files, options, store, idempotency, log, r);
     if (r.snapshot.empty() && !files.segments.empty() && files.segments.begin()->first != 1) {
         throw recovery_error("data directory " + dir.string() +
                              ": no usable snapshot, and the log starts at record " +
@@ -119,127 +237,37 @@ recovery_result recover(recovery_options const& options, flow_store& store,
     }
 
     std::uint64_t expected = r.snapshot_seq + 1;
-    bool stop = false;
-    for (auto it = files.segments.begin(); it != files.segments.end() && !stop; ++it) {
+    for (auto it = files.segments.begin(); it != files.segments.end(); ++it) {
         auto const& [first, path] = *it;
         mapped_file const f{path};
         std::string_view const data = f.bytes();
-        auto const header = read_segment_header(data);
-        std::uint64_t offset = segment_header_size;
-        std::string problem;
-        if (!header || *header != first) {
-            offset = 0;
-            problem = data.size() < segment_header_size ? "a torn segment header"
-                                                        : "a bad segment header";
-        }
-        while (problem.empty() && offset < data.size()) {
-            frame const fr = read_frame(data.substr(offset));
-            if (fr.what != frame::status::ok) {
-                problem = fr.what == frame::status::incomplete ? "a torn record"
-                                                               : "a record with a bad checksum";
-                break;
-            }
-            if (fr.seq >= expected) {
-                if (fr.seq != expected) {
-                    throw recovery_error(path.string() + " offset " + std::to_string(offset) +
-                                         ": log records " + std::to_string(expected) + ".." +
-                                         std::to_string(fr.seq - 1) + " are missing");
-                }
-                auto rec = decode_payload(fr.payload);
-                if (!rec) {
-                    problem = "a record that does not decode";
-                    break;
-                }
-                store.replay(rec->batch);
-                if (rec->idempotency) {
-                    idempotency.restore(
-                        idempotency_table::entry{*rec->idempotency, rec->batch.record_count(),
-                                                 rec->accepted_unix_ms},
-                        options.now_unix_ms);
-                }
-                ++r.records_replayed;
-                r.flows_replayed += rec->batch.record_count();
-                r.log_bytes += fr.size;
-                ++expected;
-            }
-            offset += fr.size;
-        }
+        segment_end const end =
+            replay_segment(first, path, data, expected, options, store, idempotency, r);
         r.last_segment = first;
-        r.last_segment_size = offset;
-        if (problem.empty()) {
+        r.last_segment_size = end.offset;
+        if (end.problem.empty()) {
             continue;
         }
         // Past the last fsynced offset: never durable, cut off. Before it: refuse, unless told.
         bool const tail = !marker || first > marker->segment ||
-                          (first == marker->segment && offset >= marker->offset);
-        std::string const where = path.string() + " at offset " + std::to_string(offset);
+                          (first == marker->segment && end.offset >= marker->offset);
+        std::string const where = path.string() + " at offset " + std::to_string(end.offset);
         if (!tail && !options.truncate_corrupt) {
             throw recovery_error(
-                "corrupt write-ahead log: " + problem + " in " + where +
+                "corrupt write-ahead log: " + end.problem + " in " + where +
                 ", before the last synced offset (" + std::to_string(marker->offset) +
                 " of segment " + segment_name(marker->segment) +
                 "); start with --truncate-corrupt-log to keep the records before it and drop "
                 "the rest");
         }
-        std::uint64_t const dropped = data.size() - offset;
         if (tail) {
             log.warn(
                 "write-ahead log: {} in {} ({} bytes past the last synced offset, never "
                 "durable): cut off",
-                problem, where, dropped);
+                end.problem, where, data.size() - end.offset);
         }
-        stop = true;
-        // What is set aside: valid records may follow the corrupt one.
-        std::vector<std::string> kept;
-        std::uint64_t records_aside = 0;
-        std::uint64_t bytes_aside = 0;
-        for (auto later = std::next(it); later != files.segments.end(); ++later) {
-            fs::path const aside = discarded_name(later->second);
-            if (!tail) {
-                mapped_file const lf{later->second};
-                std::string_view const lb = lf.bytes();
-                records_aside +=
-                    count_records(lb.substr(std::min<std::size_t>(segment_header_size, lb.size())));
-                bytes_aside += lb.size();
-            }
-            log.warn("write-ahead log: moving {} aside to {}", later->second.string(),
-                     aside.string());
-            fs::rename(later->second, aside);
-            kept.push_back(aside.string());
-        }
-        if (offset < segment_header_size) {
-            // Nothing of this segment is usable, not even its header.
-            fs::path const aside = discarded_name(path);
-            records_aside +=
-                count_records(data.substr(std::min<std::size_t>(segment_header_size, data.size())));
-            bytes_aside += data.size();
-            fs::rename(path, aside);
-            kept.insert(kept.begin(), aside.string());
-            r.last_segment.reset();
-            r.last_segment_size = 0;
-        } else {
-            if (!tail) {
-                // The cut bytes go to a file of their own before the segment is shortened.
-                fs::path const aside = discarded_name(path);
-                write_new_file(aside, data.substr(offset));
-                records_aside += count_records(data.substr(offset));
-                bytes_aside += dropped;
-                kept.insert(kept.begin(), aside.string());
-            }
-            truncate_file(path, offset);
-        }
-        if (!tail) {
-            r.records_set_aside = records_aside;
-            r.bytes_set_aside = bytes_aside;
-            std::string files_kept;
-            for (std::string const& k : kept) {
-                files_kept += (files_kept.empty() ? "" : ", ") + k;
-            }
-            log.error(
-                "write-ahead log: {} in {}: --truncate-corrupt-log given, set aside {} records "
-                "({} bytes) from there on, kept in {}; the records before it are recovered",
-                problem, where, r.records_set_aside, r.bytes_set_aside, files_kept);
-        }
+        cut_log(files.segments, it, data, end, tail, where, r, log);
+        break;
     }
     if (r.last_segment && r.last_segment_size < segment_header_size) {
         r.last_segment.reset();

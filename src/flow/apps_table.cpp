@@ -51,6 +51,82 @@ prefix parse_prefix(std::string const& text, std::string const& origin, int line
     return prefix{r->first, r->last, r->length, 0, line};
 }
 
+// The apps key: each application's name (its id is its index in `apps`) and prefixes.
+void read_apps(YAML::Node const& node, std::string const& origin, std::vector<std::string>& apps,
+               std::vector<prefix>& prefixes) {
+    if (!node.IsMap() && !node.IsNull()) {
+        fail(origin, line_of(node), "apps must map application names to lists");
+    }
+    for (auto const& app : node) {
+        std::string const name = scalar(app.first, origin, "an application name");
+        check_name(name, origin, line_of(app.first), "application name");
+        auto const id = static_cast<std::uint32_t>(apps.size());
+        apps.push_back(name);
+        YAML::Node const& list = app.second;
+        if (list.IsScalar()) {
+            prefix p = parse_prefix(list.as<std::string>(), origin, line_of(list));
+            p.app = id;
+            prefixes.push_back(p);
+            continue;
+        }
+        if (!list.IsSequence()) {
+            fail(origin, line_of(list), "application '" + name + "' needs a prefix list");
+        }
+        for (auto const& item : list) {
+            prefix p = parse_prefix(scalar(item, origin, "a prefix"), origin, line_of(item));
+            p.app = id;
+            prefixes.push_back(p);
+        }
+    }
+}
+
+// The vpcs key: exporter (ADDRESS or ADDRESS#DOMAIN, kept in canonical form) to vpc id.
+void read_vpcs(YAML::Node const& node, std::string const& origin,
+               std::map<std::string, std::string, std::less<>>& vpcs) {
+    if (!node.IsMap() && !node.IsNull()) {
+        fail(origin, line_of(node), "vpcs must map exporter addresses to vpc ids");
+    }
+    for (auto const& v : node) {
+        std::string const exporter = scalar(v.first, origin, "an exporter");
+        std::string const vpc = scalar(v.second, origin, "a vpc id");
+        int const line = line_of(v.first);
+        std::size_t const hash = exporter.find('#');
+        auto const address = ip_address::parse(exporter.substr(0, hash));
+        std::uint32_t domain = 0;
+        if (hash != std::string::npos) {
+            std::string_view const d = std::string_view(exporter).substr(hash + 1);
+            auto const r = std::from_chars(d.data(), d.data() + d.size(), domain);
+            if (d.empty() || r.ec != std::errc{} || r.ptr != d.data() + d.size()) {
+                fail(origin, line, "'" + exporter + "' is not ADDRESS or ADDRESS#DOMAIN");
+            }
+        }
+        if (!address) {
+            fail(origin, line, "'" + exporter + "' is not ADDRESS or ADDRESS#DOMAIN");
+        }
+        check_name(vpc, origin, line, "vpc id");
+        std::string const canonical =
+            address->to_string() + (hash == std::string::npos ? "" : "#" + std::to_string(domain));
+        if (!vpcs.emplace(canonical, vpc).second) {
+            fail(origin, line, "exporter '" + exporter + "' is given twice");
+        }
+    }
+}
+
+// Sorts the prefixes for the sweep: outer prefixes first at the same start, so a nested one
+// always follows its parent. A prefix given twice is an error.
+void sort_prefixes(std::vector<prefix>& prefixes, std::string const& origin) {
+    std::sort(prefixes.begin(), prefixes.end(), [](prefix const& a, prefix const& b) {
+        return a.first != b.first ? a.first < b.first : a.length < b.length;
+    });
+    for (std::size_t i = 1; i < prefixes.size(); ++i) {
+        if (prefixes[i].first == prefixes[i - 1].first &&
+            prefixes[i].length == prefixes[i - 1].length) {
+            fail(origin, prefixes[i].line,
+                 "this prefix is also given on line " + std::to_string(prefixes[i - 1].line));
+        }
+    }
+}
+
 }  // namespace
 
 std::optional<address_range> parse_cidr(std::string_view text, std::string& why) {
@@ -107,60 +183,9 @@ apps_table apps_table::parse(std::string_view yaml, std::string const& origin) {
     for (auto const& kv : root) {
         std::string const key = scalar(kv.first, origin, "a key");
         if (key == "apps") {
-            if (!kv.second.IsMap() && !kv.second.IsNull()) {
-                fail(origin, line_of(kv.second), "apps must map application names to lists");
-            }
-            for (auto const& app : kv.second) {
-                std::string const name = scalar(app.first, origin, "an application name");
-                check_name(name, origin, line_of(app.first), "application name");
-                auto const id = static_cast<std::uint32_t>(t.apps_.size());
-                t.apps_.push_back(name);
-                YAML::Node const& list = app.second;
-                if (list.IsScalar()) {
-                    prefix p = parse_prefix(list.as<std::string>(), origin, line_of(list));
-                    p.app = id;
-                    prefixes.push_back(p);
-                    continue;
-                }
-                if (!list.IsSequence()) {
-                    fail(origin, line_of(list), "application '" + name + "' needs a prefix list");
-                }
-                for (auto const& item : list) {
-                    prefix p =
-                        parse_prefix(scalar(item, origin, "a prefix"), origin, line_of(item));
-                    p.app = id;
-                    prefixes.push_back(p);
-                }
-            }
+            read_apps(kv.second, origin, t.apps_, prefixes);
         } else if (key == "vpcs") {
-            if (!kv.second.IsMap() && !kv.second.IsNull()) {
-                fail(origin, line_of(kv.second), "vpcs must map exporter addresses to vpc ids");
-            }
-            for (auto const& v : kv.second) {
-                std::string const exporter = scalar(v.first, origin, "an exporter");
-                std::string const vpc = scalar(v.second, origin, "a vpc id");
-                int const line = line_of(v.first);
-                std::size_t const hash = exporter.find('#');
-                auto const address = ip_address::parse(exporter.substr(0, hash));
-                std::uint32_t domain = 0;
-                if (hash != std::string::npos) {
-                    std::string_view const d = std::string_view(exporter).substr(hash + 1);
-                    auto const r = std::from_chars(d.data(), d.data() + d.size(), domain);
-                    if (d.empty() || r.ec != std::errc{} || r.ptr != d.data() + d.size()) {
-                        fail(origin, line, "'" + exporter + "' is not ADDRESS or ADDRESS#DOMAIN");
-                    }
-                }
-                if (!address) {
-                    fail(origin, line, "'" + exporter + "' is not ADDRESS or ADDRESS#DOMAIN");
-                }
-                check_name(vpc, origin, line, "vpc id");
-                std::string const canonical =
-                    address->to_string() +
-                    (hash == std::string::npos ? "" : "#" + std::to_string(domain));
-                if (!t.vpcs_.emplace(canonical, vpc).second) {
-                    fail(origin, line, "exporter '" + exporter + "' is given twice");
-                }
-            }
+            read_vpcs(kv.second, origin, t.vpcs_);
         } else if (key == "unmatched") {
             std::string const u = scalar(kv.second, origin, "unmatched");
             if (u == "address") {
@@ -178,17 +203,7 @@ apps_table apps_table::parse(std::string_view yaml, std::string const& origin) {
         }
     }
     t.prefixes_ = prefixes.size();
-    // Outer prefixes first at the same start, so a nested one always follows its parent.
-    std::sort(prefixes.begin(), prefixes.end(), [](prefix const& a, prefix const& b) {
-        return a.first != b.first ? a.first < b.first : a.length < b.length;
-    });
-    for (std::size_t i = 1; i < prefixes.size(); ++i) {
-        if (prefixes[i].first == prefixes[i - 1].first &&
-            prefixes[i].length == prefixes[i - 1].length) {
-            fail(origin, prefixes[i].line,
-                 "this prefix is also given on line " + std::to_string(prefixes[i - 1].line));
-        }
-    }
+    sort_prefixes(prefixes, origin);
     // Sweep: the stack holds the prefixes covering `next`, innermost on top; prefixes nest
     // or are disjoint, never overlap partly.
     std::vector<prefix const*> open;

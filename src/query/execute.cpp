@@ -2,24 +2,19 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
 
-#include "flowd/codec/flow_json.hpp"
-#include "flowd/codec/json_writer.hpp"
+#include "grouped_fields.hpp"
 
 namespace flowd {
+
+using detail::grouped_mask;
+
 namespace {
 
 using field_key = std::array<std::uint32_t, 4>;
-
-// Bit f set when group_field f is grouped.
-unsigned grouped_mask(query_plan const& plan) noexcept {
-    unsigned m = 0;
-    for (group_field const f : plan.group_by) {
-        m |= 1U << static_cast<unsigned>(f);
-    }
-    return m;
-}
 
 field_key key_of(flow_store::exported_key const& r, unsigned mask) noexcept {
     field_key k{r.key.src, r.key.dest, r.key.vpc, r.hour};
@@ -234,12 +229,171 @@ void order_rows(std::vector<answer_row>& rows, query_plan const& plan, string_in
     rows.swap(sorted);
 }
 
-problem too_large(std::string detail) {
-    return problem{problem_type::query_too_large, std::move(detail), {}, {}};
+// keep(key) of a range scan: the plan's filters on the three names, each decided once per
+// distinct name.
+class row_filter {
+public:
+    row_filter(query_plan const& plan, string_interner const& names)
+        : filters_{name_filter{plan.filters[0], names}, name_filter{plan.filters[1], names},
+                   name_filter{plan.filters[2], names}},
+          active_{plan.filters[0].active(), plan.filters[1].active(), plan.filters[2].active()} {}
+
+    bool operator()(app_key const& k) {
+        return (!active_[0] || filters_[0].passes(k.src)) &&
+               (!active_[1] || filters_[1].passes(k.dest)) &&
+               (!active_[2] || filters_[2].passes(k.vpc));
+    }
+
+private:
+    std::array<name_filter, 3> filters_;
+    std::array<bool, 3> active_;
+};
+
+// Sums rows into their groups (`groups`, one row each, in order of first sight). Grouped
+// by one field alone, its value (a dense name id, or the hour) indexes an array, with no
+// hashing; that was half of a per-application summary's time. Else a group_index, sized
+// by expect() before the first row.
+class grouper {
+public:
+    grouper(query_plan const& plan, std::size_t name_count, std::vector<answer_row>& groups)
+        : from_(plan.from), mask_(grouped_mask(plan)), groups_(groups) {
+        single_ = std::popcount(mask_) == 1 ? std::countr_zero(mask_) : -1;
+        if (single_ >= 0) {
+            dense_.assign(single_ == 3 ? std::size_t{plan.to - plan.from} : name_count,
+                          group_index::empty);
+        }
+    }
+
+    [[nodiscard]] bool single() const noexcept { return single_ >= 0; }
+    void expect(std::size_t groups) { index_.emplace(groups); }
+    // Forgets every group summed so far.
+    void clear() {
+        groups_.clear();
+        std::fill(dense_.begin(), dense_.end(), group_index::empty);
+    }
+
+    void operator()(app_key const& key, std::uint32_t hour, flow_counters const& c) {
+        field_key const k = key_of(flow_store::exported_key{key, hour, {}}, mask_);
+        auto const fresh = static_cast<std::uint32_t>(groups_.size());
+        std::uint32_t at = 0;
+        if (single_ >= 0) {
+            std::uint32_t const v =
+                single_ == 3 ? hour - from_ : k.at(static_cast<std::size_t>(single_));
+            if (v >= dense_.size()) {
+                dense_.resize(std::max<std::size_t>(v + 1, dense_.size() * 2), group_index::empty);
+            }
+            at = dense_[v];
+            if (at == group_index::empty) {
+                dense_[v] = at = fresh;
+            }
+        } else {
+            at = index_->find_or_add(k, fresh);
+        }
+        if (at == fresh) {
+            groups_.push_back({k, 0, 0});
+        }
+        groups_[at].bytes_tx += c.bytes_tx;
+        groups_[at].bytes_rx += c.bytes_rx;
+    }
+
+private:
+    std::uint32_t from_;
+    unsigned mask_;
+    int single_;
+    std::vector<answer_row>& groups_;
+    std::vector<std::uint32_t> dense_;
+    std::optional<group_index> index_;
+};
+
+// Reads the plan's range: summed straight into `add` when the rows need not be kept, else
+// (or when retention ran meanwhile) the kept rows copied into `rows`. Returns the hours'
+// totals and whether `add` holds the sums.
+std::pair<std::vector<hour_stat>, bool> scan_range(flow_store const& store, query_plan const& plan,
+                                                   query_limits const& limits, row_filter& keep,
+                                                   grouper& add, bool keeps_rows,
+                                                   std::vector<flow_store::exported_key>& rows) {
+    if (!keeps_rows) {
+        // Room for the largest hour's keys, a bound on most groupings' size (growing there
+        // rehashed a 100,000-group index five times over).
+        std::uint64_t largest = 0;
+        if (!add.single()) {
+            for (hour_stat const& h : store.hour_stats(plan.from, plan.to)) {
+                largest = std::max(largest, h.keys);
+            }
+        }
+        add.expect(static_cast<std::size_t>(
+            std::min<std::uint64_t>(largest, limits.max_query_groups) + 16));
+        if (auto stats =
+                store.visit_range(plan.from, plan.to, limits.max_query_scan_rows, keep, add)) {
+            return {std::move(*stats), true};
+        }
+        // Retention ran meanwhile: forget what was summed and copy instead.
+        add.clear();
+    }
+    return {store.copy_range(plan.from, plan.to, limits.max_query_scan_rows, keep, rows), false};
 }
 
-void append_uint(std::string& out, std::uint64_t v) {
-    append_decimal(out, v);
+// series=hour: per line (each top row, then other, then total) the sums of each hour.
+void fill_series(query_answer& a, std::vector<flow_store::exported_key> const& rows,
+                 std::size_t top_n) {
+    query_plan const& plan = a.plan;
+    unsigned const mask = grouped_mask(plan);
+    std::size_t const hours = plan.to - plan.from;
+    std::size_t const lines = top_n + 2;
+    a.series_tx.assign(lines * hours, 0);
+    a.series_rx.assign(lines * hours, 0);
+    group_index top_index(top_n);
+    for (std::size_t i = 0; i < top_n; ++i) {
+        top_index.find_or_add(a.rows[i].field, static_cast<std::uint32_t>(i));
+    }
+    std::size_t const total_line = (top_n + 1) * hours;
+    for (flow_store::exported_key const& r : rows) {
+        std::size_t const h = r.hour - plan.from;
+        a.series_tx[total_line + h] += r.counters.bytes_tx;
+        a.series_rx[total_line + h] += r.counters.bytes_rx;
+        std::uint32_t const at = top_index.find(key_of(r, mask));
+        if (at != group_index::empty) {
+            a.series_tx[at * hours + h] += r.counters.bytes_tx;
+            a.series_rx[at * hours + h] += r.counters.bytes_rx;
+        }
+    }
+    std::size_t const other_line = top_n * hours;
+    for (std::size_t h = 0; h < hours; ++h) {
+        uint128 tx = a.series_tx[total_line + h];
+        uint128 rx = a.series_rx[total_line + h];
+        for (std::size_t i = 0; i < top_n; ++i) {
+            tx -= a.series_tx[i * hours + h];
+            rx -= a.series_rx[i * hours + h];
+        }
+        a.series_tx[other_line + h] = tx;
+        a.series_rx[other_line + h] = rx;
+    }
+}
+
+// Summary: the top N once over the whole range, the rest summed as `other`.
+void summarise(query_answer& a, std::vector<flow_store::exported_key> const& rows,
+               string_interner const& names) {
+    std::vector<answer_row>& groups = a.rows;
+    a.total_groups = groups.size();
+    for (answer_row const& g : groups) {
+        a.total.bytes_tx += g.bytes_tx;
+        a.total.bytes_rx += g.bytes_rx;
+    }
+    std::size_t const top_n = std::min<std::size_t>(a.plan.top, groups.size());
+    order_rows(groups, a.plan, names, top_n);
+    a.other = a.total;
+    for (answer_row const& g : groups) {
+        a.other.bytes_tx -= g.bytes_tx;
+        a.other.bytes_rx -= g.bytes_rx;
+    }
+    a.other_groups = a.total_groups - top_n;
+    if (a.plan.series_hour) {
+        fill_series(a, rows, top_n);
+    }
+}
+
+problem too_large(std::string detail) {
+    return problem{problem_type::query_too_large, std::move(detail), {}, {}};
 }
 
 }  // namespace
@@ -256,16 +410,7 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
         return a;
     }
 
-    std::array<name_filter, 3> filters{name_filter{plan.filters[0], store.names()},
-                                       name_filter{plan.filters[1], store.names()},
-                                       name_filter{plan.filters[2], store.names()}};
-    std::array<bool, 3> const active{plan.filters[0].active(), plan.filters[1].active(),
-                                     plan.filters[2].active()};
-    auto keep = [&](app_key const& k) {
-        return (!active[0] || filters[0].passes(k.src)) &&
-               (!active[1] || filters[1].passes(k.dest)) &&
-               (!active[2] || filters[2].passes(k.vpc));
-    };
+    row_filter keep{plan, store.names()};
     // Group. When every name field is grouped and so is the hour (or the range is one
     // hour), each stored row is its own group: rows are copied and need no lookups. Else
     // rows are summed into their groups as the store hands them over, under each shard's
@@ -278,63 +423,9 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
     bool const keeps_rows = rows_are_groups || plan.series_hour;
     std::vector<answer_row>& groups = a.rows;
     std::vector<flow_store::exported_key> rows;
-    std::optional<group_index> index;
-    // Grouped by one field alone: its value (a dense name id, or the hour) indexes an
-    // array, with no hashing; that was half of a per-application summary's time.
-    int const single = std::popcount(mask) == 1 ? std::countr_zero(mask) : -1;
-    std::vector<std::uint32_t> dense;
-    if (single >= 0) {
-        dense.assign(single == 3 ? std::size_t{plan.to - plan.from} : store.names().size(),
-                     group_index::empty);
-    }
-    auto add = [&](app_key const& key, std::uint32_t hour, flow_counters const& c) {
-        field_key const k = key_of(flow_store::exported_key{key, hour, {}}, mask);
-        auto const fresh = static_cast<std::uint32_t>(groups.size());
-        std::uint32_t at = 0;
-        if (single >= 0) {
-            std::uint32_t const v =
-                single == 3 ? hour - plan.from : k.at(static_cast<std::size_t>(single));
-            if (v >= dense.size()) {
-                dense.resize(std::max<std::size_t>(v + 1, dense.size() * 2), group_index::empty);
-            }
-            at = dense[v];
-            if (at == group_index::empty) {
-                dense[v] = at = fresh;
-            }
-        } else {
-            at = index->find_or_add(k, fresh);
-        }
-        if (at == fresh) {
-            groups.push_back({k, 0, 0});
-        }
-        groups[at].bytes_tx += c.bytes_tx;
-        groups[at].bytes_rx += c.bytes_rx;
-    };
+    grouper add{plan, store.names().size(), groups};
     bool summed = false;
-    if (!keeps_rows) {
-        // Room for the largest hour's keys, a bound on most groupings' size (growing there
-        // rehashed a 100,000-group index five times over).
-        std::uint64_t largest = 0;
-        if (single < 0) {
-            for (hour_stat const& h : store.hour_stats(plan.from, plan.to)) {
-                largest = std::max(largest, h.keys);
-            }
-        }
-        index.emplace(static_cast<std::size_t>(
-            std::min<std::uint64_t>(largest, limits.max_query_groups) + 16));
-        if (auto stats =
-                store.visit_range(plan.from, plan.to, limits.max_query_scan_rows, keep, add)) {
-            a.stats = std::move(*stats);
-            summed = true;
-        } else {
-            // Retention ran meanwhile: forget what was summed and copy instead.
-            groups.clear();
-            std::fill(dense.begin(), dense.end(), group_index::empty);
-        }
-    }
-    if (!summed) {
-        a.stats = store.copy_range(plan.from, plan.to, limits.max_query_scan_rows, keep, rows);
-    }
+    std::tie(a.stats, summed) = scan_range(store, plan, limits, keep, add, keeps_rows, rows);
     std::uint64_t scanned = 0;
     for (hour_stat const& h : a.stats) {
         scanned += h.keys;
@@ -353,7 +444,7 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
             groups.push_back({key_of(r, mask), r.counters.bytes_tx, r.counters.bytes_rx});
         }
     } else if (!summed) {
-        index.emplace(std::min<std::size_t>(rows.size(), 1U << 16));
+        add.expect(std::min<std::size_t>(rows.size(), 1U << 16));
         for (flow_store::exported_key const& r : rows) {
             add(r.key, r.hour, r.counters);
         }
@@ -376,419 +467,9 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
         a.plan = std::move(plan);
         return a;
     }
-
-    // Summary: the top N once over the whole range, the rest summed as `other`.
-    a.total_groups = groups.size();
-    for (answer_row const& g : groups) {
-        a.total.bytes_tx += g.bytes_tx;
-        a.total.bytes_rx += g.bytes_rx;
-    }
-    std::size_t const top_n = std::min<std::size_t>(plan.top, groups.size());
-    order_rows(groups, plan, store.names(), top_n);
-    a.other = a.total;
-    for (answer_row const& g : groups) {
-        a.other.bytes_tx -= g.bytes_tx;
-        a.other.bytes_rx -= g.bytes_rx;
-    }
-    a.other_groups = a.total_groups - top_n;
-    if (plan.series_hour) {
-        std::size_t const hours = plan.to - plan.from;
-        std::size_t const lines = top_n + 2;
-        a.series_tx.assign(lines * hours, 0);
-        a.series_rx.assign(lines * hours, 0);
-        group_index top_index(top_n);
-        for (std::size_t i = 0; i < top_n; ++i) {
-            top_index.find_or_add(groups[i].field, static_cast<std::uint32_t>(i));
-        }
-        std::size_t const total_line = (top_n + 1) * hours;
-        for (flow_store::exported_key const& r : rows) {
-            std::size_t const h = r.hour - plan.from;
-            a.series_tx[total_line + h] += r.counters.bytes_tx;
-            a.series_rx[total_line + h] += r.counters.bytes_rx;
-            std::uint32_t const at = top_index.find(key_of(r, mask));
-            if (at != group_index::empty) {
-                a.series_tx[at * hours + h] += r.counters.bytes_tx;
-                a.series_rx[at * hours + h] += r.counters.bytes_rx;
-            }
-        }
-        std::size_t const other_line = top_n * hours;
-        for (std::size_t h = 0; h < hours; ++h) {
-            uint128 tx = a.series_tx[total_line + h];
-            uint128 rx = a.series_rx[total_line + h];
-            for (std::size_t i = 0; i < top_n; ++i) {
-                tx -= a.series_tx[i * hours + h];
-                rx -= a.series_rx[i * hours + h];
-            }
-            a.series_tx[other_line + h] = tx;
-            a.series_rx[other_line + h] = rx;
-        }
-    }
     a.plan = std::move(plan);
+    summarise(a, rows, store.names());
     return a;
-}
-
-std::string_view content_type_of(answer_format f) noexcept {
-    switch (f) {
-        case answer_format::json:
-            return "application/json";
-        case answer_format::ndjson:
-            return "application/x-ndjson";
-        case answer_format::csv:
-            return "text/csv; charset=utf-8";
-    }
-    return "application/json";
-}
-
-void append_csv_cell(std::string& out, std::string_view cell) {
-    bool const formula = !cell.empty() && (cell[0] == '=' || cell[0] == '+' || cell[0] == '-' ||
-                                           cell[0] == '@' || cell[0] == '\t' || cell[0] == '\r');
-    bool const quote = cell.find_first_of(",\"\r\n") != std::string_view::npos;
-    if (quote) {
-        out.push_back('"');
-    }
-    if (formula) {
-        out.push_back('\'');
-    }
-    for (char const c : cell) {
-        if (c == '"') {
-            out.push_back('"');
-        }
-        out.push_back(c);
-    }
-    if (quote) {
-        out.push_back('"');
-    }
-}
-
-void answer_writer::write_row(std::string& out, answer_row const& r) const {
-    unsigned const mask = grouped_mask(answer_.plan);
-    string_interner const& names = *answer_.names;
-    if (answer_.format == answer_format::csv) {
-        bool first = true;
-        for (unsigned f = 0; f < 3; ++f) {
-            if ((mask & (1U << f)) != 0) {
-                if (!first) {
-                    out.push_back(',');
-                }
-                first = false;
-                append_csv_cell(out, names.view(r.field.at(f)));
-            }
-        }
-        if (!first) {
-            out.push_back(',');
-        }
-        append_decimal(out, r.bytes_tx);
-        out.push_back(',');
-        append_decimal(out, r.bytes_rx);
-        if ((mask & 8U) != 0) {
-            out.push_back(',');
-            append_uint(out, r.field[3]);
-        }
-        out += "\r\n";
-        return;
-    }
-    out.push_back('{');
-    for (unsigned f = 0; f < 3; ++f) {
-        if ((mask & (1U << f)) != 0) {
-            out.push_back('"');
-            out += field_name(static_cast<group_field>(f));
-            out += "\":";
-            append_json_string(out, names.view(r.field.at(f)));
-            out.push_back(',');
-        }
-    }
-    out += "\"bytes_tx\":";
-    append_decimal(out, r.bytes_tx);
-    out += ",\"bytes_rx\":";
-    append_decimal(out, r.bytes_rx);
-    if ((mask & 8U) != 0) {
-        out += ",\"hour\":";
-        append_uint(out, r.field[3]);
-    }
-    out.push_back('}');
-}
-
-void answer_writer::write_summary(std::string& out) const {
-    query_answer const& a = answer_;
-    query_plan const& p = a.plan;
-    unsigned const mask = grouped_mask(p);
-    std::size_t const hours = p.to - p.from;
-    if (a.format == answer_format::csv) {
-        out += "rank";
-        for (unsigned f = 0; f < 3; ++f) {
-            if ((mask & (1U << f)) != 0) {
-                out.push_back(',');
-                out += field_name(static_cast<group_field>(f));
-            }
-        }
-        out += ",bytes_tx,bytes_rx\r\n";
-        auto line = [&](std::string_view rank, answer_row const* r, answer_row const& sums) {
-            out += rank;
-            for (unsigned f = 0; f < 3; ++f) {
-                if ((mask & (1U << f)) != 0) {
-                    out.push_back(',');
-                    if (r != nullptr) {
-                        append_csv_cell(out, a.names->view(r->field.at(f)));
-                    }
-                }
-            }
-            out.push_back(',');
-            append_decimal(out, sums.bytes_tx);
-            out.push_back(',');
-            append_decimal(out, sums.bytes_rx);
-            out += "\r\n";
-        };
-        for (std::size_t i = 0; i < a.rows.size(); ++i) {
-            line(std::to_string(i + 1), &a.rows[i], a.rows[i]);
-        }
-        line("other", nullptr, a.other);
-        line("total", nullptr, a.total);
-        return;
-    }
-    auto series = [&](std::size_t line) {
-        if (!p.series_hour) {
-            return;
-        }
-        for (auto const* which : {&a.series_tx, &a.series_rx}) {
-            out += which == &a.series_tx ? ",\"bytes_tx_by_hour\":[" : ",\"bytes_rx_by_hour\":[";
-            for (std::size_t h = 0; h < hours; ++h) {
-                if (h != 0) {
-                    out.push_back(',');
-                }
-                append_decimal(out, (*which)[line * hours + h]);
-            }
-            out.push_back(']');
-        }
-    };
-    out += "{\"from\":";
-    append_uint(out, p.from);
-    out += ",\"to\":";
-    append_uint(out, p.to);
-    out += ",\"group_by\":[";
-    for (std::size_t i = 0; i < p.group_by.size(); ++i) {
-        if (i != 0) {
-            out.push_back(',');
-        }
-        out.push_back('"');
-        out += field_name(p.group_by[i]);
-        out.push_back('"');
-    }
-    out += "],\"order_by\":\"";
-    out += order_name(p.order);
-    out.push_back('"');
-    if (p.series_hour) {
-        out += ",\"hours\":[";
-        for (std::size_t h = 0; h < hours; ++h) {
-            if (h != 0) {
-                out.push_back(',');
-            }
-            append_uint(out, p.from + h);
-        }
-        out.push_back(']');
-    }
-    out += ",\"top\":[";
-    for (std::size_t i = 0; i < a.rows.size(); ++i) {
-        if (i != 0) {
-            out.push_back(',');
-        }
-        write_row(out, a.rows[i]);
-        if (p.series_hour) {
-            out.pop_back();  // the row's '}'
-            series(i);
-            out.push_back('}');
-        }
-    }
-    out += "]";
-    auto remainder = [&](std::string_view name, std::uint64_t groups, answer_row const& sums,
-                         std::size_t line) {
-        out += ",\"";
-        out += name;
-        out += "\":{\"groups\":";
-        append_uint(out, groups);
-        out += ",\"bytes_tx\":";
-        append_decimal(out, sums.bytes_tx);
-        out += ",\"bytes_rx\":";
-        append_decimal(out, sums.bytes_rx);
-        series(line);
-        out.push_back('}');
-    };
-    remainder("other", a.other_groups, a.other, a.rows.size());
-    remainder("total", a.total_groups, a.total, a.rows.size() + 1);
-    out.push_back('}');
-}
-
-void answer_writer::write_hours(std::string& out) const {
-    out.push_back('[');
-    bool first = true;
-    for (hour_stat const& h : answer_.stats) {
-        if (!first) {
-            out.push_back(',');
-        }
-        first = false;
-        out += "{\"hour\":";
-        append_uint(out, h.hour);
-        out += ",\"keys\":";
-        append_uint(out, h.keys);
-        out += ",\"bytes_tx\":";
-        append_decimal(out, h.bytes_tx);
-        out += ",\"bytes_rx\":";
-        append_decimal(out, h.bytes_rx);
-        out += h.hour < answer_.sealed_before ? ",\"sealed\":true}" : ",\"sealed\":false}";
-    }
-    out.push_back(']');
-}
-
-bool answer_writer::write(std::string& out, std::size_t bytes) {
-    if (answer_.plan.route != query_route::flows) {
-        if (!started_) {
-            started_ = true;
-            if (answer_.plan.route == query_route::summary) {
-                write_summary(out);
-            } else {
-                write_hours(out);
-            }
-        }
-        return true;
-    }
-    std::vector<answer_row> const& rows = answer_.rows;
-    if (!started_) {
-        started_ = true;
-        if (answer_.format == answer_format::json) {
-            out.push_back('[');
-        } else if (answer_.format == answer_format::csv) {
-            unsigned const mask = grouped_mask(answer_.plan);
-            for (unsigned f = 0; f < 3; ++f) {
-                if ((mask & (1U << f)) != 0) {
-                    out += field_name(static_cast<group_field>(f));
-                    out.push_back(',');
-                }
-            }
-            out += "bytes_tx,bytes_rx";
-            if ((mask & 8U) != 0) {
-                out += ",hour";
-            }
-            out += "\r\n";
-        }
-    }
-    while (next_ < rows.size() && out.size() < bytes) {
-        if (answer_.format == answer_format::json && next_ != 0) {
-            out.push_back(',');
-        }
-        write_row(out, rows[next_]);
-        if (answer_.format == answer_format::ndjson) {
-            out.push_back('\n');
-        }
-        ++next_;
-    }
-    if (next_ < rows.size()) {
-        return false;
-    }
-    if (answer_.format == answer_format::json) {
-        out.push_back(']');
-    }
-    return true;
-}
-
-namespace {
-
-// Two independent 64-bit streams: an ETag collision needs both to collide (about 2^-128),
-// and unlike std::hash the function is fixed, so ETags agree across restarts and nodes.
-class etag_hash {
-public:
-    void add(std::string_view bytes) noexcept {
-        add_word(bytes.size());
-        std::size_t i = 0;
-        for (; i + 8 <= bytes.size(); i += 8) {
-            std::uint64_t w = 0;
-            std::memcpy(&w, bytes.data() + i, 8);
-            add_word(w);
-        }
-        std::uint64_t tail = 0;
-        if (i < bytes.size()) {
-            std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
-        }
-        add_word(tail);
-    }
-    void add_word(std::uint64_t w) noexcept {
-        a_ = mix((a_ ^ w) * 0x9e3779b97f4a7c15ULL);
-        b_ = mix((b_ + w) * 0xc2b2ae3d27d4eb4fULL + 0x165667b19e3779f9ULL);
-    }
-    void add_wide(uint128 v) noexcept {
-        add_word(static_cast<std::uint64_t>(v));
-        add_word(static_cast<std::uint64_t>(v >> 64));
-    }
-    [[nodiscard]] std::string hex() const {
-        static constexpr char digits[] = "0123456789abcdef";
-        std::string out;
-        for (std::uint64_t const v : {mix(a_), mix(b_ ^ a_)}) {
-            for (int s = 60; s >= 0; s -= 4) {
-                out.push_back(digits[(v >> s) & 0xfU]);
-            }
-        }
-        return out;
-    }
-
-private:
-    static std::uint64_t mix(std::uint64_t h) noexcept {
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        h *= 0xc4ceb9fe1a85ec53ULL;
-        h ^= h >> 33;
-        return h;
-    }
-    std::uint64_t a_ = 0x6a09e667f3bcc908ULL;
-    std::uint64_t b_ = 0xbb67ae8584caa73bULL;
-};
-
-}  // namespace
-
-std::string answer_etag(query_plan const& plan, answer_format format, bool gzip,
-                        std::vector<hour_stat> const& stats, std::uint32_t sealed_before,
-                        std::uint64_t seed) {
-    etag_hash h;
-    // How many hours of the range are sealed: sealing changes the answer's headers.
-    h.add_word(std::clamp(sealed_before, plan.from, plan.to) - plan.from);
-    h.add_word(static_cast<std::uint64_t>(plan.route));
-    h.add(plan.normalised);
-    h.add_word(static_cast<std::uint64_t>(format));
-    h.add_word(gzip ? 1 : 0);
-    h.add_word(seed);
-    for (hour_stat const& s : stats) {
-        h.add_word(s.hour);
-        h.add_word(s.keys);
-        h.add_wide(s.bytes_tx);
-        h.add_wide(s.bytes_rx);
-    }
-    return "\"" + h.hex() + "\"";
-}
-
-bool etag_matches(std::string_view if_none_match, std::string_view etag) noexcept {
-    // RFC 9110: If-None-Match compares weakly, so W/"x" matches "x".
-    std::size_t pos = 0;
-    while (pos < if_none_match.size()) {
-        std::size_t comma = if_none_match.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = if_none_match.size();
-        }
-        std::string_view item = if_none_match.substr(pos, comma - pos);
-        pos = comma + 1;
-        std::size_t const b = item.find_first_not_of(" \t");
-        if (b == std::string_view::npos) {
-            continue;
-        }
-        item = item.substr(b, item.find_last_not_of(" \t") - b + 1);
-        if (item == "*") {
-            return true;
-        }
-        if (item.starts_with("W/")) {
-            item.remove_prefix(2);
-        }
-        if (item == etag) {
-            return true;
-        }
-    }
-    return false;
 }
 
 }  // namespace flowd

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdlib>
 #include <map>
 
 #include "flowd/codec/query.hpp"
@@ -119,14 +118,52 @@ bool query_plan::plain_hour() const noexcept {
            order == order_key::none && !limit;
 }
 
-boost::system::result<query_plan, problem> parse_query_plan(query_route route,
-                                                            std::string_view query,
-                                                            query_limits const& limits,
-                                                            bool allow_min_seq) {
-    query_plan plan;
-    plan.route = route;
-    // name -> decoded values in the order given; the map keeps `normalised` sorted.
-    std::map<std::string, std::vector<std::string>> params;
+namespace {
+
+using param_map = std::map<std::string, std::vector<std::string>>;
+
+bool is_filter(std::string_view n, query_route route) {
+    if (route == query_route::hours) {
+        return false;
+    }
+    for (std::string_view const d : {"src_app", "dest_app", "vpc_id"}) {
+        if (n == d || (n.starts_with(d) &&
+                       (n.substr(d.size()) == "_prefix" || n.substr(d.size()) == "_exclude"))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool is_known(std::string_view n, query_route route, bool allow_min_seq) {
+    if (n == "hour" || n == "from" || n == "to" || is_filter(n, route)) {
+        return true;
+    }
+    if (n == "min_seq") {
+        return allow_min_seq;
+    }
+    switch (route) {
+        case query_route::flows:
+            return n == "group_by" || n == "order_by" || n == "limit" || n == "format";
+        case query_route::summary:
+            return n == "group_by" || n == "order_by" || n == "top" || n == "series" ||
+                   n == "format";
+        case query_route::hours:
+            return false;
+    }
+    return false;
+}
+
+// The value of a parameter that may be given once, or nullptr.
+std::string const* single(param_map const& params, std::string const& n) {
+    auto const it = params.find(n);
+    return it == params.end() ? nullptr : &it->second.front();
+}
+
+// The query string into `params`: name -> decoded values in the order given (the map keeps
+// `normalised` sorted). Every name must be known, and only filters repeated.
+std::optional<problem> read_params(query_route route, std::string_view query, bool allow_min_seq,
+                                   param_map& params) {
     std::size_t pos = 0;
     while (pos < query.size()) {
         std::size_t amp = query.find('&', pos);
@@ -154,57 +191,25 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
         }
         params[*name].push_back(std::move(*value));
     }
-
-    bool const rows_route = route != query_route::hours;
-    auto is_filter = [rows_route](std::string_view n) {
-        if (!rows_route) {
-            return false;
-        }
-        for (std::string_view const d : {"src_app", "dest_app", "vpc_id"}) {
-            if (n == d || (n.starts_with(d) &&
-                           (n.substr(d.size()) == "_prefix" || n.substr(d.size()) == "_exclude"))) {
-                return true;
-            }
-        }
-        return false;
-    };
-    auto known = [&](std::string_view n) {
-        if (n == "hour" || n == "from" || n == "to" || is_filter(n)) {
-            return true;
-        }
-        if (n == "min_seq") {
-            return allow_min_seq;
-        }
-        switch (route) {
-            case query_route::flows:
-                return n == "group_by" || n == "order_by" || n == "limit" || n == "format";
-            case query_route::summary:
-                return n == "group_by" || n == "order_by" || n == "top" || n == "series" ||
-                       n == "format";
-            case query_route::hours:
-                return false;
-        }
-        return false;
-    };
     for (auto const& [name, values] : params) {
-        if (!known(name)) {
+        if (!is_known(name, route, allow_min_seq)) {
             return bad_query("unknown parameter " + quote_value(name) + "; " +
                              std::string(usage(route)));
         }
-        if (values.size() > 1 && !is_filter(name)) {
+        if (values.size() > 1 && !is_filter(name, route)) {
             return bad_query("parameter " + quote_value(name) +
                              " is repeated (only the filters may be)");
         }
     }
-    auto single = [&params](std::string const& n) -> std::string const* {
-        auto const it = params.find(n);
-        return it == params.end() ? nullptr : &it->second.front();
-    };
+    return std::nullopt;
+}
 
-    // The range: hour=N, or from=A&to=B.
-    std::string const* hour = single("hour");
-    std::string const* from = single("from");
-    std::string const* to = single("to");
+// The range: hour=N, or from=A&to=B.
+std::optional<problem> read_range(param_map const& params, query_plan& plan) {
+    query_route const route = plan.route;
+    std::string const* hour = single(params, "hour");
+    std::string const* from = single(params, "from");
+    std::string const* to = single(params, "to");
     if (hour != nullptr && (from != nullptr || to != nullptr)) {
         return bad_query("give either 'hour' or 'from' and 'to', not both");
     }
@@ -243,25 +248,32 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
     } else {
         return bad_query("missing the range: give hour=N, or from=A&to=B (the hours A <= h < B)");
     }
+    return std::nullopt;
+}
 
-    // Filters: D, D_prefix, D_exclude, each repeatable.
-    if (rows_route) {
-        for (std::size_t d = 0; d < 3; ++d) {
-            std::string const base(field_name(static_cast<group_field>(d)));
-            dimension_filter& f = plan.filters.at(d);
-            if (auto it = params.find(base); it != params.end()) {
-                f.equals = it->second;
-            }
-            if (auto it = params.find(base + "_prefix"); it != params.end()) {
-                f.prefixes = it->second;
-            }
-            if (auto it = params.find(base + "_exclude"); it != params.end()) {
-                f.excludes = it->second;
-            }
+// Filters: D, D_prefix, D_exclude, each repeatable.
+void read_filters(param_map const& params, query_plan& plan) {
+    if (plan.route == query_route::hours) {
+        return;
+    }
+    for (std::size_t d = 0; d < 3; ++d) {
+        std::string const base(field_name(static_cast<group_field>(d)));
+        dimension_filter& f = plan.filters.at(d);
+        if (auto it = params.find(base); it != params.end()) {
+            f.equals = it->second;
+        }
+        if (auto it = params.find(base + "_prefix"); it != params.end()) {
+            f.prefixes = it->second;
+        }
+        if (auto it = params.find(base + "_exclude"); it != params.end()) {
+            f.excludes = it->second;
         }
     }
+}
 
-    // group_by, echoed as given (distinct fields).
+// group_by, echoed as given (distinct fields).
+std::optional<problem> read_group_by(param_map const& params, query_plan& plan) {
+    query_route const route = plan.route;
     if (route == query_route::summary) {
         plan.group_by = {group_field::src_app, group_field::dest_app, group_field::vpc_id};
         plan.order = order_key::bytes;
@@ -269,7 +281,7 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
         plan.group_by = {group_field::src_app, group_field::dest_app, group_field::vpc_id,
                          group_field::hour};
     }
-    if (std::string const* g = single("group_by")) {
+    if (std::string const* g = single(params, "group_by")) {
         std::vector<group_field> fields;
         std::string_view rest = *g;
         for (;;) {
@@ -296,7 +308,13 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
         plan.group_by = std::move(fields);
         plan.group_by_given = true;
     }
-    if (std::string const* o = single("order_by")) {
+    return std::nullopt;
+}
+
+// order_by, limit, top, series, format, min_seq.
+std::optional<problem> read_options(param_map const& params, query_plan& plan) {
+    query_route const route = plan.route;
+    if (std::string const* o = single(params, "order_by")) {
         if (*o == "bytes") {
             plan.order = order_key::bytes;
         } else if (*o == "bytes_tx") {
@@ -308,27 +326,27 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
                              quote_value(*o));
         }
     }
-    if (std::string const* l = single("limit")) {
+    if (std::string const* l = single(params, "limit")) {
         auto const n = parse_uint(*l);
         if (!n || *n == 0) {
             return bad_query("'limit' must be a base-10 integer >= 1, got " + quote_value(*l));
         }
         plan.limit = *n;
     }
-    if (std::string const* t = single("top")) {
+    if (std::string const* t = single(params, "top")) {
         auto const n = parse_uint(*t);
         if (!n || *n == 0 || *n > 1000) {
             return bad_query("'top' must be a base-10 integer 1..1000, got " + quote_value(*t));
         }
         plan.top = static_cast<std::uint32_t>(*n);
     }
-    if (std::string const* s = single("series")) {
+    if (std::string const* s = single(params, "series")) {
         if (*s != "hour") {
             return bad_query("'series' must be hour, got " + quote_value(*s));
         }
         plan.series_hour = true;
     }
-    if (std::string const* f = single("format")) {
+    if (std::string const* f = single(params, "format")) {
         if (*f == "json") {
             plan.format = answer_format::json;
         } else if (*f == "csv") {
@@ -341,14 +359,60 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
                              ", got " + quote_value(*f));
         }
     }
-    if (std::string const* m = single("min_seq")) {
+    if (std::string const* m = single(params, "min_seq")) {
         auto const n = parse_uint(*m);
         if (!n) {
             return bad_query("'min_seq' must be a base-10 stream sequence, got " + quote_value(*m));
         }
         plan.min_seq = *n;
     }
+    return std::nullopt;
+}
 
+// Canonical spelling: the range as from/to, then the other parameters sorted by name,
+// filter values sorted (an IN-list's order does not change the answer); min_seq left
+// out (it says when to answer, not what).
+void normalise(param_map const& params, query_plan& plan) {
+    plan.normalised = "from=" + std::to_string(plan.from) + "&to=" + std::to_string(plan.to);
+    for (auto const& [name, values] : params) {
+        if (name == "hour" || name == "from" || name == "to" || name == "min_seq") {
+            continue;
+        }
+        std::vector<std::string> sorted = values;
+        if (is_filter(name, plan.route)) {
+            std::sort(sorted.begin(), sorted.end());
+        }
+        for (std::string const& v : sorted) {
+            plan.normalised += '&';
+            plan.normalised += name;
+            plan.normalised += '=';
+            append_encoded(plan.normalised, v);
+        }
+    }
+}
+
+}  // namespace
+
+boost::system::result<query_plan, problem> parse_query_plan(query_route route,
+                                                            std::string_view query,
+                                                            query_limits const& limits,
+                                                            bool allow_min_seq) {
+    query_plan plan;
+    plan.route = route;
+    param_map params;
+    if (auto p = read_params(route, query, allow_min_seq, params)) {
+        return *p;
+    }
+    if (auto p = read_range(params, plan)) {
+        return *p;
+    }
+    read_filters(params, plan);
+    if (auto p = read_group_by(params, plan)) {
+        return *p;
+    }
+    if (auto p = read_options(params, plan)) {
+        return *p;
+    }
     // The cost bound the parser can decide alone (SPEC: 422 naming limit, value, request).
     if (route != query_route::hours && plan.to - plan.from > limits.max_query_hours) {
         return problem{problem_type::query_too_large,
@@ -360,106 +424,8 @@ boost::system::result<query_plan, problem> parse_query_plan(query_route route,
                        {},
                        {}};
     }
-
-    // Canonical spelling: the range as from/to, then the other parameters sorted by name,
-    // filter values sorted (an IN-list's order does not change the answer); min_seq left
-    // out (it says when to answer, not what).
-    plan.normalised = "from=" + std::to_string(plan.from) + "&to=" + std::to_string(plan.to);
-    for (auto const& [name, values] : params) {
-        if (name == "hour" || name == "from" || name == "to" || name == "min_seq") {
-            continue;
-        }
-        std::vector<std::string> sorted = values;
-        if (is_filter(name)) {
-            std::sort(sorted.begin(), sorted.end());
-        }
-        for (std::string const& v : sorted) {
-            plan.normalised += '&';
-            plan.normalised += name;
-            plan.normalised += '=';
-            append_encoded(plan.normalised, v);
-        }
-    }
+    normalise(params, plan);
     return plan;
-}
-
-answer_format negotiate_format(std::string_view accept, bool ndjson_ok) {
-    // q of json, ndjson, csv: -1 until named; a specific type beats a wildcard (RFC 9110).
-    std::array<double, 3> specific{-1, -1, -1};
-    std::array<double, 3> wildcard{-1, -1, -1};
-    auto lower = [](std::string_view s) {
-        std::string out(s);
-        std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-            return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-        });
-        return out;
-    };
-    auto trim = [](std::string_view s) {
-        std::size_t const b = s.find_first_not_of(" \t");
-        if (b == std::string_view::npos) {
-            return std::string_view{};
-        }
-        return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-    };
-    std::size_t pos = 0;
-    while (pos <= accept.size()) {
-        std::size_t comma = accept.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = accept.size();
-        }
-        std::string_view const item = accept.substr(pos, comma - pos);
-        pos = comma + 1;
-        std::size_t const semi = item.find(';');
-        std::string const type = lower(trim(item.substr(0, semi)));
-        double q = 1;
-        if (semi != std::string_view::npos) {
-            std::string_view params = item.substr(semi + 1);
-            while (!params.empty()) {
-                std::size_t const next = params.find(';');
-                std::string_view const p = trim(params.substr(0, next));
-                if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
-                    std::string const w(p.substr(2));
-                    char* end = nullptr;
-                    double const v = std::strtod(w.c_str(), &end);
-                    q = (end == w.c_str() || v < 0) ? 0 : std::min(v, 1.0);
-                }
-                if (next == std::string_view::npos) {
-                    break;
-                }
-                params.remove_prefix(next + 1);
-            }
-        }
-        auto set = [](double& slot, double v) { slot = std::max(slot, v); };
-        if (type == "application/json") {
-            set(specific[0], q);
-        } else if (type == "application/x-ndjson" || type == "application/ndjson") {
-            set(specific[1], q);
-        } else if (type == "text/csv") {
-            set(specific[2], q);
-        } else if (type == "*/*") {
-            for (double& w : wildcard) {
-                set(w, q);
-            }
-        } else if (type == "application/*") {
-            set(wildcard[0], q);
-            set(wildcard[1], q);
-        } else if (type == "text/*") {
-            set(wildcard[2], q);
-        }
-    }
-    answer_format best = answer_format::json;
-    double best_q = 0;
-    for (std::size_t i = 0; i < 3; ++i) {
-        if (i == 1 && !ndjson_ok) {
-            continue;
-        }
-        double const q = specific.at(i) >= 0 ? specific.at(i) : std::max(0.0, wildcard.at(i));
-        if (q > best_q) {
-            best_q = q;
-            best = static_cast<answer_format>(i);
-        }
-    }
-    return best;
 }
 
 }  // namespace flowd

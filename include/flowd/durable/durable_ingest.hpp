@@ -17,6 +17,7 @@
 #include "flowd/durable/data_files.hpp"
 #include "flowd/durable/recovery.hpp"
 #include "flowd/durable/wal_format.hpp"
+#include "flowd/durable/wal_writer.hpp"
 #include "flowd/ingest/ingest.hpp"
 #include "flowd/metrics/service_metrics.hpp"
 #include "flowd/store/flow_store.hpp"
@@ -73,10 +74,6 @@ private:
     void log_loop();
     void write_group(std::vector<item>& items);
     void fail_all(std::vector<item>& items);
-    void open_segment(std::uint64_t first_seq, std::uint64_t size, bool create);
-    void rotate();
-    void sync_log();
-    void write_marker(bool durable);
     void mark_failed(std::string const& why);
     void try_heal();
     [[nodiscard]] std::optional<wal::checkpoint_job> take_checkpoint();
@@ -95,13 +92,9 @@ private:
     bool writer_waiting_ = false;  // guarded by mutex_
 
     // Owned by the log thread (and by recover()/start() before it runs).
-    int fd_ = -1;
-    int marker_fd_ = -1;
-    std::uint64_t segment_first_ = 0;
-    std::uint64_t segment_size_ = 0;  // bytes written and kept
+    wal::wal_writer wal_;
+    std::optional<wal::synced_position> resume_;  // the segment recovery ended in
     std::uint64_t next_seq_ = 1;
-    std::uint64_t marker_generation_ = 0;
-    bool dirty_ = false;  // written since the last fsync
     clock::time_point next_sync_;
     clock::time_point next_heal_;
     clock::time_point last_checkpoint_;

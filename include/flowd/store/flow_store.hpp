@@ -201,49 +201,31 @@ public:
     std::vector<hour_stat> copy_range(std::uint32_t from, std::uint32_t to, std::uint64_t max_rows,
                                       Keep&& keep, std::vector<exported_key>& out) const {
         range_copy rc{from, to, options_.shard_count};
-        begin_range_copy(rc);
-        std::uint64_t rows = 0;
-        for (hour_stat const& h : rc.stats) {
-            rows += h.keys;
-        }
-        if (rows > max_rows) {
-            end_range_copy(rc);
+        auto const rows = open_range_copy(rc, max_rows);
+        if (!rows) {
             return std::move(rc.stats);
         }
-        // A quarter of the rows (at least 64 Ki) of changes is plenty for a scan that takes
-        // milliseconds; past it the copy is redone with writers held.
-        rc.max_changes = std::max<std::size_t>(std::size_t{1} << 16, rows / 4);
         std::size_t const first = out.size();
-        out.reserve(first + rows);
-        for (std::size_t s = 0; s < options_.shard_count; ++s) {
-            shard const& sh = shards_[s];
-            std::scoped_lock lock{sh.mutex};
-            rc.copied[s] = 1;
-            for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
+        out.reserve(first + *rows);
+        auto const copy_table = [&](std::uint32_t hour, hour_table const& table) {
+            for_each_kept(table, keep, [&](app_key const& k, flow_counters const& c) {
+                out.push_back({k, hour, c});
+            });
+        };
+        for_tables_in(
+            &rc, from, to, [&](std::size_t s, std::uint32_t hour, hour_table const& table) {
                 std::size_t const begin = out.size();
-                table.for_each([&](app_key const& k, flow_counters const& c) {
-                    if (keep(k)) {
-                        out.push_back({k, hour, c});
-                    }
-                });
+                copy_table(hour, table);
                 rc.segments.push_back({static_cast<std::uint32_t>(s), hour, begin, out.size()});
             });
-        }
         if (!end_range_copy(rc)) {
             out.resize(first);
             std::unique_lock gate{gate_};
             rc.stats = stats_locked(from, to);
-            for (std::size_t s = 0; s < options_.shard_count; ++s) {
-                shard const& sh = shards_[s];
-                std::scoped_lock lock{sh.mutex};
-                for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
-                    table.for_each([&](app_key const& k, flow_counters const& c) {
-                        if (keep(k)) {
-                            out.push_back({k, hour, c});
-                        }
-                    });
-                });
-            }
+            for_tables_in(nullptr, from, to,
+                          [&](std::size_t, std::uint32_t hour, hour_table const& table) {
+                              copy_table(hour, table);
+                          });
             return std::move(rc.stats);
         }
         std::erase_if(rc.changes, [&keep](range_change const& c) { return !keep(c.row.key); });
@@ -262,28 +244,13 @@ public:
                                                       std::uint64_t max_rows, Keep&& keep,
                                                       Visit&& visit) const {
         range_copy rc{from, to, options_.shard_count};
-        begin_range_copy(rc);
-        std::uint64_t rows = 0;
-        for (hour_stat const& h : rc.stats) {
-            rows += h.keys;
-        }
-        if (rows > max_rows) {
-            end_range_copy(rc);
+        if (!open_range_copy(rc, max_rows)) {
             return std::move(rc.stats);
         }
-        rc.max_changes = std::max<std::size_t>(std::size_t{1} << 16, rows / 4);
-        for (std::size_t s = 0; s < options_.shard_count; ++s) {
-            shard const& sh = shards_[s];
-            std::scoped_lock lock{sh.mutex};
-            rc.copied[s] = 1;
-            for_hours_in(sh, from, to, [&](std::uint32_t hour, hour_table const& table) {
-                table.for_each([&](app_key const& k, flow_counters const& c) {
-                    if (keep(k)) {
-                        visit(k, hour, c);
-                    }
-                });
-            });
-        }
+        for_tables_in(&rc, from, to, [&](std::size_t, std::uint32_t hour, hour_table const& table) {
+            for_each_kept(table, keep,
+                          [&](app_key const& k, flow_counters const& c) { visit(k, hour, c); });
+        });
         if (!end_range_copy(rc) || std::any_of(rc.dropped_before.begin(), rc.dropped_before.end(),
                                                [from](std::uint32_t d) { return d > from; })) {
             return std::nullopt;
@@ -379,6 +346,46 @@ private:
         bool overflowed = false;            // guarded by mutex
         std::vector<hour_stat> stats;       // at the start, then at the end
     };
+    // Opens `rc` (begin_range_copy) and counts the range's stored rows. Past `max_rows` it
+    // closes `rc` again and returns nothing: the caller answers with rc.stats alone.
+    std::optional<std::uint64_t> open_range_copy(range_copy& rc, std::uint64_t max_rows) const {
+        begin_range_copy(rc);
+        std::uint64_t rows = 0;
+        for (hour_stat const& h : rc.stats) {
+            rows += h.keys;
+        }
+        if (rows > max_rows) {
+            end_range_copy(rc);
+            return std::nullopt;
+        }
+        // A quarter of the rows (at least 64 Ki) of changes is plenty for a scan that takes
+        // milliseconds; past it the copy is redone with writers held.
+        rc.max_changes = std::max<std::size_t>(std::size_t{1} << 16, rows / 4);
+        return rows;
+    }
+    // Calls f(shard, hour, table) for each table with from <= hour < to, one shard at a
+    // time under its mutex. With `rc`, each shard counts as copied for it from then on.
+    template <class F>
+    void for_tables_in(range_copy* rc, std::uint32_t from, std::uint32_t to, F&& f) const {
+        for (std::size_t s = 0; s < options_.shard_count; ++s) {
+            shard const& sh = shards_[s];
+            std::scoped_lock lock{sh.mutex};
+            if (rc != nullptr) {
+                rc->copied[s] = 1;
+            }
+            for_hours_in(sh, from, to,
+                         [&](std::uint32_t hour, hour_table const& table) { f(s, hour, table); });
+        }
+    }
+    // Calls f(key, counters) for each row of `table` that keep(key) passes.
+    template <class Keep, class F>
+    static void for_each_kept(hour_table const& table, Keep& keep, F&& f) {
+        table.for_each([&](app_key const& k, flow_counters const& c) {
+            if (keep(k)) {
+                f(k, c);
+            }
+        });
+    }
     // Registers `rc` and reads the range's totals, with the gate held exclusive.
     void begin_range_copy(range_copy& rc) const;
     // Unregisters `rc` and reads the totals at this instant, with the gate held exclusive;
@@ -409,6 +416,9 @@ private:
     // the bound the tables are walked for the exact figure.
     [[nodiscard]] bool over_store_bytes(std::uint64_t new_keys) const;
     [[nodiscard]] bool over_store_bytes_by(std::uint64_t growth) const;
+    // After commit() applied `batch`: its key reservation becomes the real count, the
+    // `inserted` keys it added.
+    void settle_reservation(prepared_batch& batch, std::uint64_t inserted) noexcept;
     void release_keys(std::uint64_t n, bool unchecked) noexcept {
         if (unchecked) {
             unchecked_keys_.fetch_sub(n, std::memory_order_release);

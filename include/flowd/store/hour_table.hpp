@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "flowd/domain/flow_counters.hpp"
+#include "flowd/domain/int_hash.hpp"
 #include "flowd/domain/uint128.hpp"
 
 namespace flowd {
@@ -21,13 +22,7 @@ struct app_key {
 [[nodiscard]] inline std::uint64_t hash_app_key(app_key const& k) noexcept {
     std::uint64_t h = (std::uint64_t{k.src} << 32 | k.dest) * 0x9e3779b97f4a7c15ULL;
     h ^= (std::uint64_t{k.vpc} + 0x632be59bd9b4e019ULL) * 0xbf58476d1ce4e5b9ULL;
-    // murmur3's fmix64 finaliser spreads every input bit over the whole word.
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return fmix64(h);
 }
 
 // Open-addressing (linear probing) map app_key -> flow_counters for one hour of one
