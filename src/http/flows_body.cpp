@@ -51,12 +51,7 @@ bool flows_serializer::next(std::string& out) {
             json_.assign(prefix_);
             prefix_ = {};
             bool const last = writer_->write(json_, chunk_bytes);
-            if (!gzip_) {
-                out.swap(json_);
-                return !last;
-            }
-            gzip_->write(json_, out, last);
-            if (!out.empty() || last) {
+            if (hand_on(out, last)) {
                 return !last;
             }
             continue;
@@ -75,16 +70,20 @@ bool flows_serializer::next(std::string& out) {
         if (last) {
             json_.push_back(']');
         }
-        if (!gzip_) {
-            out.swap(json_);
-            return !last;
-        }
-        gzip_->write(json_, out, last);
-        // Deflate may hold a small piece back; an empty chunk would end the chunked body.
-        if (!out.empty() || last) {
+        if (hand_on(out, last)) {
             return !last;
         }
     }
+}
+
+bool flows_serializer::hand_on(std::string& out, bool last) {
+    if (!gzip_) {
+        out.swap(json_);
+        return true;
+    }
+    gzip_->write(json_, out, last);
+    // Deflate may hold a small piece back; an empty chunk would end the chunked body.
+    return !out.empty() || last;
 }
 
 boost::optional<std::pair<flows_body::writer::const_buffers_type, bool>> flows_body::writer::get(

@@ -8,6 +8,7 @@
 #include <boost/beast/core/string.hpp>
 
 #include "flowd/codec/gzip.hpp"
+#include "flowd/domain/text.hpp"
 
 namespace flowd {
 
@@ -15,25 +16,10 @@ namespace http = boost::beast::http;
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-    std::size_t const b = s.find_first_not_of(" \t");
-    if (b == std::string_view::npos) {
-        return {};
-    }
-    return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
 // The media type of a Content-Type value, without parameters (compare it case-blind: no
 // lower-cased copy, which for "application/json" was a heap allocation per POST).
 std::string_view media_type(std::string_view content_type) noexcept {
-    return trim(content_type.substr(0, content_type.find(';')));
+    return trim_ows(content_type.substr(0, content_type.find(';')));
 }
 
 // Idempotency-Key: 1..128 characters 0x21-0x7E (SPEC).
@@ -73,31 +59,22 @@ std::uint64_t body_fingerprint(std::string_view body) noexcept {
 }
 
 bool accepts_gzip(std::string_view accept_encoding) noexcept {
-    std::size_t pos = 0;
-    while (pos <= accept_encoding.size()) {
-        std::size_t comma = accept_encoding.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = accept_encoding.size();
+    bool accepted = false;
+    any_list_element(accept_encoding, [&accepted](std::string_view element) {
+        std::size_t const semi = element.find(';');
+        if (!boost::beast::iequals(trim_ows(element.substr(0, semi)), "gzip")) {
+            return false;
         }
-        std::string_view item = accept_encoding.substr(pos, comma - pos);
-        pos = comma + 1;
-        std::size_t const semi = item.find(';');
-        std::string_view const coding = trim(item.substr(0, semi));
-        if (coding.size() != 4 || lower(coding) != "gzip") {
-            continue;
-        }
-        if (semi == std::string_view::npos) {
-            return true;
-        }
-        std::string_view const param = trim(item.substr(semi + 1));
+        std::string_view const param = semi == std::string_view::npos
+                                           ? std::string_view{}
+                                           : trim_ows(element.substr(semi + 1));
         // q=0, q=0.0, q=0.000 refuse; any other weight accepts.
-        if (param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
-            std::string_view const w = param.substr(2);
-            return w.find_first_not_of("0.") != std::string_view::npos;
-        }
+        bool const weighted =
+            param.size() >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=';
+        accepted = !weighted || param.substr(2).find_first_not_of("0.") != std::string_view::npos;
         return true;
-    }
-    return false;
+    });
+    return accepted;
 }
 
 handler_result flows_handler::reject(problem const& p, request_context const& ctx) {
@@ -124,7 +101,7 @@ std::optional<problem> flows_handler::check_post_headers(request const& req, bod
         return problem{problem_type::unsupported_media_type, std::move(detail), {}, {}};
     }
     auto const ce = req.find(http::field::content_encoding);
-    encoding = ce == req.end() ? std::string("identity") : lower(trim(ce->value()));
+    encoding = ce == req.end() ? std::string("identity") : ascii_lower(trim_ows(ce->value()));
     // RFC 9110 section 8.4.1.3: a recipient should treat x-gzip as gzip.
     if (encoding == "x-gzip") {
         encoding = "gzip";

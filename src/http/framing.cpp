@@ -5,20 +5,12 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "flowd/domain/text.hpp"
+
 namespace flowd {
 namespace {
 
 using boost::beast::iequals;
-
-std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 // RFC 9110 §5.6.2 tchar.
 bool is_tchar(char c) noexcept {

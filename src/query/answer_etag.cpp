@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "flowd/domain/int_hash.hpp"
+#include "flowd/domain/text.hpp"
 #include "flowd/query/execute.hpp"
 
 // The ETag half of execute.hpp: an answer's strong ETag and If-None-Match.
@@ -76,30 +77,15 @@ std::string answer_etag(query_plan const& plan, answer_format format, bool gzip,
 
 bool etag_matches(std::string_view if_none_match, std::string_view etag) noexcept {
     // RFC 9110: If-None-Match compares weakly, so W/"x" matches "x".
-    std::size_t pos = 0;
-    while (pos < if_none_match.size()) {
-        std::size_t comma = if_none_match.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = if_none_match.size();
-        }
-        std::string_view item = if_none_match.substr(pos, comma - pos);
-        pos = comma + 1;
-        std::size_t const b = item.find_first_not_of(" \t");
-        if (b == std::string_view::npos) {
-            continue;
-        }
-        item = item.substr(b, item.find_last_not_of(" \t") - b + 1);
-        if (item == "*") {
+    return any_list_element(if_none_match, [etag](std::string_view element) {
+        if (element == "*") {
             return true;
         }
-        if (item.starts_with("W/")) {
-            item.remove_prefix(2);
+        if (element.starts_with("W/")) {
+            element.remove_prefix(2);
         }
-        if (item == etag) {
-            return true;
-        }
-    }
-    return false;
+        return element == etag;
+    });
 }
 
 }  // namespace flowd

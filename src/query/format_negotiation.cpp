@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "flowd/domain/text.hpp"
 #include "flowd/query/plan.hpp"
 
 // The Accept header's half of a plan: which answer format a client asks for.
@@ -13,36 +14,15 @@ answer_format negotiate_format(std::string_view accept, bool ndjson_ok) {
     // q of json, ndjson, csv: -1 until named; a specific type beats a wildcard (RFC 9110).
     std::array<double, 3> specific{-1, -1, -1};
     std::array<double, 3> wildcard{-1, -1, -1};
-    auto lower = [](std::string_view s) {
-        std::string out(s);
-        std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-            return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-        });
-        return out;
-    };
-    auto trim = [](std::string_view s) {
-        std::size_t const b = s.find_first_not_of(" \t");
-        if (b == std::string_view::npos) {
-            return std::string_view{};
-        }
-        return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-    };
-    std::size_t pos = 0;
-    while (pos <= accept.size()) {
-        std::size_t comma = accept.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = accept.size();
-        }
-        std::string_view const item = accept.substr(pos, comma - pos);
-        pos = comma + 1;
-        std::size_t const semi = item.find(';');
-        std::string const type = lower(trim(item.substr(0, semi)));
+    any_list_element(accept, [&specific, &wildcard](std::string_view element) {
+        std::size_t const semi = element.find(';');
+        std::string const type = ascii_lower(trim_ows(element.substr(0, semi)));
         double q = 1;
         if (semi != std::string_view::npos) {
-            std::string_view params = item.substr(semi + 1);
+            std::string_view params = element.substr(semi + 1);
             while (!params.empty()) {
                 std::size_t const next = params.find(';');
-                std::string_view const p = trim(params.substr(0, next));
+                std::string_view const p = trim_ows(params.substr(0, next));
                 if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
                     std::string const w(p.substr(2));
                     char* end = nullptr;
@@ -72,7 +52,8 @@ answer_format negotiate_format(std::string_view accept, bool ndjson_ok) {
         } else if (type == "text/*") {
             set(wildcard[2], q);
         }
-    }
+        return false;
+    });
     answer_format best = answer_format::json;
     double best_q = 0;
     for (std::size_t i = 0; i < 3; ++i) {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace flowd {
@@ -19,6 +20,45 @@ namespace flowd {
         return c - 'A' + 10;
     }
     return -1;
+}
+
+// `s` without leading and trailing spaces and tabs (HTTP's optional whitespace).
+[[nodiscard]] constexpr std::string_view trim_ows(std::string_view s) noexcept {
+    std::size_t const b = s.find_first_not_of(" \t");
+    if (b == std::string_view::npos) {
+        return {};
+    }
+    return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// `s` with ASCII A-Z lowered (header values compare case-insensitively).
+[[nodiscard]] inline std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+    }
+    return out;
+}
+
+// Calls `visit` with each element of a comma-separated header list (RFC 9110 §5.6.1),
+// trimmed, empty elements skipped, until it returns true; true when one did.
+template <class Visit>
+bool any_list_element(std::string_view list, Visit&& visit) {
+    std::size_t pos = 0;
+    while (pos < list.size()) {
+        std::size_t comma = list.find(',', pos);
+        if (comma == std::string_view::npos) {
+            comma = list.size();
+        }
+        std::string_view const element = trim_ows(list.substr(pos, comma - pos));
+        pos = comma + 1;
+        if (!element.empty() && visit(element)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 // A duration written as digits and a unit (ms, s, m or h), like 500ms or 10s, in

@@ -38,6 +38,9 @@ public:
     bool next(std::string& out);
 
 private:
+    // Hands json_ on as `out`, deflated under gzip; false when deflate held it all back.
+    bool hand_on(std::string& out, bool last);
+
     hour_snapshot const* snapshot_ = nullptr;
     answer_writer* writer_ = nullptr;
     std::optional<gzip_writer> gzip_;
