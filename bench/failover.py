@@ -394,7 +394,7 @@ def main():
     leader_first_ack, leader_all_applied, failover_posts = [], [], []
     delays, failed = [], 0
     slow_by_cause = {c: 0 for c in CAUSES}
-    no_leader_s, no_meta_s = [], []
+    no_leader_s, no_meta_s, leader_no_leader = [], [], []
     try:
         for k in range(kills):
             # Steady first: every server up, the stream whole, POSTs acknowledged.
@@ -452,6 +452,8 @@ def main():
             end = max([e[1] for e in window] + [now()])
             no_leader_s.append(leaders.leaderless(killed, end, 1))
             no_meta_s.append(leaders.leaderless(killed, end, 2))
+            if kill_leader:
+                leader_no_leader.append(no_leader_s[-1])
             parts = []
             for n, by in enumerate(slow):
                 for c in CAUSES:
@@ -495,8 +497,8 @@ def main():
           f" delay_p99_ms={pct(delays, 99) * 1000:.0f}"
           f" delay_max_ms={max(delays) * 1000:.0f}"
           f" within_2s={within}"
-          f" no_leader_median={statistics.median(no_leader_s):.1f}"
-          f" no_leader_max={max(no_leader_s):.1f}"
+          f" no_leader_median={statistics.median(leader_no_leader):.1f}"
+          f" no_leader_max={max(leader_no_leader):.1f}"
           f" no_meta_median={statistics.median(no_meta_s):.1f}"
           f" no_meta_max={max(no_meta_s):.1f}"
           + "".join(f" slow_{c}={n}" for c, n in slow_by_cause.items()))

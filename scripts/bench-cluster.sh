@@ -230,10 +230,11 @@ Where the slow ones went: each batch a node had not applied 2 s after its acknow
 charged to that node's state at the 2 s mark (bench/failover.py's docstring): its connection
 down (reconnect), the stream without a leader in the servers' \`/jsz\` (polled every 100 ms),
 its consumer failed or stalled and not yet back (recreating, from its log), or none of these
-(silent: a consumer flowd still thought alive). The broker's own share: per kill, the time
-the stream had no leader, and JetStream's meta group (which creates consumers) none.
+(silent: a consumer flowd still thought alive). The broker's own share: the time the stream
+had no leader after each leader kill, and JetStream's meta group (which creates consumers)
+none after each kill.
 
-| slow (node, batch) | no leader | recreating | reconnect | silent | no stream leader per kill, median / max s | no meta leader per kill, median / max s |
+| slow (node, batch) | no leader | recreating | reconnect | silent | no stream leader per leader kill, median / max s | no meta leader per kill, median / max s |
 | --- | --- | --- | --- | --- | --- | --- |
 | $(( $(ff slow_no_leader) + $(ff slow_recreating) + $(ff slow_reconnect) + $(ff slow_silent) )) | $(ff slow_no_leader) | $(ff slow_recreating) | $(ff slow_reconnect) | $(ff slow_silent) | $(ff no_leader_median) / $(ff no_leader_max) | $(ff no_meta_median) / $(ff no_meta_max) |
 EOF
