@@ -15,6 +15,7 @@
 #   BENCH_SECONDS (default 8) sets the length of each throughput run.
 #   FAILOVER_KILLS (default 20, at least 2) sets the number of kills; CLUSTER_SECTIONS
 #   (default "throughput,failover") runs only the sections named (a short check of one).
+#   FAILOVER_LOGS=DIR keeps both nodes' and the three servers' logs of the failover section.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
@@ -156,9 +157,17 @@ if section failover; then
     echo "== failover: $kills nats-server kills (every other one the stream's leader) under one writer, 2 nodes" >&2
     start_flowd FLOWD_NODE_NAME=fa FLOWD_CLUSTER_STREAM=FAILOVER FLOWD_CLUSTER_PUBLISH_TIMEOUT=10s -- --cluster "$urls"
     fa_port=$flowd_port
+    fa_log=$flowd_log
     start_flowd FLOWD_NODE_NAME=fb FLOWD_CLUSTER_STREAM=FAILOVER FLOWD_CLUSTER_PUBLISH_TIMEOUT=10s -- --cluster "$urls"
     fb_port=$flowd_port
-    f=$(taskset -c "$client_cpu" python3 bench/failover.py "$work/servers.json" "$fa_port" "$fb_port" FAILOVER 30 "$kills")
+    fb_log=$flowd_log
+    f=$(taskset -c "$client_cpu" python3 bench/failover.py "$work/servers.json" "$fa_port" "$fb_port" FAILOVER 30 "$kills" "$fa_log" "$fb_log")
+    if [ -n "${FAILOVER_LOGS:-}" ]; then
+        mkdir -p "$FAILOVER_LOGS"
+        cp "$fa_log" "$FAILOVER_LOGS/flowd-a.log"
+        cp "$fb_log" "$FAILOVER_LOGS/flowd-b.log"
+        for i in 0 1 2; do cp "$work/n$i/server.log" "$FAILOVER_LOGS/nats-n$i.log" 2>/dev/null || true; done
+    fi
     echo "$f" >&2
 fi
 
@@ -216,5 +225,17 @@ flight at the kill included), its acknowledgement to the moment both nodes had a
 | kills | batches acknowledged while a server was down | refused | ack -> applied on both, p50 / p99 / max ms | within 2 s |
 | --- | --- | --- | --- | --- |
 | $(ff kills) | $(ff batches) | $(ff refused) | $(ff delay_p50_ms) / $(ff delay_p99_ms) / $(ff delay_max_ms) | $(ff within_2s) of $(ff batches) |
+
+Where the slow ones went: each batch a node had not applied 2 s after its acknowledgement,
+charged to that node's state at the 2 s mark (bench/failover.py's docstring): its connection
+down (reconnect), the stream without a leader in the servers' \`/jsz\` (polled every 100 ms),
+its consumer failed or stalled and not yet back (recreating, from its log), or none of these
+(silent: a consumer flowd still thought alive). The broker's own share: the time the stream
+had no leader after each leader kill, and JetStream's meta group (which creates consumers)
+none after each kill.
+
+| slow (node, batch) | no leader | recreating | reconnect | silent | no stream leader per leader kill, median / max s | no meta leader per kill, median / max s |
+| --- | --- | --- | --- | --- | --- | --- |
+| $(( $(ff slow_no_leader) + $(ff slow_recreating) + $(ff slow_reconnect) + $(ff slow_silent) )) | $(ff slow_no_leader) | $(ff slow_recreating) | $(ff slow_reconnect) | $(ff slow_silent) | $(ff no_leader_median) / $(ff no_leader_max) | $(ff no_meta_median) / $(ff no_meta_max) |
 EOF
 fi

@@ -70,9 +70,12 @@ void cluster_ingest::note_setup_failure(std::string why) {
 }
 
 bool cluster_ingest::set_up_stream_and_consumer() {
+    jsOptions quick;
+    jsOptions_Init(&quick);
+    quick.Wait = subscribe_wait_ms;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsStreamInfo* si = nullptr;
-    natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &jerr);
+    natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), &quick, &jerr);
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         jsStreamConfig cfg;
         jsStreamConfig_Init(&cfg);
@@ -88,6 +91,8 @@ bool cluster_ingest::set_up_stream_and_consumer() {
             cfg.MaxBytes = static_cast<std::int64_t>(options_.max_bytes);
         }
         cfg.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.max_age).count();
+        // Every replica answers reads by sequence: see apply_by_get().
+        cfg.AllowDirect = true;
         jerr = static_cast<jsErrCode>(0);
         s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
         if (s == NATS_OK) {
@@ -115,6 +120,20 @@ bool cluster_ingest::set_up_stream_and_consumer() {
     }
     auto const window_ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(options_.duplicate_window).count();
+    if (si->Config != nullptr) {
+        direct_get_ = si->Config->AllowDirect;
+        if (!direct_get_ && !told_no_direct_get_) {
+            told_no_direct_get_ = true;
+            // Not changed here: a stream update sends the whole configuration, and fields
+            // this client does not know would be reset.
+            log_->warn(
+                "cluster: stream {} was created without allow_direct: while JetStream has no "
+                "meta leader (after its server died) this node cannot read the stream by "
+                "sequence and applies nothing until a consumer can be created again; `nats "
+                "stream edit {} --allow-direct` turns it on",
+                options_.stream, options_.stream);
+        }
+    }
     if (si->Config != nullptr &&
         (si->Config->Duplicates != window_ns || si->Config->Replicas != options_.replicas)) {
         // Not changed behind the operator's back: a smaller window would weaken retries.
@@ -252,16 +271,18 @@ void cluster_ingest::apply_message(void* raw) {
     std::uint64_t left = 0;
     std::int64_t stamp_ns = 0;
     bool know_left = true;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    if (natsMsg_GetSequence(msg) > 0) {
+        // Fetched by sequence (apply_by_get()): no consumer metadata, so no pending count.
+        // Asked first: asking a fetched message for consumer metadata fails and leaves its
+        // error as the thread's last one, which later warnings would quote.
+        seq = natsMsg_GetSequence(msg);
+        stamp_ns = natsMsg_GetTime(msg);
+        know_left = false;
+    } else if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         seq = meta->Sequence.Stream;
         left = meta->NumPending;
         stamp_ns = meta->Timestamp;
         jsMsgMetaData_Destroy(meta);
-    } else if (natsMsg_GetSequence(msg) > 0) {
-        // Fetched by sequence (apply_by_get()): no consumer metadata, so no pending count.
-        seq = natsMsg_GetSequence(msg);
-        stamp_ns = natsMsg_GetTime(msg);
-        know_left = false;
     } else {
         return;  // not a stream message (a heartbeat the library did not swallow)
     }
@@ -311,10 +332,12 @@ void cluster_ingest::apply_message(void* raw) {
 void cluster_ingest::apply_by_get() {
     // A consumer is created through JetStream's meta leader: when the server killed was
     // that leader, no consumer can be created until another is elected (seconds, past
-    // min_seq_wait). Reading a message by sequence is answered by the stream's own leader,
-    // so while the consumer is being recreated the node keeps applying this way. A missing
-    // sequence (the end of the stream, or one deleted) ends it; the consumer, once back,
-    // judges gaps as always.
+    // min_seq_wait, more on a loaded host). Meanwhile the node keeps applying by reading
+    // each next sequence. A direct get is answered by any replica holding it (replicas
+    // store only committed messages); the JetStream API's get (a stream created without
+    // allow_direct) is refused by every server while the meta group has no leader. A
+    // missing sequence (the end of the stream, a replica behind, one deleted) ends the
+    // round; the consumer, once back, judges gaps as always.
     if (!connected() || halted_.load(std::memory_order_acquire)) {
         return;
     }
@@ -324,9 +347,17 @@ void cluster_ingest::apply_by_get() {
     std::size_t applied = 0;
     for (; applied < 4096; ++applied) {
         natsMsg* msg = nullptr;
-        jsErrCode jerr = static_cast<jsErrCode>(0);
-        if (js_GetMsg(&msg, js_, options_.stream.c_str(), applied_seq() + 1, &jo, &jerr) !=
-            NATS_OK) {
+        natsStatus s = NATS_OK;
+        if (direct_get_) {
+            jsDirectGetMsgOptions by;
+            jsDirectGetMsgOptions_Init(&by);
+            by.Sequence = applied_seq() + 1;
+            s = js_DirectGetMsg(&msg, js_, options_.stream.c_str(), &jo, &by);
+        } else {
+            jsErrCode jerr = static_cast<jsErrCode>(0);
+            s = js_GetMsg(&msg, js_, options_.stream.c_str(), applied_seq() + 1, &jo, &jerr);
+        }
+        if (s != NATS_OK) {
             break;
         }
         apply_message(msg);
@@ -448,12 +479,15 @@ void cluster_ingest::apply_loop() {
             }
             next_setup = clock::time_point::max();  // applies nothing more; serves GET only
         }
+        // While the consumer is being recreated, every pass reads what it missed: a try to
+        // recreate it can block for its whole timeout (subscribe_wait_ms) and fail, so
+        // reading only after a failed try left batches waiting for it.
+        if (sub_ == nullptr && consume_outage_since_.load(std::memory_order_relaxed) != 0) {
+            apply_by_get();
+        }
         if (sub_ == nullptr && clock::now() >= next_setup) {
             if (!connected() || !set_up_stream_and_consumer()) {
                 next_setup = clock::now() + resubscribe_after;
-                if (consume_outage_since_.load(std::memory_order_relaxed) != 0) {
-                    apply_by_get();
-                }
             }
         }
         if (sub_ != nullptr) {

@@ -54,10 +54,14 @@ inline problem cluster_unavailable(std::string detail) {
     return problem{problem_type::cluster_unavailable, std::move(detail), {}, {}};
 }
 
+// The status's text, with the thread's last error when that error is the status's own: the
+// last error outlives the call that set it (a direct get's "Not Found" at the end of the
+// stream), and quoted after a later timeout it names the wrong cause.
 inline std::string status_text(natsStatus s) {
-    char const* last = nats_GetLastError(nullptr);
+    natsStatus last_status = NATS_OK;
+    char const* last = nats_GetLastError(&last_status);
     std::string out = natsStatus_GetText(s);
-    if (last != nullptr && *last != '\0') {
+    if (last != nullptr && *last != '\0' && last_status == s) {
         out += " (";
         out += last;
         out += ")";

@@ -910,6 +910,13 @@ TEST_F(ClusterTest, StreamLeaderKilledWhilePostingCostsLatencyNotErrors) {
     w.post(20);
     int const leader = stream_leader(nats, "LEADER");
     ASSERT_GE(leader, 0);
+    // A node whose consumer died with its server reads the stream by sequence until the
+    // consumer is back; when that server was also JetStream's meta leader, only a direct get
+    // (any replica answers) works until another is elected: the stream must allow it.
+    auto const info =
+        nlohmann::json::parse(stream_api(nats, "$JS.API.STREAM.INFO.LEADER"), nullptr, false);
+    ASSERT_TRUE(info.is_object() && info.contains("config")) << info.dump();
+    EXPECT_TRUE(info["config"].value("allow_direct", false)) << info.dump();
 
     // nats-server 2.9 elects a new leader 4-6 s after the kill here (its Raft election
     // timeouts): the one POST in flight waits for it, the rest go through at once. At the

@@ -226,9 +226,13 @@ private:
     std::atomic<bool> caught_up_{false};
     std::atomic<bool> closing_{false};
     std::atomic<std::uint64_t> next_id_{0};
-    std::uint64_t catch_up_target_ = 0;   // owned by the apply thread
-    bool have_target_ = false;            // owned by the apply thread
-    std::string last_setup_error_;        // owned by the apply thread
+    std::uint64_t catch_up_target_ = 0;  // owned by the apply thread
+    bool have_target_ = false;           // owned by the apply thread
+    std::string last_setup_error_;       // owned by the apply thread
+    // The stream allows direct gets (any replica answers a read by sequence); owned by the
+    // apply thread, learnt from the stream's configuration.
+    bool direct_get_ = false;
+    bool told_no_direct_get_ = false;     // owned by the apply thread: its warning is logged once
     std::uint64_t checkpointed_seq_ = 0;  // owned by the apply thread: handed to a write
     // The stall watchdog's view (apply thread only): when a message last arrived, when the
     // stream was last asked for its last sequence.
