@@ -54,6 +54,8 @@ public:
         std::string h = raw_.substr(0, end);
         raw_.erase(0, end);
         head_done_ = true;
+        // The body's first chunks may have come in the same read as the head.
+        dechunk();
         return h;
     }
 
