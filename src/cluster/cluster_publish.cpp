@@ -64,10 +64,12 @@ void cluster_ingest::submit(flow_batch batch, ingest_request info, completion do
                 break;
         }
     }
-    // The record is exactly the local log's, so a stream message and a log frame carry one
-    // format (and checkpoints, later, one shape of position).
-    wal::encoded_payload payload = wal::encode_payload(
-        batch, info.idempotency ? &*info.idempotency : nullptr, info.accepted_unix_ms);
+    // The record is a local log's payload, so a stream message and a log frame share one
+    // decoder. Of kind 1: a node of the release before name tables skips (cluster_apply)
+    // what it cannot decode, so while such nodes may share the stream, only kind 1 is safe.
+    wal::encoded_payload payload =
+        wal::encode_payload(batch, info.idempotency ? &*info.idempotency : nullptr,
+                            info.accepted_unix_ms, wal::payload_kind::inline_names);
     pending p{
         std::move(done),
         batch.record_count(),

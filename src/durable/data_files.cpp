@@ -185,7 +185,7 @@ snapshot_info write_snapshot(fs::path const& dir, std::uint64_t covered_seq,
         file_writer out{fd.get(), tmp.string()};
         std::string& b = out.buffer();
         b += snapshot_magic;
-        put_u32(b, format_version);
+        put_u32(b, snapshot_version);
         put_u32(b, 0);
         put_u64(b, covered_seq);
         put_u64(b, now_unix_ms);
@@ -245,9 +245,9 @@ std::optional<snapshot_info> verify_snapshot(std::string_view bytes, std::string
     info.keys = head.u64();
     info.idempotency_keys = head.u64();
     info.bytes = bytes.size();
-    if (version != format_version) {
+    if (version != snapshot_version) {
         return fail("format version " + std::to_string(version) + ", this flowd reads " +
-                    std::to_string(format_version));
+                    std::to_string(snapshot_version));
     }
     std::string_view const body = bytes.substr(0, bytes.size() - snapshot_trailer_size);
     reader tail{bytes.substr(body.size())};

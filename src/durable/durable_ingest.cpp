@@ -61,6 +61,7 @@ wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
     log_bytes_since_checkpoint_ = r.log_bytes;
     if (r.last_segment) {
         resume_ = wal::synced_position{*r.last_segment, r.last_segment_size};
+        resume_older_version_ = r.last_segment_version < wal::segment_version;
     }
     metrics_.flows_applied_replay.Increment(static_cast<double>(r.flows_replayed));
     double const seconds = seconds_since(started);
@@ -82,6 +83,10 @@ wal::recovery_result durable_ingest::recover(bool truncate_corrupt) {
 
 void durable_ingest::start() {
     wal_.open(resume_, next_seq_);
+    if (resume_ && resume_older_version_) {
+        // Not appended to: a segment holds records of its own version only (wal_format.hpp).
+        wal_.rotate(next_seq_);
+    }
     auto const now = clock::now();
     next_sync_ = now + options_.fsync_interval;
     last_checkpoint_ = now;
@@ -170,14 +175,20 @@ void durable_ingest::write_group(std::vector<item>& items) {
         return fail_all(items);
     }
     try {
-        std::string buf;
-        buf.reserve(total);
+        // Each frame's header, then its payload where submit() encoded it: no copy into one
+        // buffer first.
+        headers_.resize(items.size());
+        pieces_.clear();
         for (std::size_t i = 0; i < items.size(); ++i) {
-            wal::append_frame(buf, next_seq_ + i, items[i].payload.bytes, items[i].payload.crc);
+            std::string const& payload = items[i].payload.bytes;
+            headers_[i] = wal::frame_header(
+                next_seq_ + i, static_cast<std::uint32_t>(payload.size()), items[i].payload.crc);
+            pieces_.emplace_back(headers_[i].data(), headers_[i].size());
+            pieces_.emplace_back(payload);
         }
         // On a failure the writer cuts the group off again: nothing of it is applied or
         // acknowledged, so none of it may come back at the next start either.
-        wal_.append(buf, options_.fsync_always);
+        wal_.append(pieces_, options_.fsync_always);
     } catch (wal::io_error const& e) {
         mark_failed(e.what());
         return fail_all(items);

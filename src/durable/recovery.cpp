@@ -245,6 +245,7 @@ recovery_result recover(recovery_options const& options, flow_store& store,
             replay_segment(first, path, data, expected, options, store, idempotency, r);
         r.last_segment = first;
         r.last_segment_size = end.offset;
+        (void)read_segment_header(data, &r.last_segment_version);
         if (end.problem.empty()) {
             continue;
         }

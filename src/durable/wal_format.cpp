@@ -12,9 +12,10 @@ namespace {
 
 constexpr std::string_view segment_magic{"FLOWDWAL", 8};
 constexpr std::string_view marker_magic{"FLWDSYNC", 8};
-constexpr std::uint8_t kind_batch = 1;
 // hour, three sizes, three one-byte names, two counters.
 constexpr std::size_t min_entry_size = 4 + 3 + 3 + 16;
+// hour, three name indices, two counters.
+constexpr std::size_t named_entry_size = 4 + 12 + 16;
 
 std::uint32_t frame_crc(std::uint32_t payload_crc, std::uint64_t seq, std::uint32_t size) {
     std::array<unsigned char, 12> tail{};
@@ -178,16 +179,93 @@ bool read_entry(reader& in, flow_batch& batch, std::size_t index) {
     return batch.add(src, dest, vpc, hour, c, index) == flow_batch::add_status::ok;
 }
 
+namespace {
+
+void put_named_entries(std::string& b, flow_batch const& batch) {
+    put_u32(b, static_cast<std::uint32_t>(batch.names().size()));
+    for (std::string_view name : batch.names()) {
+        name = name.substr(0, 255);  // validated names are 1..255 bytes
+        put_u8(b, static_cast<std::uint8_t>(name.size()));
+        b += name;
+    }
+    put_u32(b, static_cast<std::uint32_t>(batch.entries().size()));
+    // Fixed-size entries, written in place: the name bytes are in the table once.
+    std::size_t at = b.size();
+    b.resize(at + batch.entries().size() * named_entry_size);
+    for (batch_entry const& e : batch.entries()) {
+        char* p = b.data() + at;
+        auto le = [&p](std::uint64_t v, std::size_t n) {
+            for (std::size_t i = 0; i < n; ++i) {
+                *p++ = static_cast<char>(v >> (8 * i));
+            }
+        };
+        le(e.record.hour, 4);
+        le(e.names[0], 4);
+        le(e.names[1], 4);
+        le(e.names[2], 4);
+        le(e.record.counters.bytes_tx, 8);
+        le(e.record.counters.bytes_rx, 8);
+        at += named_entry_size;
+    }
+}
+
+bool read_named_entries(reader& in, flow_batch& batch) {
+    std::uint32_t const count = in.u32();
+    if (!in.ok() || count > in.remaining() / 2) {
+        return false;
+    }
+    std::vector<std::string_view> names;
+    names.reserve(count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::uint8_t const size = in.u8();
+        names.push_back(in.bytes(size));
+        if (!in.ok() || size == 0) {
+            return false;
+        }
+    }
+    std::uint32_t const entries = in.u32();
+    if (!in.ok() || entries > in.remaining() / named_entry_size) {
+        return false;
+    }
+    batch.reserve(entries);
+    for (std::uint32_t i = 0; i < entries; ++i) {
+        std::uint32_t const hour = in.u32();
+        std::uint32_t const src = in.u32();
+        std::uint32_t const dest = in.u32();
+        std::uint32_t const vpc = in.u32();
+        flow_counters c;
+        c.bytes_tx = in.u64();
+        c.bytes_rx = in.u64();
+        if (!in.ok() || src >= count || dest >= count || vpc >= count || hour > max_hour ||
+            c.bytes_tx > max_counter || c.bytes_rx > max_counter ||
+            batch.add(names[src], names[dest], names[vpc], hour, c, i) !=
+                flow_batch::add_status::ok) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 encoded_payload encode_payload(flow_batch const& batch, idempotency_claim const* idempotency,
-                               std::uint64_t accepted_unix_ms) {
+                               std::uint64_t accepted_unix_ms, payload_kind kind) {
     encoded_payload out;
     std::string& b = out.bytes;
-    std::size_t size = 32 + batch.entries().size() * 32;
-    for (batch_entry const& e : batch.entries()) {
-        size += e.record.src_app.size() + e.record.dest_app.size() + e.record.vpc_id.size();
+    std::size_t size = 64;
+    if (kind == payload_kind::name_table) {
+        size += batch.entries().size() * named_entry_size;
+        for (std::string_view name : batch.names()) {
+            size += 1 + name.size();
+        }
+    } else {
+        size += batch.entries().size() * min_entry_size;
+        for (batch_entry const& e : batch.entries()) {
+            size += e.record.src_app.size() + e.record.dest_app.size() + e.record.vpc_id.size();
+        }
     }
     b.reserve(size);
-    put_u8(b, kind_batch);
+    put_u8(b, static_cast<std::uint8_t>(kind));
     put_u64(b, accepted_unix_ms);
     put_u64(b, batch.record_count());
     put_u8(b, idempotency != nullptr ? 1 : 0);
@@ -198,10 +276,14 @@ encoded_payload encode_payload(flow_batch const& batch, idempotency_claim const*
         b += idempotency->key;
         put_u64(b, idempotency->fingerprint);
     }
-    put_u32(b, static_cast<std::uint32_t>(batch.entries().size()));
-    for (batch_entry const& e : batch.entries()) {
-        put_entry(b, e.record.src_app, e.record.dest_app, e.record.vpc_id, e.record.hour,
-                  e.record.counters);
+    if (kind == payload_kind::name_table) {
+        put_named_entries(b, batch);
+    } else {
+        put_u32(b, static_cast<std::uint32_t>(batch.entries().size()));
+        for (batch_entry const& e : batch.entries()) {
+            put_entry(b, e.record.src_app, e.record.dest_app, e.record.vpc_id, e.record.hour,
+                      e.record.counters);
+        }
     }
     out.crc = crc32c(0, b);
     return out;
@@ -210,7 +292,8 @@ encoded_payload encode_payload(flow_batch const& batch, idempotency_claim const*
 std::optional<log_record> decode_payload(std::string_view payload) {
     reader in{payload};
     log_record r;
-    if (in.u8() != kind_batch) {
+    auto const kind = static_cast<payload_kind>(in.u8());
+    if (kind != payload_kind::inline_names && kind != payload_kind::name_table) {
         return std::nullopt;
     }
     r.accepted_unix_ms = in.u64();
@@ -226,29 +309,47 @@ std::optional<log_record> decode_payload(std::string_view payload) {
         c.fingerprint = in.u64();
         r.idempotency = std::move(c);
     }
-    std::uint32_t const entries = in.u32();
-    if (!in.ok() || entries > in.remaining() / min_entry_size) {
-        return std::nullopt;
-    }
-    r.batch.reserve(entries);
-    for (std::uint32_t i = 0; i < entries; ++i) {
-        if (!read_entry(in, r.batch, i)) {
+    if (kind == payload_kind::name_table) {
+        if (!read_named_entries(in, r.batch)) {
             return std::nullopt;
         }
+    } else {
+        std::uint32_t const entries = in.u32();
+        if (!in.ok() || entries > in.remaining() / min_entry_size) {
+            return std::nullopt;
+        }
+        r.batch.reserve(entries);
+        for (std::uint32_t i = 0; i < entries; ++i) {
+            if (!read_entry(in, r.batch, i)) {
+                return std::nullopt;
+            }
+        }
     }
-    if (in.remaining() != 0 || records < entries) {
+    if (in.remaining() != 0 || records < r.batch.entries().size()) {
         return std::nullopt;
     }
     r.batch.set_record_count(records);
     return r;
 }
 
+std::array<char, frame_header_size> frame_header(std::uint64_t seq, std::uint32_t size,
+                                                 std::uint32_t payload_crc) {
+    std::array<char, frame_header_size> out{};
+    auto le = [&out](std::size_t at, std::uint64_t v, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            out[at + i] = static_cast<char>(v >> (8 * i));
+        }
+    };
+    le(0, size, 4);
+    le(4, frame_crc(payload_crc, seq, size), 4);
+    le(8, seq, 8);
+    return out;
+}
+
 void append_frame(std::string& out, std::uint64_t seq, std::string_view payload,
                   std::uint32_t payload_crc) {
-    auto const size = static_cast<std::uint32_t>(payload.size());
-    put_u32(out, size);
-    put_u32(out, frame_crc(payload_crc, seq, size));
-    put_u64(out, seq);
+    auto const h = frame_header(seq, static_cast<std::uint32_t>(payload.size()), payload_crc);
+    out.append(h.data(), h.size());
     out += payload;
 }
 
@@ -284,7 +385,7 @@ frame read_frame(std::string_view data) noexcept {
 
 std::string segment_header(std::uint64_t first_seq) {
     std::string h(segment_magic);
-    put_u32(h, format_version);
+    put_u32(h, segment_version);
     put_u32(h, static_cast<std::uint32_t>(segment_header_size));
     put_u64(h, first_seq);
     put_u32(h, 0);
@@ -292,7 +393,8 @@ std::string segment_header(std::uint64_t first_seq) {
     return h;
 }
 
-std::optional<std::uint64_t> read_segment_header(std::string_view data) noexcept {
+std::optional<std::uint64_t> read_segment_header(std::string_view data,
+                                                 std::uint32_t* version_out) noexcept {
     if (data.size() < segment_header_size || data.substr(0, 8) != segment_magic) {
         return std::nullopt;
     }
@@ -302,9 +404,12 @@ std::optional<std::uint64_t> read_segment_header(std::string_view data) noexcept
     std::uint64_t const first = in.u64();
     (void)in.u32();
     std::uint32_t const crc = in.u32();
-    if (version != format_version || size != segment_header_size ||
-        crc != crc32c(0, data.substr(0, segment_header_size - 4))) {
+    if (version < oldest_segment_version || version > segment_version ||
+        size != segment_header_size || crc != crc32c(0, data.substr(0, segment_header_size - 4))) {
         return std::nullopt;
+    }
+    if (version_out != nullptr) {
+        *version_out = version;
     }
     return first;
 }

@@ -1,10 +1,15 @@
 #include "flowd/durable/wal_writer.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "file_support.hpp"
@@ -94,11 +99,50 @@ void wal_writer::rotate(std::uint64_t first_seq) {
     write_marker(true);
 }
 
+namespace {
+
+// writev until every piece is written, IOV_MAX pieces at a time, resuming after a short write.
+void write_all(int fd, std::span<std::string_view const> pieces, std::string const& what) {
+    std::vector<iovec> iov;
+    iov.reserve(std::min<std::size_t>(pieces.size(), IOV_MAX));
+    std::size_t next = 0;
+    std::size_t skip = 0;  // bytes of pieces[next] already written
+    while (next < pieces.size()) {
+        iov.clear();
+        for (std::size_t i = next; i < pieces.size() && iov.size() < IOV_MAX; ++i) {
+            std::string_view const p = i == next ? pieces[i].substr(skip) : pieces[i];
+            iov.push_back(iovec{const_cast<char*>(p.data()), p.size()});
+        }
+        ssize_t const n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw io_error(errno_text("write " + what));
+        }
+        auto left = static_cast<std::size_t>(n);
+        while (next < pieces.size() && left >= pieces[next].size() - skip) {
+            left -= pieces[next].size() - skip;
+            skip = 0;
+            ++next;
+        }
+        skip += left;
+    }
+}
+
+}  // namespace
+
 void wal_writer::append(std::string_view frames, bool sync_now) {
+    append(std::span<std::string_view const>(&frames, 1), sync_now);
+}
+
+void wal_writer::append(std::span<std::string_view const> pieces, bool sync_now) {
     std::uint64_t const size_before = segment_size_;
     try {
-        write_all(fd_, frames, segment_name(segment_first_));
-        segment_size_ += frames.size();
+        write_all(fd_, pieces, segment_name(segment_first_));
+        for (std::string_view const p : pieces) {
+            segment_size_ += p.size();
+        }
         dirty_ = true;
         if (sync_now) {
             sync();

@@ -303,8 +303,9 @@ TEST(DurabilityTest, LogWriteFailureAnswers503AndRecoversWhenWritableAgain) {
     // The soft limit only: lowering the hard one could not be undone without privileges.
     rlimit small{8192, RLIM_INFINITY};
     ASSERT_EQ(::prlimit(flowd.pid(), RLIMIT_FSIZE, &small, nullptr), 0);
+    // Well over the limit in the log, whose records hold each name once: 400 rows of 32 bytes.
     std::string big = "[";
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 400; ++i) {
         big += (i == 0 ? "" : ",") + flow_json("src-" + std::to_string(i), "dest-padding-padding",
                                                "vpc-padding", 5, 5, 1);
     }
@@ -323,7 +324,7 @@ TEST(DurabilityTest, LogWriteFailureAnswers503AndRecoversWhenWritableAgain) {
     flowd_process restarted{with_dir(data.path())};
     http_client c2{restarted.port()};
     auto const totals = get_hour(c2, 1);
-    EXPECT_EQ(totals.size(), 201U);
+    EXPECT_EQ(totals.size(), 401U);
     EXPECT_EQ(totals.at("a|b|c"), (std::pair<std::uint64_t, std::uint64_t>{1, 1}));
     EXPECT_EQ(totals.at("src-7|dest-padding-padding|vpc-padding"),
               (std::pair<std::uint64_t, std::uint64_t>{5, 5}))

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -8,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -94,6 +96,10 @@ private:
     // Owned by the log thread (and by recover()/start() before it runs).
     wal::wal_writer wal_;
     std::optional<wal::synced_position> resume_;  // the segment recovery ended in
+    bool resume_older_version_ = false;           // ... written by an earlier release
+    // write_group()'s frame headers and the pieces it hands to writev, kept between groups.
+    std::vector<std::array<char, wal::frame_header_size>> headers_;
+    std::vector<std::string_view> pieces_;
     std::uint64_t next_seq_ = 1;
     clock::time_point next_sync_;
     clock::time_point next_heal_;

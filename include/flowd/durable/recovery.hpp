@@ -34,6 +34,7 @@ struct recovery_result {
     // The segment to append to (its first seq) and its valid size; nothing: start a new one.
     std::optional<std::uint64_t> last_segment;
     std::uint64_t last_segment_size = 0;
+    std::uint32_t last_segment_version = 0;  // its header's (0: torn or bad)
 };
 
 // Loads the newest valid snapshot into `store` and `idempotency` (both empty), replays

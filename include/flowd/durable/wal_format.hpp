@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -15,11 +16,19 @@
 //   header  32 bytes: "FLOWDWAL" | u32 version | u32 header size | u64 first seq | u32 0 |
 //           u32 CRC-32C of the 28 bytes before it
 //   frames  u32 payload size | u32 CRC-32C of (payload, seq, payload size) | u64 seq | payload
-//   payload u8 kind (1 = batch) | u64 accepted unix ms | u64 records | u8 has key |
+//   payload u8 kind | u64 accepted unix ms | u64 records | u8 has key |
 //           [u8 scope size | scope | u8 key size | key | u64 body fingerprint] |
-//           u32 entries | entries
+//           kind 1 (a batch, each entry with its names; the only kind of version 1):
+//             u32 entries | entries
+//           kind 2 (a batch with a name table, from version 2; each distinct name once):
+//             u32 names | names x (u8 size | name) | u32 entries | entries x named entry
 //   entry   u32 hour | u8 src size | u8 dest size | u8 vpc size | src | dest | vpc |
 //           u64 bytes_tx | u64 bytes_rx
+//   named entry  u32 hour | u32 src | u32 dest | u32 vpc (indices into the name table) |
+//           u64 bytes_tx | u64 bytes_rx
+// A segment of version 2 holds either kind; one of version 1 only kind 1 (flowd goes on in
+// a new segment rather than append to an older version's). Cluster mode's stream messages
+// are the same payloads, of kind 1 (see cluster_publish.cpp).
 //
 // Snapshot     snapshot-<covered seq, 16 hex>.snap (written as .tmp, then renamed)
 //   header  "FLOWDSNP" | u32 version | u32 0 | u64 covered seq | u64 created unix ms |
@@ -34,7 +43,11 @@
 //   to be fsynced.
 namespace flowd::wal {
 
-inline constexpr std::uint32_t format_version = 1;
+// The version new log segments are written in; recovery reads every version from
+// oldest_segment_version on (tests/data/datadir-v<N> holds a directory of each release).
+inline constexpr std::uint32_t segment_version = 2;
+inline constexpr std::uint32_t oldest_segment_version = 1;
+inline constexpr std::uint32_t snapshot_version = 1;
 inline constexpr std::size_t segment_header_size = 32;
 inline constexpr std::size_t frame_header_size = 16;
 // A payload larger than this is corrupt: a batch is at most max_body_bytes of JSON, and
@@ -84,11 +97,18 @@ struct encoded_payload {
     std::string bytes;
     std::uint32_t crc = 0;
 };
+enum class payload_kind : std::uint8_t { inline_names = 1, name_table = 2 };
 [[nodiscard]] encoded_payload encode_payload(flow_batch const& batch,
                                              idempotency_claim const* idempotency,
-                                             std::uint64_t accepted_unix_ms);
+                                             std::uint64_t accepted_unix_ms,
+                                             payload_kind kind = payload_kind::name_table);
 [[nodiscard]] std::optional<log_record> decode_payload(std::string_view payload);
 
+// The header of a frame for a payload of `size` bytes (crc = encoded_payload::crc) as
+// record `seq`.
+[[nodiscard]] std::array<char, frame_header_size> frame_header(std::uint64_t seq,
+                                                               std::uint32_t size,
+                                                               std::uint32_t payload_crc);
 // Appends a whole frame for `payload` (crc = encoded_payload::crc) as record `seq`.
 void append_frame(std::string& out, std::uint64_t seq, std::string_view payload,
                   std::uint32_t payload_crc);
@@ -104,8 +124,10 @@ struct frame {
 [[nodiscard]] frame read_frame(std::string_view data) noexcept;
 
 [[nodiscard]] std::string segment_header(std::uint64_t first_seq);
-// The first seq a segment header names, or nothing when it is not a valid header.
-[[nodiscard]] std::optional<std::uint64_t> read_segment_header(std::string_view data) noexcept;
+// The first seq a segment header names, or nothing when it is not a valid header (or of a
+// version this flowd does not read); `version`, when given, gets the header's version.
+[[nodiscard]] std::optional<std::uint64_t> read_segment_header(
+    std::string_view data, std::uint32_t* version = nullptr) noexcept;
 
 [[nodiscard]] std::string segment_name(std::uint64_t first_seq);
 [[nodiscard]] std::string snapshot_name(std::uint64_t covered_seq);

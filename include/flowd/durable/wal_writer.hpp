@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "flowd/durable/wal_format.hpp"
@@ -51,6 +52,9 @@ public:
     // failure none of them stays counted and the file is cut back to where it was (heal()
     // retries the cut if that fails too), then io_error is thrown.
     void append(std::string_view frames, bool sync_now);
+    // The same for frames in pieces (headers and payloads), written in order with writev
+    // rather than first copied into one buffer.
+    void append(std::span<std::string_view const> pieces, bool sync_now);
     // fsyncs the segment, then records the new end in the marker.
     void sync();
     // After a failure: cuts the segment back to what was written whole and proves the disk

@@ -28,8 +28,13 @@ flow_batch sample() {
 
 TEST(WalFormatTest, PayloadRoundTripsWithAndWithoutKey) {
     idempotency_claim const claim{"exporter-1", "key-42", 0xabcdef};
-    for (bool with_key : {false, true}) {
-        auto const enc = encode_payload(sample(), with_key ? &claim : nullptr, 1234567);
+    for (auto const& [with_key, kind] :
+         {std::pair{false, payload_kind::name_table}, std::pair{true, payload_kind::name_table},
+          std::pair{false, payload_kind::inline_names},
+          std::pair{true, payload_kind::inline_names}}) {
+        SCOPED_TRACE(static_cast<int>(kind));
+        auto const enc = encode_payload(sample(), with_key ? &claim : nullptr, 1234567, kind);
+        EXPECT_EQ(static_cast<payload_kind>(enc.bytes.at(0)), kind);
         EXPECT_EQ(enc.crc, crc32c(0, enc.bytes));
         auto const rec = decode_payload(enc.bytes);
         ASSERT_TRUE(rec.has_value());
@@ -77,11 +82,46 @@ TEST(WalFormatTest, FrameDetectsEveryTruncationAndEveryFlippedByte) {
 }
 
 TEST(WalFormatTest, MalformedPayloadsDoNotDecode) {
-    auto const enc = encode_payload(sample(), nullptr, 1);
-    for (std::size_t cut = 0; cut < enc.bytes.size(); ++cut) {
-        EXPECT_FALSE(decode_payload(enc.bytes.substr(0, cut)).has_value()) << cut;
+    for (auto const kind : {payload_kind::name_table, payload_kind::inline_names}) {
+        auto const enc = encode_payload(sample(), nullptr, 1, kind);
+        for (std::size_t cut = 0; cut < enc.bytes.size(); ++cut) {
+            EXPECT_FALSE(decode_payload(enc.bytes.substr(0, cut)).has_value()) << cut;
+        }
+        EXPECT_FALSE(decode_payload(enc.bytes + "x").has_value());
+        std::string unknown_kind = enc.bytes;
+        unknown_kind[0] = 3;
+        EXPECT_FALSE(decode_payload(unknown_kind).has_value());
     }
-    EXPECT_FALSE(decode_payload(enc.bytes + "x").has_value());
+}
+
+// A name table entry points at names by index: one past the table is refused, and each
+// name is in the payload once however many entries use it.
+TEST(WalFormatTest, NameTableIndicesAreCheckedAndNamesWrittenOnce) {
+    flow_batch b;
+    for (std::uint32_t hour = 0; hour < 50; ++hour) {
+        (void)b.add("checkout-service", "payments-service", "vpc-production", hour, {1, 2}, hour);
+    }
+    auto const table = encode_payload(b, nullptr, 1, payload_kind::name_table);
+    auto const inline_names = encode_payload(b, nullptr, 1, payload_kind::inline_names);
+    auto const occurrences = [](std::string const& bytes) {
+        std::size_t n = 0;
+        for (auto at = bytes.find("checkout-service"); at != std::string::npos;
+             at = bytes.find("checkout-service", at + 1)) {
+            ++n;
+        }
+        return n;
+    };
+    EXPECT_EQ(occurrences(table.bytes), 1U);
+    EXPECT_EQ(occurrences(inline_names.bytes), 50U);
+    auto const back = decode_payload(table.bytes);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->batch.entries().size(), 50U);
+    EXPECT_EQ(back->batch.entries()[49].record.vpc_id, "vpc-production");
+    // The last entry's vpc index (3 names: 0..2) sits 20 bytes before the payload's end.
+    std::string bad = table.bytes;
+    ASSERT_EQ(bad[bad.size() - 20], 2);
+    bad[bad.size() - 20] = 3;
+    EXPECT_FALSE(decode_payload(bad).has_value());
 }
 
 TEST(WalFormatTest, SegmentHeaderNamesAndMarker) {
