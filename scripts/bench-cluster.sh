@@ -5,14 +5,16 @@
 #
 # Three Debian nats-servers with JetStream routed into one cluster on loopback (a 3-replica
 # stream), not pinned; flowd (--threads 1) pinned to core 0 and flowd-loadgen to core 1 as in
-# bench.sh. For each batch size the same load goes to a local-log flowd (--data-dir, fsync
-# interval) and to a cluster-mode flowd, in this run; the apply lag is sampled from the
-# cluster node's /metrics every 100 ms during its load; then a second node started on the
-# same stream from nothing catches up, and its records/s are timed.
+# bench.sh. For each batch size the same load goes, interleaved round by round, to a
+# local-log flowd (--data-dir, fsync interval), to a cluster-mode flowd on a 1-replica stream
+# and to one on a 3-replica stream; the apply lag is sampled from the 3-replica node's
+# /metrics every 100 ms during its load; then a second node started on the same stream from
+# nothing catches up, and its records/s are timed.
 # Last, the failover figures (issue 19): bench/failover.py kills a nats-server
 # FAILOVER_KILLS times (default 20: every other one the stream's leader) under one writer
 # with two cluster nodes, restarting each before the next.
-#   BENCH_SECONDS (default 8) sets the length of each throughput run.
+#   BENCH_SECONDS (default 8) sets the length of each throughput run, BENCH_PAIRS (default 3)
+#   the number of rounds.
 #   FAILOVER_KILLS (default 20, at least 2) sets the number of kills; CLUSTER_SECTIONS
 #   (default "throughput,failover") runs only the sections named (a short check of one).
 #   FAILOVER_LOGS=DIR keeps both nodes' and the three servers' logs of the failover section.
@@ -20,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-8}
 kills=${FAILOVER_KILLS:-20}
+pairs=${BENCH_PAIRS:-3}
 sections=${CLUSTER_SECTIONS:-throughput,failover}
 section() { [[ ",$sections," == *",$1,"* ]]; }
 bin=${1:-build/release}
@@ -105,42 +108,67 @@ stop_flowd() { kill "$flowd_pid"; wait "$flowd_pid" 2>/dev/null || true; }
 
 p99() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
 
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# Values on stdin -> "median (min–max)", two decimals.
+spread() {
+    sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.2f (%.2f–%.2f)", m, v[1], v[NR] }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 rows=()
 if section throughput; then
 for b in 100 1000; do
-    echo "== B=$b: local log (--data-dir, fsync interval)" >&2
+    # Three flowds side by side on core 0, the generator going round them: a local-log one
+    # (--data-dir, fsync interval), one on a 1-replica stream (flowd's own cost of cluster
+    # mode: one server stores each message) and one on a 3-replica stream (a quorum of 2).
+    echo "== B=$b: local log, 1-replica stream, 3-replica stream; $pairs rounds of ${secs}s" >&2
     start_flowd FLOWD_FSYNC=interval -- --data-dir "$work/data-$b"
-    l=$(loadgen --port "$flowd_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
-    echo "$l" | tail -n 3 >&2
-    stop_flowd
-
-    echo "== B=$b: cluster mode (3-replica stream)" >&2
+    local_port=$flowd_port local_pid=$flowd_pid
+    start_flowd FLOWD_NODE_NAME=one FLOWD_CLUSTER_STREAM="ONE$b" FLOWD_CLUSTER_REPLICAS=1 \
+        FLOWD_MIN_SEQ_WAIT=60s -- --cluster "$urls"
+    one_port=$flowd_port one_pid=$flowd_pid
     start_flowd FLOWD_NODE_NAME=bench FLOWD_CLUSTER_STREAM="BENCH$b" FLOWD_MIN_SEQ_WAIT=60s -- --cluster "$urls"
-    node_port=$flowd_port
-    node_pid=$flowd_pid
+    node_port=$flowd_port node_pid=$flowd_pid
     : >"$work/lag"
-    (
-        while kill -0 "$node_pid" 2>/dev/null && [ ! -e "$work/lag.stop" ]; do
-            curl -s "127.0.0.1:$node_port/metrics" |
-                awk '$1 == "flowd_cluster_apply_lag_seconds" { s = $2 } $1 == "flowd_cluster_apply_lag_records" { r = $2 } END { print s, r }' >>"$work/lag"
-            sleep 0.1
+    : >"$work/runs"
+    for round in $(seq "$pairs"); do
+        l=$(loadgen --port "$local_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
+        o=$(loadgen --port "$one_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
+        (
+            while kill -0 "$node_pid" 2>/dev/null && [ ! -e "$work/lag.stop" ]; do
+                curl -s "127.0.0.1:$node_port/metrics" |
+                    awk '$1 == "flowd_cluster_apply_lag_seconds" { s = $2 } $1 == "flowd_cluster_apply_lag_records" { r = $2 } END { print s, r }' >>"$work/lag"
+                sleep 0.1
+            done
+        ) &
+        sampler=$!
+        c=$(loadgen --port "$node_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
+        touch "$work/lag.stop"
+        wait "$sampler" 2>/dev/null || true
+        rm -f "$work/lag.stop"
+        for run in l o c; do
+            echo "$round $run $(echo "${!run}" | field flows_per_s) $(echo "${!run}" | field p99_ms) $(echo "${!run}" | field verify)" >>"$work/runs"
         done
-    ) &
-    sampler=$!
-    c=$(loadgen --port "$flowd_port" --connections 32 --duration "$secs" --batch "$b" --keys 1000 --hours 24)
-    touch "$work/lag.stop"
-    wait "$sampler" 2>/dev/null || true
-    rm -f "$work/lag.stop"
-    echo "$c" | tail -n 3 >&2
+        echo "  round $round: local $(echo "$l" | field flows_per_s), 1-replica $(echo "$o" | field flows_per_s), 3-replica $(echo "$c" | field flows_per_s) flows/s" >&2
+    done
+    col() { awk -v r="$1" -v k="$2" '$2 == r { print $k }' "$work/runs"; }
+    ratios() { paste <(col "$1" 3) <(col l 3) | awk '{ print $1 / $2 }' | spread; }
+    verdicts() { col "$1" 5 | sort -u | paste -sd, -; }
     lag_s=$(awk '{ print $1 }' "$work/lag" | p99)
     lag_r=$(awk '{ print $2 }' "$work/lag" | p99)
     samples=$(wc -l <"$work/lag")
-    lf=$(echo "$l" | field flows_per_s)
-    cf=$(echo "$c" | field flows_per_s)
-    rows+=("| POST B=$b, K=1000 | $cf | $(echo "$c" | field p99_ms) | $(echo "$c" | field verify) | $lf | $(echo "$l" | field p99_ms) | $(echo "$l" | field verify) | $(awk -v a="$cf" -v b="$lf" 'BEGIN{printf "%.2f", a/b}') | $lag_s / $lag_r ($samples samples) |")
+    rows+=("| POST B=$b, K=1000 | $(col l 3 | median) | $(col l 4 | median) | $(col o 3 | median) | $(col o 4 | median) | $(ratios o) | $(col c 3 | median) | $(col c 4 | median) | $(ratios c) | $(verdicts l) / $(verdicts o) / $(verdicts c) | $lag_s / $lag_r ($samples samples) |")
+    if [ "$b" = 1000 ]; then
+        one_ratio=$(paste <(col o 3) <(col l 3) | awk '{ print $1 / $2 }' | median)
+        one_goal=$(awk -v r="$one_ratio" 'BEGIN { print (r >= 0.5) ? "met" : "missed" }')
+        one_spread=$(ratios o)
+    fi
     messages=$(metric "$node_port" flowd_cluster_applied_seq)
     records=$(metric "$node_port" flowd_flows_applied_total '{source="stream"}')
-    stop_flowd
+    stop_pid "$local_pid"
+    stop_pid "$one_pid"
+    stop_pid "$node_pid"
 done
 
 echo "== catch-up: a new node applies stream BENCH1000 from its start" >&2
@@ -177,16 +205,22 @@ cat <<EOF
 
 \`scripts/bench-cluster.sh\`, run by \`make bench\` after the scenarios above, in the same run:
 three Debian \`nats-server\` processes with JetStream routed into one cluster on loopback
-(not pinned: they share both cores with flowd and the generator), a 3-replica stream, one
-cluster-mode flowd (--threads 1, core 0) and flowd-loadgen (32 connections, core 1, ${secs} s).
-The baseline is a local-log flowd (\`--data-dir\`, fsync interval) under the same load. A
-cluster POST is answered after the stream's acknowledgement (a quorum of 2 of 3 replicas
-stored it); "verify" reads with \`min_seq\` at the highest acknowledged sequence. The apply
-lag is \`flowd_cluster_apply_lag_seconds\` / \`_records\` sampled every 100 ms during the load.
+(not pinned: they share both cores with flowd and the generator). Three flowds (--threads 1,
+all on core 0) run side by side: a local-log one (\`--data-dir\`, fsync interval), the
+baseline; a cluster-mode one on a 1-replica stream (one server stores each message: what
+cluster mode itself costs flowd); and one on a 3-replica stream (a POST is answered once a
+quorum of 2 of 3 replicas stored it). flowd-loadgen (32 connections, core 1, ${secs} s a run)
+goes round them $pairs times; each ratio is the median of the rounds' ratios to the local log
+in the same round, with min–max. "verify" reads with \`min_seq\` at the highest acknowledged
+sequence. The apply lag is the 3-replica node's \`flowd_cluster_apply_lag_seconds\` /
+\`_records\` sampled every 100 ms during its runs.
 
-| scenario | cluster flows/s | cluster p99 ms | verify | local-log flows/s | local-log p99 ms | verify | cluster / local log | apply lag p99 s / records |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| scenario | local-log flows/s | p99 ms | 1-replica flows/s | p99 ms | 1-replica / local log | 3-replica flows/s | p99 ms | 3-replica / local log | verify (local / 1 / 3) | apply lag p99 s / records |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 $(printf '%s\n' "${rows[@]}")
+
+Issue 17's goal, POST B=1000 on a 1-replica stream / the local log >= 0.5: **$one_spread,
+$one_goal**.
 
 Catch-up: a node started from nothing on the B=1000 stream ($messages messages, $records
 records) was ready (applied all of it) after $catch_s s: **$catch_rate records/s** (from
