@@ -33,6 +33,57 @@ namespace {
 constexpr char const* version_string = FLOWD_VERSION;
 constexpr char const* commit_string = FLOWD_COMMIT;
 
+// The store's size and limits, read when /metrics is scraped.
+std::shared_ptr<callback_gauges> store_gauges(flow_store const& store) {
+    return std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
+        {"flowd_store_keys", "Aggregated keys in the store",
+         [&store] { return static_cast<double>(store.key_count()); }},
+        {"flowd_store_hour_buckets", "Distinct hours in the store",
+         [&store] { return static_cast<double>(store.hour_count()); }},
+        {"flowd_store_memory_bytes",
+         "Estimated heap bytes held by the store (tables and interned names)",
+         [&store] { return static_cast<double>(store.memory_bytes()); }},
+        {"flowd_store_max_keys",
+         "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
+         [&store] { return static_cast<double>(store.max_keys()); }},
+        {"flowd_store_max_bytes",
+         "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
+         "past it is 507",
+         [&store] { return static_cast<double>(store.max_store_bytes()); }},
+    });
+}
+
+durable_options durable_options_of(config const& cfg) {
+    return durable_options{cfg.data_dir,
+                           cfg.fsync == "always",
+                           cfg.fsync_interval,
+                           cfg.checkpoint_interval,
+                           cfg.checkpoint_log_bytes,
+                           cfg.wal_segment_bytes};
+}
+
+cluster_options cluster_options_of(config const& cfg, idempotency_table* idempotency) {
+    return cluster_options{split_urls(cfg.cluster),
+                           cfg.node_name,
+                           cfg.cluster_stream,
+                           cfg.cluster_replicas,
+                           cfg.idempotency_window,
+                           cfg.cluster_publish_timeout,
+                           cfg.data_dir,
+                           cfg.checkpoint_interval,
+                           cfg.retention_hours,
+                           idempotency,
+                           16'384,
+                           cfg.cluster_max_bytes,
+                           std::chrono::hours(cfg.cluster_max_age_hours),
+                           cfg.cluster_max_pending};
+}
+
+session_limits session_limits_of(config const& cfg, std::size_t max_body_bytes) {
+    return session_limits{max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
+                          cfg.body_timeout, cfg.idle_timeout};
+}
+
 }  // namespace
 
 server::server(config const& cfg, loggers logs)
@@ -42,48 +93,21 @@ server::server(config const& cfg, loggers logs)
       metrics_(*registry_, version_string, commit_string),
       store_(store_options{cfg.store_shards, cfg.max_keys, effective_max_store_bytes(cfg)}),
       process_metrics_(std::make_shared<process_collector>()),
-      store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
-          {"flowd_store_keys", "Aggregated keys in the store",
-           [this] { return static_cast<double>(store_.key_count()); }},
-          {"flowd_store_hour_buckets", "Distinct hours in the store",
-           [this] { return static_cast<double>(store_.hour_count()); }},
-          {"flowd_store_memory_bytes",
-           "Estimated heap bytes held by the store (tables and interned names)",
-           [this] { return static_cast<double>(store_.memory_bytes()); }},
-          {"flowd_store_max_keys",
-           "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
-           [this] { return static_cast<double>(store_.max_keys()); }},
-          {"flowd_store_max_bytes",
-           "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
-           "past it is 507",
-           [this] { return static_cast<double>(store_.max_store_bytes()); }},
-      })),
+      store_metrics_(store_gauges(store_)),
       idempotency_(cfg.idempotency_window, cfg.idempotency_max_keys),
       memory_ingest_(store_, metrics_),
       data_dir_lock_(cfg.data_dir.empty() ? nullptr
                                           : std::make_unique<wal::directory_lock>(cfg.data_dir)),
       durable_(cfg.data_dir.empty() || !cfg.cluster.empty()
                    ? nullptr
-                   : std::make_unique<durable_ingest>(
-                         store_, idempotency_, metrics_,
-                         durable_options{cfg.data_dir, cfg.fsync == "always", cfg.fsync_interval,
-                                         cfg.checkpoint_interval, cfg.checkpoint_log_bytes,
-                                         cfg.wal_segment_bytes},
-                         logs_.app)),
+                   : std::make_unique<durable_ingest>(store_, idempotency_, metrics_,
+                                                      durable_options_of(cfg), logs_.app)),
       cluster_metrics_(cfg.cluster.empty() ? nullptr
                                            : std::make_unique<cluster_metrics>(*registry_)),
-      cluster_(cfg.cluster.empty()
-                   ? nullptr
-                   : std::make_unique<cluster_ingest>(
-                         store_, *cluster_metrics_,
-                         cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
-                                         cfg.cluster_replicas, cfg.idempotency_window,
-                                         cfg.cluster_publish_timeout, cfg.data_dir,
-                                         cfg.checkpoint_interval, cfg.retention_hours,
-                                         &idempotency_, 16'384, cfg.cluster_max_bytes,
-                                         std::chrono::hours(cfg.cluster_max_age_hours),
-                                         cfg.cluster_max_pending},
-                         logs_.app)),
+      cluster_(cfg.cluster.empty() ? nullptr
+                                   : std::make_unique<cluster_ingest>(
+                                         store_, *cluster_metrics_,
+                                         cluster_options_of(cfg, &idempotency_), logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
@@ -95,9 +119,7 @@ server::server(config const& cfg, loggers logs)
       router_(logs_.http),
       flows_(store_, admission_, metrics_, flows_options_of()),
       middleware_(router_, metrics_, logs_.http),
-      services_{middleware_, drain_, metrics_,
-                session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
-                               cfg.body_timeout, cfg.idle_timeout},
+      services_{middleware_, drain_, metrics_, session_limits_of(cfg, cfg.max_body_bytes),
                 logs_.http},
       metrics_router_(logs_.http),
       metrics_middleware_(metrics_router_, metrics_, logs_.http),
@@ -105,24 +127,13 @@ server::server(config const& cfg, loggers logs)
       metrics_services_{metrics_middleware_,
                         drain_,
                         metrics_,
-                        session_limits{64 * 1024, cfg.max_header_bytes, cfg.header_timeout,
-                                       cfg.body_timeout, cfg.idle_timeout},
+                        session_limits_of(cfg, 64 * 1024),
                         logs_.http,
-                        false},
+                        /*count_connections=*/false},
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
-          ioc_, drain_, cfg.grace_period,
-          [this] {
-              listener_->stop();
-              metrics_listener_->stop();
-              if (flow_) {
-                  flow_->stop();
-              }
-              if (streams_) {
-                  streams_->shutdown();  // streams end; they never hold the drain
-              }
-          },
-          [this] { ioc_.stop(); }, logs_.app),
+          ioc_, drain_, cfg.grace_period, [this] { stop_accepting(); }, [this] { ioc_.stop(); },
+          logs_.app),
       reload_signals_(ioc_, SIGHUP),
       retention_timer_(ioc_) {
     if (!cpu_runs_json_implementation()) {
@@ -135,6 +146,21 @@ server::server(config const& cfg, loggers logs)
         metrics_.declare_route(route, method);
     }
 
+    open_listeners();
+    flow_ = make_flow_collector(cfg_, ioc_, mode_ingest(), *registry_, logs_.app);
+    // Logged only once both listeners are bound, so a start that fails (a port in use)
+    // leaves exactly one line on stderr: the error main() prints.
+    log_start();
+    listener_->set_max_connections(effective_max_connections(
+        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
+    listener_->set_io_threads(cfg_.threads);
+    metrics_listener_->set_io_threads(cfg_.threads);
+    log_access();
+    wait_reload();
+    log_mode();
+}
+
+void server::open_listeners() {
     auto const endpoint = resolve_listen("listen", cfg_.listen);
     try {
         listener_ = std::make_shared<listener>(ioc_, endpoint, services_, tls_context_of(cfg_));
@@ -151,11 +177,9 @@ server::server(config const& cfg, loggers logs)
         throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
                                  " (metrics): " + e.code().message());
     }
+}
 
-    flow_ = make_flow_collector(cfg_, ioc_, mode_ingest(), *registry_, logs_.app);
-
-    // Logged only once both listeners are bound, so a start that fails (a port in use)
-    // leaves exactly one line on stderr: the error main() prints.
+void server::log_start() const {
     logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
                     describe(cfg_), json_implementation());
     if (cfg_.max_store_bytes != 0) {
@@ -165,10 +189,9 @@ server::server(config const& cfg, loggers logs)
         logs_.app->info("store bounded at max_store_bytes={} (half of {} {})",
                         store_.max_store_bytes(), limit.source, limit.bytes);
     }
-    listener_->set_max_connections(effective_max_connections(
-        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
-    listener_->set_io_threads(cfg_.threads);
-    metrics_listener_->set_io_threads(cfg_.threads);
+}
+
+void server::log_access() const {
     if (listener_->tls()) {
         logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
                         cfg_.tls_client_ca_file.empty() ? std::string()
@@ -193,7 +216,9 @@ server::server(config const& cfg, loggers logs)
             cfg_.rate_limit_requests_per_second, rate_limits_of(cfg_).requests.burst,
             cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
     }
-    wait_reload();
+}
+
+void server::log_mode() const {
     logs_.app->info("metrics listening on {}", endpoint_text(metrics_listener_->local_endpoint()));
     if (cluster_) {
         logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
@@ -202,6 +227,17 @@ server::server(config const& cfg, loggers logs)
         logs_.app->warn(
             "no data directory: data lives in memory only and is lost when flowd stops "
             "(set --data-dir to keep it)");
+    }
+}
+
+void server::stop_accepting() {
+    listener_->stop();
+    metrics_listener_->stop();
+    if (flow_) {
+        flow_->stop();
+    }
+    if (streams_) {
+        streams_->shutdown();  // streams end; they never hold the drain
     }
 }
 
