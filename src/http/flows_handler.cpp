@@ -296,6 +296,13 @@ void flows_handler::set_cache_headers(http::response_header<>& h, std::string co
     h.set(http::field::cache_control, "public, max-age=" + std::to_string(max_age) + ", immutable");
 }
 
+response flows_handler::not_modified(std::string const& etag, query_plan const& plan,
+                                     std::uint32_t sealed) const {
+    string_response r{http::status::not_modified, 11};
+    set_cache_headers(r.base(), etag, plan, sealed);
+    return response{std::move(r)};
+}
+
 handler_result flows_handler::query(request_context& ctx, query_route route) {
     if (!serving()) {
         return response{recovering_response(ctx.request_id)};
@@ -307,44 +314,11 @@ handler_result flows_handler::query(request_context& ctx, query_route route) {
         }
         return response{problem_response(plan.error(), ctx.request_id)};
     }
-    query_request q;
-    if (route == query_route::hours) {
-        q.format = answer_format::json;
-    } else if (plan->format) {
-        q.format = *plan->format;
-    } else {
-        auto const accept = ctx.req.find(http::field::accept);
-        q.format = accept == ctx.req.end()
-                       ? answer_format::json
-                       : negotiate_format(accept->value(), route == query_route::flows);
-    }
-    auto const ae = ctx.req.find(http::field::accept_encoding);
-    q.gzip = ae != ctx.req.end() && accepts_gzip(ae->value());
-    if (auto const inm = ctx.req.find(http::field::if_none_match); inm != ctx.req.end()) {
-        q.if_none_match = std::string(inm->value());
-    }
-    q.request_id = std::string(ctx.request_id);
-    q.plan = std::move(*plan);
+    query_request q = query_request_of(ctx, std::move(*plan));
     // SPEC's order for a GET: 400, 422, 503 overloaded, then 304. The scan bound is known
     // from the hours' totals, without reading a row.
-    if (q.plan.route != query_route::hours) {
-        std::uint64_t rows = 0;
-        for (hour_stat const& h : store_.hour_stats(q.plan.from, q.plan.to)) {
-            rows += h.keys;
-        }
-        if (rows > options_.query.max_query_scan_rows) {
-            metrics_.count_limit_rejection("max_query_scan_rows");
-            return response{problem_response(
-                problem{problem_type::query_too_large,
-                        "the range " + std::to_string(q.plan.from) + " <= hour < " +
-                            std::to_string(q.plan.to) + " holds " + std::to_string(rows) +
-                            " stored rows, more than max_query_scan_rows (" +
-                            std::to_string(options_.query.max_query_scan_rows) +
-                            "); narrow the range",
-                        {},
-                        {}},
-                q.request_id)};
-        }
+    if (auto refused = refuse_scan(q)) {
+        return std::move(*refused);
     }
     // A heavy query holds a slot under max_concurrent_queries until it has answered.
     std::shared_ptr<query_slot> slot;
@@ -364,19 +338,75 @@ handler_result flows_handler::query(request_context& ctx, query_route route) {
             return response{std::move(r)};
         }
     }
-    if (!q.plan.min_seq || !cluster()) {
-        if (!pool_ || !q.plan.heavy()) {
-            return answer_query(q);
-        }
-        // Off the I/O thread: a long range must not stall the other connections it serves.
-        return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
-            boost::asio::post(*pool_, [this, q = std::move(q), slot, respond = std::move(respond)] {
-                respond(answer_query(q));
-            });
-        }};
+    if (q.plan.min_seq && cluster()) {
+        return answer_when_applied(std::move(q), std::move(slot));
     }
-    // Waits without an I/O thread: the apply thread answers once it reaches min_seq.
+    if (!pool_ || !q.plan.heavy()) {
+        return answer_query(q);
+    }
+    // Off the I/O thread: a long range must not stall the other connections it serves.
     return deferred{[this, q = std::move(q), slot](respond_fn respond) mutable {
+        boost::asio::post(*pool_, [this, q = std::move(q), slot, respond = std::move(respond)] {
+            respond(answer_query(q));
+        });
+    }};
+}
+
+flows_handler::query_request flows_handler::query_request_of(request_context const& ctx,
+                                                             query_plan plan) {
+    query_request q;
+    if (plan.route == query_route::hours) {
+        q.format = answer_format::json;
+    } else if (plan.format) {
+        q.format = *plan.format;
+    } else {
+        auto const accept = ctx.req.find(http::field::accept);
+        q.format = accept == ctx.req.end()
+                       ? answer_format::json
+                       : negotiate_format(accept->value(), plan.route == query_route::flows);
+    }
+    auto const ae = ctx.req.find(http::field::accept_encoding);
+    q.gzip = ae != ctx.req.end() && accepts_gzip(ae->value());
+    if (auto const inm = ctx.req.find(http::field::if_none_match); inm != ctx.req.end()) {
+        q.if_none_match = std::string(inm->value());
+    }
+    q.request_id = std::string(ctx.request_id);
+    q.plan = std::move(plan);
+    return q;
+}
+
+std::uint64_t flows_handler::stored_rows(query_plan const& plan) const {
+    std::uint64_t rows = 0;
+    for (hour_stat const& h : store_.hour_stats(plan.from, plan.to)) {
+        rows += h.keys;
+    }
+    return rows;
+}
+
+std::optional<response> flows_handler::refuse_scan(query_request const& q) const {
+    if (q.plan.route == query_route::hours) {
+        return std::nullopt;
+    }
+    std::uint64_t const rows = stored_rows(q.plan);
+    if (rows <= options_.query.max_query_scan_rows) {
+        return std::nullopt;
+    }
+    metrics_.count_limit_rejection("max_query_scan_rows");
+    return response{problem_response(
+        problem{problem_type::query_too_large,
+                "the range " + std::to_string(q.plan.from) + " <= hour < " +
+                    std::to_string(q.plan.to) + " holds " + std::to_string(rows) +
+                    " stored rows, more than max_query_scan_rows (" +
+                    std::to_string(options_.query.max_query_scan_rows) + "); narrow the range",
+                {},
+                {}},
+        q.request_id)};
+}
+
+handler_result flows_handler::answer_when_applied(query_request q,
+                                                  std::shared_ptr<query_slot> slot) {
+    // Waits without an I/O thread: the apply thread answers once it reaches min_seq.
+    return deferred{[this, q = std::move(q), slot = std::move(slot)](respond_fn respond) mutable {
         std::uint64_t const seq = *q.plan.min_seq;
         options_.wait_applied(
             seq, options_.min_seq_wait,
@@ -410,11 +440,7 @@ response flows_handler::answer_query(query_request const& q) {
         plan.route == query_route::summary || plan.group_by_given || plan.order != order_key::none;
     bool early_304 = !q.if_none_match.empty();
     if (early_304 && counts_groups) {
-        std::uint64_t rows = 0;
-        for (hour_stat const& h : store_.hour_stats(plan.from, plan.to)) {
-            rows += h.keys;
-        }
-        early_304 = rows <= options_.query.max_query_groups;
+        early_304 = stored_rows(plan) <= options_.query.max_query_groups;
     }
     if (early_304) {
         // A 304 costs the totals of the hours in range, never a row.
@@ -422,9 +448,7 @@ response flows_handler::answer_query(query_request const& q) {
         std::string const etag =
             answer_etag(plan, q.format, q.gzip, stats, sealed, options_.etag_seed);
         if (etag_matches(q.if_none_match, etag)) {
-            string_response r{http::status::not_modified, 11};
-            set_cache_headers(r.base(), etag, plan, sealed);
-            return response{std::move(r)};
+            return not_modified(etag, plan, sealed);
         }
     }
     if (plan.plain_hour() && q.format == answer_format::json) {
@@ -445,9 +469,7 @@ response flows_handler::answer_query(query_request const& q) {
     std::string const etag =
         answer_etag(plan, q.format, q.gzip, answer->stats, sealed, options_.etag_seed);
     if (!q.if_none_match.empty() && etag_matches(q.if_none_match, etag)) {
-        string_response r{http::status::not_modified, 11};
-        set_cache_headers(r.base(), etag, plan, sealed);
-        return response{std::move(r)};
+        return not_modified(etag, plan, sealed);
     }
     std::uint64_t const scanned = answer->rows_scanned;
     auto writer = std::make_shared<answer_writer>(std::move(*answer));
