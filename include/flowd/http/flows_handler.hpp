@@ -94,6 +94,8 @@ public:
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    // 503 starting, while the data directory is recovered (POST and GET alike).
+    [[nodiscard]] static string_response recovering_response(std::string_view request_id);
     // Content-Type and Content-Encoding of a POST: the body format and the coding, or 415.
     [[nodiscard]] static std::optional<problem> check_post_headers(request const& req,
                                                                    body_format& format,
