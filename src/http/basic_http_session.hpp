@@ -29,6 +29,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "flowd/http/http_session.hpp"
+#include "session_deadline.hpp"
 
 namespace flowd {
 
@@ -89,7 +90,7 @@ public:
           slot_(std::move(start.slot)),
           refuse_(start.refuse),
           max_connections_(start.max_connections),
-          deadline_(stream_.get_executor()) {
+          deadline_(stream_.get_executor(), beast::get_lowest_layer(stream_).socket()) {
         // Answers are written whole or in chunks, never byte by byte: Nagle's algorithm would
         // only hold a streamed answer's last segment back for the client's delayed ACK.
         beast::error_code ec;
@@ -164,47 +165,6 @@ private:
     void watch_events_peer();
     void on_event_piece(std::string piece, bool end);
 
-    // The deadlines (header, body, idle, write): when one passes, the socket's operation is
-    // cancelled (a read is answered 408; beast's own stream timeout would close the socket
-    // before an answer could go). Arming moves a time point; the timer is rescheduled only
-    // when no wait is pending or the new deadline is earlier than it, and woken early it
-    // waits again for the current deadline: a busy connection does not schedule and cancel
-    // a timer per request. The wait holds the session weakly: a connection that ends is not
-    // kept (with its connection slot) until the deadline.
-    template <class Duration>
-    void arm_deadline(Duration d) {
-        timed_out_ = false;
-        deadline_at_ = std::chrono::steady_clock::now() + d;
-        if (!deadline_waiting_ || deadline_at_ < deadline_.expiry()) {
-            wait_for_deadline();
-        }
-    }
-
-    void wait_for_deadline() {
-        deadline_waiting_ = true;
-        std::uint64_t const wait = ++deadline_wait_;
-        deadline_.expires_at(deadline_at_);  // cancels the wait pending, if any
-        deadline_.async_wait([weak = this->weak_from_this(), wait](beast::error_code ec) {
-            auto const self = weak.lock();
-            if (!self || wait != self->deadline_wait_) {
-                return;
-            }
-            self->deadline_waiting_ = false;
-            if (ec || self->deadline_at_ == no_deadline) {
-                return;
-            }
-            if (std::chrono::steady_clock::now() < self->deadline_at_) {
-                return self->wait_for_deadline();
-            }
-            self->deadline_at_ = no_deadline;
-            self->timed_out_ = true;
-            beast::error_code ignored;
-            self->tcp().socket().cancel(ignored);
-        });
-    }
-
-    void disarm_deadline() { deadline_at_ = no_deadline; }
-
     // How a connection ends, whichever part ends it.
 
     // A deadline passed on an idle read or a write: the socket goes at once, as the stream's
@@ -223,7 +183,7 @@ private:
             return;
         }
         closed_ = true;
-        disarm_deadline();
+        deadline_.disarm();
         finish_request();
         beast::error_code ec;
         if constexpr (is_tls) {
@@ -288,13 +248,7 @@ private:
     bool closed_ = false;
     bool unread_input_ = false;  // the peer may still be sending bytes we will not read
     std::array<char, 4096> linger_buffer_{};
-    // The header, body, idle and write deadlines (arm_deadline).
-    static constexpr auto no_deadline = std::chrono::steady_clock::time_point::max();
-    net::steady_timer deadline_;
-    std::chrono::steady_clock::time_point deadline_at_ = no_deadline;
-    std::uint64_t deadline_wait_ = 0;  // which wait is current: a replaced one is ignored
-    bool deadline_waiting_ = false;
-    bool timed_out_ = false;
+    session_deadline deadline_;  // the header, body, idle and write deadlines
     bool head_request_ = false;  // answer with the headers only
     unsigned char first_byte_ = 0;
     std::string raw_answer_;  // a head or a plain-text answer being written

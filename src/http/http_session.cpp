@@ -33,8 +33,8 @@ inline void basic_http_session<Stream>::on_start() {
         // Look at the first byte before the handshake: plain HTTP sent here gets a
         // readable 400, as nginx answers it, instead of a silent close. A raw socket
         // operation: the stream's own expiry does not cover it, the deadline does.
-        arm_deadline(refuse_ ? std::chrono::milliseconds(refusal_time)
-                             : std::chrono::milliseconds(services_.limits.header_timeout));
+        deadline_.arm(*this, refuse_ ? std::chrono::milliseconds(refusal_time)
+                                     : std::chrono::milliseconds(services_.limits.header_timeout));
         tcp().socket().async_receive(
             net::buffer(&first_byte_, 1), net::socket_base::message_peek,
             beast::bind_front_handler(&basic_http_session::on_peek, self()));
@@ -92,7 +92,7 @@ inline void basic_http_session<Stream>::do_wait() {
         return do_close();
     }
     waiting_idle_ = true;
-    arm_deadline(services_.limits.idle_timeout);
+    deadline_.arm(*this, services_.limits.idle_timeout);
     stream_.async_read_some(buffer_.prepare(first_read_bytes),
                             beast::bind_front_handler(&basic_http_session::on_first_bytes, self()));
 }
@@ -101,7 +101,7 @@ template <class Stream>
 inline void basic_http_session<Stream>::on_first_bytes(beast::error_code ec, std::size_t n) {
     waiting_idle_ = false;
     if (ec) {
-        if (timed_out_) {
+        if (deadline_.timed_out()) {
             services_.metrics.count_limit_rejection("idle_timeout");
             close_socket();
         } else if (!benign(ec)) {
@@ -130,7 +130,7 @@ inline void basic_http_session<Stream>::start_request() {
     parser_->header_limit(services_.limits.max_header_bytes + 4);
     // A total deadline from the first byte to the end of the head (SPEC Security).
     tcp().expires_never();
-    arm_deadline(services_.limits.header_timeout);
+    deadline_.arm(*this, services_.limits.header_timeout);
     read_head();
 }
 
@@ -185,7 +185,7 @@ inline void basic_http_session<Stream>::parse_buffered_head() {
 template <class Stream>
 inline void basic_http_session<Stream>::on_head_bytes(beast::error_code ec, std::size_t n) {
     if (ec) {
-        if (timed_out_) {
+        if (deadline_.timed_out()) {
             services_.metrics.count_limit_rejection("header_timeout");
             return send_early(problem_type::request_timeout,
                               "the request head did not arrive within header_timeout (" +
@@ -241,13 +241,13 @@ inline void basic_http_session<Stream>::on_header(beast::error_code ec, std::siz
         meta.tls_client_cn = client_cn_;
         meta.remote_ip = remote_ip_;
         if (auto refused = services_.mw.precheck(parser_->get(), meta)) {
-            disarm_deadline();
+            deadline_.disarm();
             unread_input_ = true;
             head_request_ = false;
             return send(std::move(*refused));
         }
         static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
-        disarm_deadline();
+        deadline_.disarm();
         tcp().expires_after(services_.limits.idle_timeout);
         return net::async_write(
             stream_, net::buffer(interim.data(), interim.size()),
@@ -294,7 +294,7 @@ inline void basic_http_session<Stream>::do_read_body() {
     }
     // A fresh deadline before each read: the body timeout counts time without progress.
     tcp().expires_never();
-    arm_deadline(services_.limits.body_timeout);
+    deadline_.arm(*this, services_.limits.body_timeout);
     http::async_read_some(stream_, buffer_, *parser_,
                           beast::bind_front_handler(&basic_http_session::on_body, self()));
 }
@@ -310,7 +310,7 @@ inline void basic_http_session<Stream>::on_body(beast::error_code ec, std::size_
                           "the request body framing is not valid HTTP/1.1: " + ec.message());
     }
     if (ec) {
-        if (timed_out_) {
+        if (deadline_.timed_out()) {
             services_.metrics.count_limit_rejection("body_timeout");
             return send_early(problem_type::request_timeout,
                               "the request body made no progress within body_timeout (" +
@@ -326,7 +326,7 @@ inline void basic_http_session<Stream>::on_body(beast::error_code ec, std::size_
 
 template <class Stream>
 inline void basic_http_session<Stream>::dispatch_request() {
-    disarm_deadline();
+    deadline_.disarm();
     tcp().expires_never();
     request& req = parser_->get();
     head_request_ = req.method() == http::verb::head;
@@ -368,7 +368,7 @@ inline void basic_http_session<Stream>::send_early(problem_type type, std::strin
     // The request could not be parsed, so there is nothing to route: answer it with the
     // same request id and metrics as the middleware would, then close, since the stream
     // cannot be trusted past this point.
-    disarm_deadline();
+    deadline_.disarm();
     unread_input_ = true;
     std::string const id = new_request_id();
     string_response r = problem_response(problem{type, std::move(detail), {}, {}}, id);
@@ -397,7 +397,7 @@ inline void basic_http_session<Stream>::send(response r) {
         }
     }
     // A client that stops reading the answer is closed past idle_timeout.
-    arm_deadline(services_.limits.idle_timeout);
+    deadline_.arm(*this, services_.limits.idle_timeout);
     if (head_request_) {
         // HEAD: the GET answer's status and headers (Content-Length or chunked
         // included), no body.
@@ -420,7 +420,7 @@ inline void basic_http_session<Stream>::send(response r) {
 template <class Stream>
 inline void basic_http_session<Stream>::on_write(bool keep_alive, beast::error_code ec,
                                                  std::size_t) {
-    disarm_deadline();
+    deadline_.disarm();
     pending_.reset();
     if (!ec && keep_alive && buffer_.size() != 0) {
         // A pipelined request is already here: it stays in flight without a gap, so a
@@ -430,7 +430,7 @@ inline void basic_http_session<Stream>::on_write(bool keep_alive, beast::error_c
     finish_request();
     if (ec) {
         // refuse() writes under the stream's own expiry, send() under the deadline.
-        bool const timed_out = ec == beast::error::timeout || timed_out_;
+        bool const timed_out = ec == beast::error::timeout || deadline_.timed_out();
         if (timed_out && !refuse_) {
             services_.metrics.count_limit_rejection("write_timeout");
         } else if (!benign(ec)) {

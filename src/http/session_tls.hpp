@@ -46,9 +46,9 @@ std::string peer_common_name(SSL* ssl) {
 
 template <class Stream>
 inline void basic_http_session<Stream>::on_peek(beast::error_code ec, std::size_t n) {
-    disarm_deadline();
+    deadline_.disarm();
     if (ec || n == 0) {
-        if (timed_out_ && !refuse_) {
+        if (deadline_.timed_out() && !refuse_) {
             services_.metrics.count_limit_rejection("header_timeout");
         }
         closed_ = true;  // no TLS session to shut down
@@ -80,10 +80,10 @@ inline void basic_http_session<Stream>::refuse_plain_http() {
     os << r;
     raw_answer_ = os.str();
     closed_ = true;  // no TLS session: close as raw TCP below
-    arm_deadline(refusal_time);
+    deadline_.arm(*this, refusal_time);
     net::async_write(tcp().socket(), net::buffer(raw_answer_),
                      [self = self()](beast::error_code ec, std::size_t) {
-                         self->disarm_deadline();
+                         self->deadline_.disarm();
                          if (ec) {
                              return self->tcp().close();
                          }
