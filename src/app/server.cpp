@@ -3,12 +3,10 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/http/verb.hpp>
 #include <pthread.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
@@ -18,20 +16,67 @@
 #include "flowd/auth/tokens.hpp"
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/durable/recovery.hpp"
-#include "flowd/http/console_handler.hpp"
-#include "flowd/http/health_handlers.hpp"
-#include "flowd/http/stream_handler.hpp"
 #include "flowd/http/tls.hpp"
 
 namespace flowd {
 
-namespace http = boost::beast::http;
 namespace net = boost::asio;
 
 namespace {
 
 constexpr char const* version_string = FLOWD_VERSION;
 constexpr char const* commit_string = FLOWD_COMMIT;
+
+// The store's size and limits, read when /metrics is scraped.
+std::shared_ptr<callback_gauges> store_gauges(flow_store const& store) {
+    return std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
+        {"flowd_store_keys", "Aggregated keys in the store",
+         [&store] { return static_cast<double>(store.key_count()); }},
+        {"flowd_store_hour_buckets", "Distinct hours in the store",
+         [&store] { return static_cast<double>(store.hour_count()); }},
+        {"flowd_store_memory_bytes",
+         "Estimated heap bytes held by the store (tables and interned names)",
+         [&store] { return static_cast<double>(store.memory_bytes()); }},
+        {"flowd_store_max_keys",
+         "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
+         [&store] { return static_cast<double>(store.max_keys()); }},
+        {"flowd_store_max_bytes",
+         "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
+         "past it is 507",
+         [&store] { return static_cast<double>(store.max_store_bytes()); }},
+    });
+}
+
+durable_options durable_options_of(config const& cfg) {
+    return durable_options{cfg.data_dir,
+                           cfg.fsync == "always",
+                           cfg.fsync_interval,
+                           cfg.checkpoint_interval,
+                           cfg.checkpoint_log_bytes,
+                           cfg.wal_segment_bytes};
+}
+
+cluster_options cluster_options_of(config const& cfg, idempotency_table* idempotency) {
+    return cluster_options{split_urls(cfg.cluster),
+                           cfg.node_name,
+                           cfg.cluster_stream,
+                           cfg.cluster_replicas,
+                           cfg.idempotency_window,
+                           cfg.cluster_publish_timeout,
+                           cfg.data_dir,
+                           cfg.checkpoint_interval,
+                           cfg.retention_hours,
+                           idempotency,
+                           16'384,
+                           cfg.cluster_max_bytes,
+                           std::chrono::hours(cfg.cluster_max_age_hours),
+                           cfg.cluster_max_pending};
+}
+
+session_limits session_limits_of(config const& cfg, std::size_t max_body_bytes) {
+    return session_limits{max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
+                          cfg.body_timeout, cfg.idle_timeout};
+}
 
 }  // namespace
 
@@ -42,48 +87,21 @@ server::server(config const& cfg, loggers logs)
       metrics_(*registry_, version_string, commit_string),
       store_(store_options{cfg.store_shards, cfg.max_keys, effective_max_store_bytes(cfg)}),
       process_metrics_(std::make_shared<process_collector>()),
-      store_metrics_(std::make_shared<callback_gauges>(std::vector<callback_gauges::gauge>{
-          {"flowd_store_keys", "Aggregated keys in the store",
-           [this] { return static_cast<double>(store_.key_count()); }},
-          {"flowd_store_hour_buckets", "Distinct hours in the store",
-           [this] { return static_cast<double>(store_.hour_count()); }},
-          {"flowd_store_memory_bytes",
-           "Estimated heap bytes held by the store (tables and interned names)",
-           [this] { return static_cast<double>(store_.memory_bytes()); }},
-          {"flowd_store_max_keys",
-           "The max_keys limit: a batch that would take flowd_store_keys past it is 507",
-           [this] { return static_cast<double>(store_.max_keys()); }},
-          {"flowd_store_max_bytes",
-           "The effective max_store_bytes: a batch that would take flowd_store_memory_bytes "
-           "past it is 507",
-           [this] { return static_cast<double>(store_.max_store_bytes()); }},
-      })),
+      store_metrics_(store_gauges(store_)),
       idempotency_(cfg.idempotency_window, cfg.idempotency_max_keys),
       memory_ingest_(store_, metrics_),
       data_dir_lock_(cfg.data_dir.empty() ? nullptr
                                           : std::make_unique<wal::directory_lock>(cfg.data_dir)),
       durable_(cfg.data_dir.empty() || !cfg.cluster.empty()
                    ? nullptr
-                   : std::make_unique<durable_ingest>(
-                         store_, idempotency_, metrics_,
-                         durable_options{cfg.data_dir, cfg.fsync == "always", cfg.fsync_interval,
-                                         cfg.checkpoint_interval, cfg.checkpoint_log_bytes,
-                                         cfg.wal_segment_bytes},
-                         logs_.app)),
+                   : std::make_unique<durable_ingest>(store_, idempotency_, metrics_,
+                                                      durable_options_of(cfg), logs_.app)),
       cluster_metrics_(cfg.cluster.empty() ? nullptr
                                            : std::make_unique<cluster_metrics>(*registry_)),
-      cluster_(cfg.cluster.empty()
-                   ? nullptr
-                   : std::make_unique<cluster_ingest>(
-                         store_, *cluster_metrics_,
-                         cluster_options{split_urls(cfg.cluster), cfg.node_name, cfg.cluster_stream,
-                                         cfg.cluster_replicas, cfg.idempotency_window,
-                                         cfg.cluster_publish_timeout, cfg.data_dir,
-                                         cfg.checkpoint_interval, cfg.retention_hours,
-                                         &idempotency_, 16'384, cfg.cluster_max_bytes,
-                                         std::chrono::hours(cfg.cluster_max_age_hours),
-                                         cfg.cluster_max_pending},
-                         logs_.app)),
+      cluster_(cfg.cluster.empty() ? nullptr
+                                   : std::make_unique<cluster_ingest>(
+                                         store_, *cluster_metrics_,
+                                         cluster_options_of(cfg, &idempotency_), logs_.app)),
       tokens_(initial_tokens(cfg)),
       limiter_(rate_limits_of(cfg)),
       guard_(tokens_, limiter_, metrics_, logs_.http),
@@ -95,9 +113,7 @@ server::server(config const& cfg, loggers logs)
       router_(logs_.http),
       flows_(store_, admission_, metrics_, flows_options_of()),
       middleware_(router_, metrics_, logs_.http),
-      services_{middleware_, drain_, metrics_,
-                session_limits{cfg.max_body_bytes, cfg.max_header_bytes, cfg.header_timeout,
-                               cfg.body_timeout, cfg.idle_timeout},
+      services_{middleware_, drain_, metrics_, session_limits_of(cfg, cfg.max_body_bytes),
                 logs_.http},
       metrics_router_(logs_.http),
       metrics_middleware_(metrics_router_, metrics_, logs_.http),
@@ -105,24 +121,13 @@ server::server(config const& cfg, loggers logs)
       metrics_services_{metrics_middleware_,
                         drain_,
                         metrics_,
-                        session_limits{64 * 1024, cfg.max_header_bytes, cfg.header_timeout,
-                                       cfg.body_timeout, cfg.idle_timeout},
+                        session_limits_of(cfg, 64 * 1024),
                         logs_.http,
-                        false},
+                        /*count_connections=*/false},
       ioc_(static_cast<int>(cfg.threads)),
       shutdown_(
-          ioc_, drain_, cfg.grace_period,
-          [this] {
-              listener_->stop();
-              metrics_listener_->stop();
-              if (flow_) {
-                  flow_->stop();
-              }
-              if (streams_) {
-                  streams_->shutdown();  // streams end; they never hold the drain
-              }
-          },
-          [this] { ioc_.stop(); }, logs_.app),
+          ioc_, drain_, cfg.grace_period, [this] { stop_accepting(); }, [this] { ioc_.stop(); },
+          logs_.app),
       reload_signals_(ioc_, SIGHUP),
       retention_timer_(ioc_) {
     if (!cpu_runs_json_implementation()) {
@@ -135,6 +140,21 @@ server::server(config const& cfg, loggers logs)
         metrics_.declare_route(route, method);
     }
 
+    open_listeners();
+    flow_ = make_flow_collector(cfg_, ioc_, mode_ingest(), *registry_, logs_.app);
+    // Logged only once both listeners are bound, so a start that fails (a port in use)
+    // leaves exactly one line on stderr: the error main() prints.
+    log_start();
+    listener_->set_max_connections(effective_max_connections(
+        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
+    listener_->set_io_threads(cfg_.threads);
+    metrics_listener_->set_io_threads(cfg_.threads);
+    log_access();
+    wait_reload();
+    log_mode();
+}
+
+void server::open_listeners() {
     auto const endpoint = resolve_listen("listen", cfg_.listen);
     try {
         listener_ = std::make_shared<listener>(ioc_, endpoint, services_, tls_context_of(cfg_));
@@ -151,11 +171,9 @@ server::server(config const& cfg, loggers logs)
         throw std::runtime_error("cannot listen on " + cfg_.metrics_listen +
                                  " (metrics): " + e.code().message());
     }
+}
 
-    flow_ = make_flow_collector(cfg_, ioc_, mode_ingest(), *registry_, logs_.app);
-
-    // Logged only once both listeners are bound, so a start that fails (a port in use)
-    // leaves exactly one line on stderr: the error main() prints.
+void server::log_start() const {
     logs_.app->info("flowd {} ({}) starting: {} json_kernel={}", version_string, commit_string,
                     describe(cfg_), json_implementation());
     if (cfg_.max_store_bytes != 0) {
@@ -165,10 +183,9 @@ server::server(config const& cfg, loggers logs)
         logs_.app->info("store bounded at max_store_bytes={} (half of {} {})",
                         store_.max_store_bytes(), limit.source, limit.bytes);
     }
-    listener_->set_max_connections(effective_max_connections(
-        cfg_.max_connections, raise_open_files_limit(*logs_.app), *logs_.app));
-    listener_->set_io_threads(cfg_.threads);
-    metrics_listener_->set_io_threads(cfg_.threads);
+}
+
+void server::log_access() const {
     if (listener_->tls()) {
         logs_.app->info("TLS on the http listener (certificate {}){}", cfg_.tls_cert_file,
                         cfg_.tls_client_ca_file.empty() ? std::string()
@@ -193,7 +210,9 @@ server::server(config const& cfg, loggers logs)
             cfg_.rate_limit_requests_per_second, rate_limits_of(cfg_).requests.burst,
             cfg_.rate_limit_records_per_second, rate_limits_of(cfg_).records.burst);
     }
-    wait_reload();
+}
+
+void server::log_mode() const {
     logs_.app->info("metrics listening on {}", endpoint_text(metrics_listener_->local_endpoint()));
     if (cluster_) {
         logs_.app->info("cluster mode: node {} on {}, stream {} ({} replicas)", cfg_.node_name,
@@ -205,6 +224,17 @@ server::server(config const& cfg, loggers logs)
     }
 }
 
+void server::stop_accepting() {
+    listener_->stop();
+    metrics_listener_->stop();
+    if (flow_) {
+        flow_->stop();
+    }
+    if (streams_) {
+        streams_->shutdown();  // streams end; they never hold the drain
+    }
+}
+
 ingest& server::mode_ingest() noexcept {
     if (cluster_) {
         return *cluster_;
@@ -213,39 +243,6 @@ ingest& server::mode_ingest() noexcept {
         return *durable_;
     }
     return memory_ingest_;
-}
-
-flows_options server::flows_options_of() {
-    flows_options o{cfg_.max_body_bytes,
-                    decode_limits{cfg_.max_records_per_batch, cfg_.max_json_depth},
-                    {},
-                    cfg_.retention_hours,
-                    wall_clock_ms,
-                    &serving_};
-    if (limiter_.records_enabled()) {
-        o.records_client = [](request_context const& ctx) { return access_guard::client_key(ctx); };
-    }
-    if (cluster_) {
-        o.wait_applied = [this](std::uint64_t seq, std::chrono::milliseconds wait,
-                                std::function<void(bool)> done) {
-            cluster_->wait_applied(seq, wait, std::move(done));
-        };
-        o.min_seq_wait = cfg_.min_seq_wait;
-        o.seal_clock = [this] { return cluster_->applied_stamp_ms(); };
-    }
-    o.query = query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups};
-    o.query_threads = cfg_.query_threads;
-    o.seal_after = cfg_.seal_after;
-    o.max_concurrent_queries = cfg_.max_concurrent_queries != 0 ? cfg_.max_concurrent_queries
-                                                                : 2 * std::size_t{cfg_.threads};
-    // ETags name versions of the data: with a data directory or a cluster stream the same
-    // history comes back after a restart (and is the same on every node), so equal data
-    // gives equal ETags; in memory only a restart starts a new history, so mix in a start id.
-    if (cfg_.data_dir.empty() && cfg_.cluster.empty()) {
-        std::random_device rd;
-        o.etag_seed = (std::uint64_t{rd()} << 32 | rd()) | 1;
-    }
-    return o;
 }
 
 std::uint64_t server::recover_cluster_dir() {
@@ -383,96 +380,6 @@ void server::reload_tokens() {
         logs_.app->error("SIGHUP: tokens not reloaded, the previous tokens stay in use: {}",
                          e.what());
     }
-}
-
-void server::add_routes() {
-    router_.set_guard([this](request_context& ctx, route_access access) {
-        return ctx.precheck ? guard_.authenticate(ctx, access) : guard_.check(ctx, access);
-    });
-    router_.add(
-        http::verb::post, "/flows", route_id::flows,
-        [this](request_context& ctx) { return flows_.post(ctx); }, route_access::write,
-        [this](request_context& ctx) { return flows_.precheck_post(ctx); });
-    router_.add(
-        http::verb::get, "/flows", route_id::flows,
-        [this](request_context& ctx) { return flows_.get(ctx); }, route_access::read);
-    router_.add(
-        http::verb::get, "/flows/summary", route_id::flows_summary,
-        [this](request_context& ctx) { return flows_.summary(ctx); }, route_access::read);
-    router_.add(
-        http::verb::get, "/hours", route_id::hours,
-        [this](request_context& ctx) { return flows_.hours(ctx); }, route_access::read);
-    router_.add(
-        http::verb::get, "/flow-exporters", route_id::flow_exporters,
-        [this](request_context&) { return flow_exporters_answer(flow_.get()); },
-        route_access::read);
-    add_console_routes();
-    add_stream_routes();
-    // /healthz, /readyz and /metrics: on the main listener and on the metrics listener
-    // (plain HTTP, no client certificate, for probes under mTLS).
-    struct probe_route {
-        http::verb method;
-        std::string path;
-        route_id route;
-        handler h;
-    };
-    std::vector<probe_route> probe_routes;
-    probe_routes.emplace_back(http::verb::get, "/healthz", route_id::healthz,
-                              [](request_context&) -> handler_result { return healthz_answer(); });
-    probe_routes.emplace_back(http::verb::get, "/readyz", route_id::readyz,
-                              [this](request_context& ctx) -> handler_result {
-                                  return readyz_answer(readiness_now(), ctx.request_id);
-                              });
-    probe_routes.emplace_back(
-        http::verb::get, "/metrics", route_id::metrics, [this](request_context&) -> handler_result {
-            return response{
-                text_response(200, "text/plain; version=0.0.4",
-                              serialize_metrics({registry_, process_metrics_, store_metrics_}))};
-        });
-    for (probe_route const& r : probe_routes) {
-        router_.add(r.method, r.path, r.route, r.h);
-        metrics_router_.add(r.method, r.path, r.route, r.h);
-    }
-}
-
-readiness server::readiness_now() const {
-    readiness r;
-    r.ready = drain_.ready();
-    r.draining = drain_.draining();
-    if (r.ready && cluster_) {
-        r.halted_because = cluster_->halted_because();
-        if (!cluster_->caught_up()) {
-            r.catching_up_at = cluster_->applied_seq();
-        }
-    }
-    r.log_failed = r.ready && durable_ && !durable_->healthy();
-    return r;
-}
-
-// The web console: open routes (SPEC: / and /ui/* need no token); key `ui` off leaves
-// them unrouted (404).
-void server::add_console_routes() {
-    if (!cfg_.ui) {
-        return;
-    }
-    router_.add(http::verb::get, "/", route_id::ui, console_redirect);
-    router_.add(http::verb::get, "/ui/", route_id::ui, console_file_response);
-}
-
-void server::add_stream_routes() {
-    stream_metrics_ = std::make_unique<stream_metrics>(*registry_);
-    stream_metrics_->streams_max.Set(static_cast<double>(cfg_.max_streams));
-    stream_options options;
-    options.resume = std::chrono::seconds(cfg_.stream_resume_seconds);
-    options.buffer_bytes = cfg_.stream_buffer_bytes;
-    options.max_streams = cfg_.max_streams;
-    streams_ = std::make_unique<stream_hub>(
-        store_, options, *stream_metrics_,
-        query_limits{cfg_.max_query_hours, cfg_.max_query_scan_rows, cfg_.max_query_groups});
-    router_.add(
-        http::verb::get, "/flows/stream", route_id::flows_stream,
-        [this](request_context& ctx) { return stream_flows(ctx, *streams_, ioc_.get_executor()); },
-        route_access::read);
 }
 
 int server::run() {

@@ -40,6 +40,62 @@ void on_reconnected(natsConnection* /*nc*/, void* closure) {
     static_cast<cluster_ingest*>(closure)->on_connection_change(true);
 }
 
+// The connection's servers, name and failover behaviour, its callbacks given `self`.
+natsStatus set_connection_options(natsOptions* opts, cluster_options const& options,
+                                  cluster_ingest* self) {
+    std::vector<char const*> servers;
+    servers.reserve(options.urls.size());
+    for (auto const& u : options.urls) {
+        servers.push_back(u.c_str());
+    }
+    natsStatus s = natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size()));
+    std::string const name = "flowd-" + options.node_name;
+    if (s == NATS_OK) {
+        s = natsOptions_SetName(opts, name.c_str());
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxReconnect(opts, -1);  // forever
+    }
+    // Failover (README "Cluster mode"): a killed server closes its sockets, so the library
+    // sees the loss at once and moves to the next server of the list. Reconnect wait bounds
+    // how soon a server already tried is tried again (only when every one failed); jitter
+    // off, so that wait stays short. Pings every second, two unanswered ones declare a
+    // server that stopped answering without closing (a partition, a frozen host) gone in
+    // about 2 s instead of the library's 2 minutes. The server list stays shuffled (no
+    // NoRandomize): nodes spread over the servers, so one server's loss moves only its share.
+    // Requests in flight fail at a disconnect rather than waiting for their timeout: a
+    // consumer creation or stream lookup is tried again on the new server at once.
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectWait(opts, 250);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectJitter(opts, 0, 0);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetPingInterval(opts, 1'000);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetMaxPingsOut(opts, 2);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetFailRequestsOnDisconnect(opts, true);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetTimeout(opts, 2'000);
+    }
+    if (s == NATS_OK) {
+        // A server down at start is retried like a lost connection (status RECONNECTING).
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_reconnected, self);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetDisconnectedCB(opts, on_disconnected, self);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetReconnectedCB(opts, on_reconnected, self);
+    }
+    return s;
+}
+
 }  // namespace
 
 cluster_ingest::cluster_ingest(flow_store& store, cluster_metrics& metrics, cluster_options options,
@@ -88,56 +144,7 @@ void cluster_ingest::on_connection_change(bool up) {
 void cluster_ingest::start() {
     natsOptions* opts = nullptr;
     check(natsOptions_Create(&opts), "options");
-    std::vector<char const*> servers;
-    servers.reserve(options_.urls.size());
-    for (auto const& u : options_.urls) {
-        servers.push_back(u.c_str());
-    }
-    natsStatus s = natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size()));
-    std::string const name = "flowd-" + options_.node_name;
-    if (s == NATS_OK) {
-        s = natsOptions_SetName(opts, name.c_str());
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetMaxReconnect(opts, -1);  // forever
-    }
-    // Failover (README "Cluster mode"): a killed server closes its sockets, so the library
-    // sees the loss at once and moves to the next server of the list. Reconnect wait bounds
-    // how soon a server already tried is tried again (only when every one failed); jitter
-    // off, so that wait stays short. Pings every second, two unanswered ones declare a
-    // server that stopped answering without closing (a partition, a frozen host) gone in
-    // about 2 s instead of the library's 2 minutes. The server list stays shuffled (no
-    // NoRandomize): nodes spread over the servers, so one server's loss moves only its share.
-    // Requests in flight fail at a disconnect rather than waiting for their timeout: a
-    // consumer creation or stream lookup is tried again on the new server at once.
-    if (s == NATS_OK) {
-        s = natsOptions_SetReconnectWait(opts, 250);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetReconnectJitter(opts, 0, 0);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetPingInterval(opts, 1'000);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetMaxPingsOut(opts, 2);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetFailRequestsOnDisconnect(opts, true);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetTimeout(opts, 2'000);
-    }
-    if (s == NATS_OK) {
-        // A server down at start is retried like a lost connection (status RECONNECTING).
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_reconnected, this);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetDisconnectedCB(opts, on_disconnected, this);
-    }
-    if (s == NATS_OK) {
-        s = natsOptions_SetReconnectedCB(opts, on_reconnected, this);
-    }
+    natsStatus s = set_connection_options(opts, options_, this);
     if (s == NATS_OK) {
         s = natsConnection_Connect(&conn_, opts);
         if (s == NATS_NOT_YET_CONNECTED) {

@@ -28,6 +28,43 @@ problem bad(std::string detail) {
     return problem{problem_type::bad_request, std::move(detail), {}, {}};
 }
 
+// Transfer-Encoding's codings (every field joined as one list): one `chunked` and nothing
+// else is accepted.
+std::optional<problem> check_codings(std::string_view codings) {
+    int chunked = 0;
+    std::string_view unknown;
+    std::string_view rest = codings;
+    while (true) {
+        std::size_t const comma = rest.find(',');
+        std::string_view const element = trim_ows(rest.substr(0, comma));
+        if (!is_token(element)) {
+            return bad("Transfer-Encoding " + quote_value(codings) +
+                       " is not a list of codings; only a single 'chunked' is accepted");
+        }
+        if (iequals(element, "chunked")) {
+            ++chunked;
+        } else if (unknown.empty()) {
+            unknown = element;
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        rest.remove_prefix(comma + 1);
+    }
+    if (!unknown.empty()) {
+        return problem{problem_type::not_implemented,
+                       "transfer coding " + quote_value(unknown) +
+                           " is not implemented; only a single 'chunked' is accepted",
+                       {},
+                       {}};
+    }
+    if (chunked != 1) {
+        return bad("Transfer-Encoding " + quote_value(codings) +
+                   " names 'chunked' more than once; only a single 'chunked' is accepted");
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 head_end find_head_end(std::string_view bytes, std::size_t max_header_bytes) noexcept {
@@ -132,36 +169,8 @@ std::optional<problem> audit_framing(std::string_view head) {
         if (content_lengths != 0) {
             return bad("a request must not carry both Transfer-Encoding and Content-Length");
         }
-        int chunked = 0;
-        std::string_view unknown;
-        std::string_view rest = codings;
-        while (true) {
-            std::size_t const comma = rest.find(',');
-            std::string_view const element = trim_ows(rest.substr(0, comma));
-            if (!is_token(element)) {
-                return bad("Transfer-Encoding " + quote_value(codings) +
-                           " is not a list of codings; only a single 'chunked' is accepted");
-            }
-            if (iequals(element, "chunked")) {
-                ++chunked;
-            } else if (unknown.empty()) {
-                unknown = element;
-            }
-            if (comma == std::string_view::npos) {
-                break;
-            }
-            rest.remove_prefix(comma + 1);
-        }
-        if (!unknown.empty()) {
-            return problem{problem_type::not_implemented,
-                           "transfer coding " + quote_value(unknown) +
-                               " is not implemented; only a single 'chunked' is accepted",
-                           {},
-                           {}};
-        }
-        if (chunked != 1) {
-            return bad("Transfer-Encoding " + quote_value(codings) +
-                       " names 'chunked' more than once; only a single 'chunked' is accepted");
+        if (auto p = check_codings(codings)) {
+            return p;
         }
     }
     if (!bad_length.empty()) {

@@ -51,14 +51,23 @@ public:
     int run();
 
 private:
+    // The main and metrics listeners, bound; throws on a port in use.
+    void open_listeners();
+    // Start-up's info lines and warnings: the config and store bound; TLS, tokens and rate
+    // limits; the metrics listener and the ingest mode.
+    void log_start() const;
+    void log_access() const;
+    void log_mode() const;
+    // Shutdown's first step: no new connections, datagrams or streams.
+    void stop_accepting();
     void add_routes();
     void add_console_routes();
     void add_stream_routes();
     // SIGHUP: reload the tokens file; a bad file keeps the current tokens.
     void wait_reload();
     void reload_tokens();
-    // Recovers the data directory and opens the log; false when start-up must stop.
     flows_options flows_options_of();
+    // Recovers the data directory and opens the log; false when start-up must stop.
     bool recover_data_dir();
     // Cluster mode with a data directory: loads its checkpoint; returns the stream sequence
     // it covers. Throws on a directory of a local log or of another stream.

@@ -30,6 +30,7 @@
 struct __natsConnection;
 struct __natsSubscription;
 struct __jsCtx;
+struct jsStreamInfo;
 
 namespace flowd {
 
@@ -188,8 +189,22 @@ private:
     };
 
     void apply_loop();
+    // On the apply thread: the stream (created when missing) and an ordered consumer from
+    // the next sequence to apply; false (the reason noted, or the node halted) to retry later.
     bool set_up_stream_and_consumer();
+    // The stream's info as its leader gives it (created first when missing); null, with the
+    // reason noted, when it is not available yet.
+    [[nodiscard]] jsStreamInfo* leader_stream_info();
+    // Learns whether it allows direct gets; warns where its settings differ from this node's.
+    void check_stream_settings(jsStreamInfo const& si);
+    // Empty when the stream still holds every sequence after the one this node applied.
+    [[nodiscard]] std::string why_stream_cannot_resume(jsStreamInfo const& si) const;
+    void learn_applied_stamp();
+    bool subscribe_from_next();
     void note_setup_failure(std::string why);
+    // Applies what the consumer has (up to 4096 messages, the waiters woken once after);
+    // false when it failed and was dropped.
+    bool apply_from_consumer();
     void apply_message(void* msg);
     void apply_by_get();
     void release_waiters(bool stopping);

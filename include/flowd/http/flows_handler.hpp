@@ -94,6 +94,8 @@ public:
 
 private:
     handler_result reject(problem const& p, request_context const& ctx);
+    // 503 starting, while the data directory is recovered (POST and GET alike).
+    [[nodiscard]] static string_response recovering_response(std::string_view request_id);
     // Content-Type and Content-Encoding of a POST: the body format and the coding, or 415.
     [[nodiscard]] static std::optional<problem> check_post_headers(request const& req,
                                                                    body_format& format,
@@ -107,8 +109,20 @@ private:
         std::string request_id;
     };
     handler_result query(request_context& ctx, query_route route);
+    // The plan with what the request's headers ask of the answer (format, gzip, ETag).
+    [[nodiscard]] static query_request query_request_of(request_context const& ctx,
+                                                        query_plan plan);
+    // The rows stored in the plan's hours, from the hours' totals (no row is read).
+    [[nodiscard]] std::uint64_t stored_rows(query_plan const& plan) const;
+    // 422 when the plan's range holds more stored rows than max_query_scan_rows.
+    [[nodiscard]] std::optional<response> refuse_scan(query_request const& q) const;
+    // min_seq: answers once this node applied the stream to it, else 503 past min_seq_wait.
+    handler_result answer_when_applied(query_request q, std::shared_ptr<query_slot> slot);
     [[nodiscard]] response answer_query(query_request const& q);
     [[nodiscard]] response answer_plain_hour(query_request const& q, std::uint32_t sealed) const;
+    // 304, with the caching headers a 200 would carry.
+    [[nodiscard]] response not_modified(std::string const& etag, query_plan const& plan,
+                                        std::uint32_t sealed) const;
     // The 200's caching headers (SPEC: ETag, Vary, Cache-Control on every 200): an answer
     // whose whole range is sealed is immutable for a year, or until its first hour leaves
     // the retention window; any other no-cache.
