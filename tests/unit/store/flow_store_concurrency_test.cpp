@@ -31,6 +31,15 @@ std::string key_name(std::size_t i) {
     return "app-" + std::to_string(i);
 }
 
+// Holds a writer at its halfway point until the reader has read `n` times since the test
+// began: on a loaded machine the reader may otherwise get no turn before the writers are
+// done, and the test would check nothing.
+void wait_for_reads(std::atomic<std::size_t> const& reads, std::size_t n = 8) {
+    while (reads.load() < n) {
+        std::this_thread::yield();
+    }
+}
+
 // Starts `count` threads running body(thread_index) and joins them.
 template <class F>
 void run_threads(std::size_t count, F body) {
@@ -108,7 +117,7 @@ TEST(FlowStoreConcurrencyTest, SnapshotNeverSeesPartOfABatch) {
     constexpr std::uint32_t hour = 7;
     std::atomic<std::size_t> writers_done{0};
     std::atomic<std::size_t> torn{0};
-    std::size_t snapshots = 0;
+    std::atomic<std::size_t> snapshots{0};
 
     std::thread reader([&] {
         while (writers_done.load() < writers) {
@@ -129,6 +138,9 @@ TEST(FlowStoreConcurrencyTest, SnapshotNeverSeesPartOfABatch) {
     });
     run_threads(writers, [&](std::size_t) {
         for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            if (b == batches_per_writer / 2) {
+                wait_for_reads(snapshots);
+            }
             flow_batch batch;
             for (std::size_t k = 0; k < keys_per_batch; ++k) {
                 batch.add(key_name(k), "dest", "vpc", hour, {1, 2}, k);
@@ -140,7 +152,7 @@ TEST(FlowStoreConcurrencyTest, SnapshotNeverSeesPartOfABatch) {
     reader.join();
 
     EXPECT_EQ(torn.load(), 0U);
-    EXPECT_GT(snapshots, 0U);
+    EXPECT_GT(snapshots.load(), 0U);
     hour_snapshot const final_snap = store.snapshot(hour);
     ASSERT_EQ(final_snap.size(), keys_per_batch);
     for (std::size_t i = 0; i < final_snap.size(); ++i) {
@@ -159,7 +171,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopyNeverSeesPartOfABatch) {
     constexpr std::uint32_t hours = 3;
     std::atomic<std::size_t> writers_done{0};
     std::atomic<std::size_t> torn{0};
-    std::size_t copies = 0;
+    std::atomic<std::size_t> copies{0};
 
     std::thread reader([&] {
         while (writers_done.load() < writers) {
@@ -191,6 +203,9 @@ TEST(FlowStoreConcurrencyTest, RangeCopyNeverSeesPartOfABatch) {
     });
     run_threads(writers, [&](std::size_t) {
         for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            if (b == batches_per_writer / 2) {
+                wait_for_reads(copies);
+            }
             flow_batch batch;
             for (std::uint32_t h = 0; h < hours; ++h) {
                 for (std::size_t k = 0; k < keys_per_hour; ++k) {
@@ -204,7 +219,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopyNeverSeesPartOfABatch) {
     reader.join();
 
     EXPECT_EQ(torn.load(), 0U);
-    EXPECT_GT(copies, 0U);
+    EXPECT_GT(copies.load(), 0U);
     std::vector<hour_stat> const stats = store.hour_stats(0, 100);
     ASSERT_EQ(stats.size(), hours);
     EXPECT_EQ(stats[0].bytes_rx, uint128{2} * writers * batches_per_writer * keys_per_hour);
@@ -220,7 +235,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopyFoldsInRowsCreatedDuringTheCopy) {
     constexpr std::uint32_t hours = 3;
     std::atomic<std::size_t> writers_done{0};
     std::atomic<std::size_t> torn{0};
-    std::size_t copies = 0;
+    std::atomic<std::size_t> copies{0};
 
     std::thread reader([&] {
         while (writers_done.load() < writers) {
@@ -249,6 +264,9 @@ TEST(FlowStoreConcurrencyTest, RangeCopyFoldsInRowsCreatedDuringTheCopy) {
     });
     run_threads(writers, [&](std::size_t w) {
         for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            if (b == batches_per_writer / 2) {
+                wait_for_reads(copies);
+            }
             flow_batch batch;
             std::size_t record = 0;
             std::string const fresh = "w" + std::to_string(w) + "-" + std::to_string(b);
@@ -263,7 +281,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopyFoldsInRowsCreatedDuringTheCopy) {
     reader.join();
 
     EXPECT_EQ(torn.load(), 0U);
-    EXPECT_GT(copies, 0U);
+    EXPECT_GT(copies.load(), 0U);
 }
 
 // visit_range() sums as batches land: every batch adds 1 to a common key and creates a
@@ -275,7 +293,7 @@ TEST(FlowStoreConcurrencyTest, RangeVisitSumsAsAtOneInstant) {
     constexpr std::size_t batches_per_writer = 1500;
     std::atomic<std::size_t> writers_done{0};
     std::atomic<std::size_t> torn{0};
-    std::size_t visits = 0;
+    std::atomic<std::size_t> visits{0};
     flow_batch first;  // names the common key before the reader looks its id up
     for (std::uint32_t h = 50; h < 53; ++h) {
         first.add("common", "dest", "vpc", h, {0, 0}, h - 50);
@@ -311,6 +329,9 @@ TEST(FlowStoreConcurrencyTest, RangeVisitSumsAsAtOneInstant) {
     });
     run_threads(writers, [&](std::size_t w) {
         for (std::size_t b = 0; b < batches_per_writer; ++b) {
+            if (b == batches_per_writer / 2) {
+                wait_for_reads(visits);
+            }
             flow_batch batch;
             std::size_t record = 0;
             std::string const fresh = "v" + std::to_string(w) + "-" + std::to_string(b);
@@ -325,7 +346,7 @@ TEST(FlowStoreConcurrencyTest, RangeVisitSumsAsAtOneInstant) {
     reader.join();
 
     EXPECT_EQ(torn.load(), 0U);
-    EXPECT_GT(visits, 0U);
+    EXPECT_GT(visits.load(), 0U);
 }
 
 // Retention dropping an hour while it is copied: a copy must not keep rows of a table
@@ -339,7 +360,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopySeesRetentionAtOneInstant) {
     constexpr std::size_t keys = 8;
     std::atomic<bool> done{false};
     std::atomic<std::size_t> torn{0};
-    std::size_t copies = 0;
+    std::atomic<std::size_t> copies{0};
 
     std::thread reader([&] {
         while (!done.load()) {
@@ -369,6 +390,9 @@ TEST(FlowStoreConcurrencyTest, RangeCopySeesRetentionAtOneInstant) {
         }
     });
     for (std::size_t r = 0; r < rounds; ++r) {
+        if (r == rounds / 2) {
+            wait_for_reads(copies);
+        }
         for (std::size_t b = 0; b < batches_per_round; ++b) {
             flow_batch batch;
             std::size_t record = 0;
@@ -385,7 +409,7 @@ TEST(FlowStoreConcurrencyTest, RangeCopySeesRetentionAtOneInstant) {
     reader.join();
 
     EXPECT_EQ(torn.load(), 0U);
-    EXPECT_GT(copies, 0U);
+    EXPECT_GT(copies.load(), 0U);
 }
 
 // A long range copy must not hold writers for the whole scan: while it is stopped inside
