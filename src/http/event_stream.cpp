@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <random>
 
 #include <boost/asio/steady_timer.hpp>
@@ -116,6 +117,7 @@ public:
           interval_(interval),
           filtered_(plan_.filters[0].active() || plan_.filters[1].active() ||
                     plan_.filters[2].active()),
+          shared_(hub_.tick_of(plan_.normalised + "&interval=" + std::to_string(interval.count()))),
           timer_(net::make_strand(executor)),
           last_sent_(std::chrono::steady_clock::now()) {}
 
@@ -257,18 +259,83 @@ private:
         append_sse_event(out, id, "rows", json_);
     }
 
+    // The next multiple of the interval on the steady clock: streams of one interval tick
+    // together, so those of one query can share their events (next_rows_event_locked()).
     void arm() {
-        timer_.expires_after(interval_);
-        timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        auto const now = std::chrono::steady_clock::now().time_since_epoch();
+        auto const deadline = std::chrono::steady_clock::time_point{
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval_ *
+                                                                            (now / interval_ + 1))};
+        timer_.expires_at(deadline);
+        timer_.async_wait([weak = weak_from_this(), deadline](boost::system::error_code ec) {
             if (auto self = weak.lock(); self && !ec) {
-                self->tick();
+                self->tick(deadline);
             }
         });
     }
 
+    // This tick's `rows` event (null when nothing changed), and the cursor after it; nothing
+    // when the journal no longer holds the changes since the cursor. The first stream of
+    // the query to tick reads the journal up to now, and every later one up to that same
+    // point: streams that read from the same cursor take the event the first of them wrote.
+    std::optional<std::uint64_t> next_rows_event_locked(
+        std::chrono::steady_clock::time_point deadline, std::shared_ptr<std::string const>& event) {
+        stream_hub::shared_tick& t = *shared_;
+        std::scoped_lock lock{t.mutex};
+        std::uint64_t until = std::numeric_limits<std::uint64_t>::max();
+        if (t.deadline == deadline) {
+            for (auto const& [since, e] : t.events) {
+                if (since == cursor_) {
+                    event = e;
+                    return t.upto;
+                }
+            }
+            until = t.upto;
+        }
+        changed_.clear();
+        std::uint64_t upto = cursor_;
+        std::function<bool(changed_row const&)> filter;
+        if (filtered_) {
+            filter = [this](changed_row const& r) { return keep(r.key); };
+        }
+        if (!hub_.journal_.read_between(cursor_, until, plan_.from, plan_.to, filter, changed_,
+                                        upto)) {
+            return std::nullopt;
+        }
+        if (!changed_.empty()) {
+            json_.assign("[");
+            for (changed_row const& r : changed_) {
+                if (json_.size() > 1) {
+                    json_.push_back(',');
+                }
+                append_flow_json(json_, hub_.store_.name(r.key.src), hub_.store_.name(r.key.dest),
+                                 hub_.store_.name(r.key.vpc), r.counters, r.hour);
+            }
+            json_.push_back(']');
+            std::string e;
+            append_sse_event(e, format_event_id({hub_.epoch_, upto + 1, unix_ms_now()}), "rows",
+                             json_);
+            event = std::make_shared<std::string const>(std::move(e));
+        }
+        if (changed_.capacity() > 4096) {
+            changed_ = {};  // a burst's buffer is not kept for an idle stream
+        }
+        if (t.deadline != deadline) {
+            t.deadline = deadline;
+            t.upto = upto;
+            t.events.clear();
+        }
+        // A few cursors a tick at most: streams that synced at different moments all
+        // reach the same cursor after one tick, and the events stay few.
+        if (upto == t.upto && t.events.size() < 4) {
+            t.events.emplace_back(cursor_, event);
+        }
+        return upto;
+    }
+
     // Every interval: the changes since the cursor as one event, the buffer bound, and the
     // keep-alive comment.
-    void tick() {
+    void tick(std::chrono::steady_clock::time_point deadline) {
         deliver_fn waiting;
         std::string piece;
         {
@@ -277,38 +344,17 @@ private:
                 return;
             }
             if (live_) {
-                changed_.clear();
-                std::uint64_t upto = cursor_;
-                std::function<bool(changed_row const&)> filter;
-                if (filtered_) {
-                    filter = [this](changed_row const& r) { return keep(r.key); };
-                }
-                bool const held =
-                    hub_.journal_.read_since(cursor_, plan_.from, plan_.to, filter, changed_, upto);
-                if (!held) {
+                std::shared_ptr<std::string const> event;
+                std::optional<std::uint64_t> const upto = next_rows_event_locked(deadline, event);
+                if (!upto) {
                     reset_locked();
                 } else {
-                    cursor_ = upto;
-                    if (!changed_.empty()) {
-                        json_.assign("[");
-                        for (changed_row const& r : changed_) {
-                            if (json_.size() > 1) {
-                                json_.push_back(',');
-                            }
-                            append_flow_json(json_, hub_.store_.name(r.key.src),
-                                             hub_.store_.name(r.key.dest),
-                                             hub_.store_.name(r.key.vpc), r.counters, r.hour);
-                        }
-                        json_.push_back(']');
-                        append_sse_event(ready_,
-                                         format_event_id({hub_.epoch_, cursor_ + 1, unix_ms_now()}),
-                                         "rows", json_);
+                    cursor_ = *upto;
+                    if (event) {
+                        ready_.append(*event);
                         if (ready_.size() > hub_.options_.buffer_bytes) {
                             reset_locked();
                         }
-                    }
-                    if (changed_.capacity() > 4096) {
-                        changed_ = {};  // a burst's buffer is not kept for an idle stream
                     }
                 }
             }
@@ -340,7 +386,8 @@ private:
     stream_hub& hub_;
     query_plan const plan_;
     std::chrono::milliseconds const interval_;
-    bool const filtered_;      // a filter is active: changed rows are checked by name
+    bool const filtered_;  // a filter is active: changed rows are checked by name
+    std::shared_ptr<stream_hub::shared_tick> const shared_;
     net::steady_timer timer_;  // touched only by start() and its own handler (its strand)
     std::mutex mutex_;
     bool subscribed_ = false;                     // guarded by mutex_
@@ -410,6 +457,20 @@ std::shared_ptr<event_source> stream_hub::open(query_plan const& plan,
     }
     s->start(resume_seq, d == resume_decision::reset);
     return s;
+}
+
+std::shared_ptr<stream_hub::shared_tick> stream_hub::tick_of(std::string const& key) {
+    std::scoped_lock lock{ticks_mutex_};
+    auto const now = std::chrono::steady_clock::now();
+    if (now - ticks_swept_ > std::chrono::seconds{10}) {
+        ticks_swept_ = now;
+        std::erase_if(ticks_, [](auto const& t) { return t.second.use_count() == 1; });
+    }
+    std::shared_ptr<shared_tick>& t = ticks_[key];
+    if (!t) {
+        t = std::make_shared<shared_tick>();
+    }
+    return t;
 }
 
 void stream_hub::closed(stream_subscription const*) {

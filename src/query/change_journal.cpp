@@ -1,6 +1,8 @@
 #include "flowd/query/change_journal.hpp"
 
 #include <algorithm>
+#include <array>
+#include <limits>
 
 namespace flowd {
 
@@ -17,7 +19,7 @@ std::size_t index_slots(std::size_t live) {
 
 }  // namespace
 
-bool change_journal::hour_rows::put(app_key const& key, std::uint64_t seq,
+bool change_journal::hour_rows::put(app_key const& key, std::uint64_t hash, std::uint64_t seq,
                                     flow_counters const& counters) {
     // An update appends, so a hot key leaves a dead entry behind per batch: mostly dead
     // entries (or a full index) are compacted away, paid once per as many appends.
@@ -25,7 +27,7 @@ bool change_journal::hour_rows::put(app_key const& key, std::uint64_t seq,
         compact(0);
     }
     std::size_t const mask = index.size() - 1;
-    std::size_t at = hash_app_key(key) & mask;
+    std::size_t at = hash & mask;
     while (index[at] != 0 && rows[index[at] - 1].key != key) {
         at = (at + 1) & mask;
     }
@@ -109,17 +111,33 @@ void change_journal::rows_changed(std::vector<changed_row> const& rows) {
         return;
     }
     ++seq_;
-    // A batch's rows come grouped by shard, not hour: remember the last hour looked up.
-    hour_rows* h = nullptr;
-    std::uint32_t h_hour = 0;
-    for (changed_row const& r : rows) {
-        if (h == nullptr || h_hour != r.hour) {
-            h = &hours_[r.hour];
-            h_hour = r.hour;
+    // Each row's entry is loaded `ahead` rows before its put, so that the cache misses of a
+    // batch's rows overlap (the entries of 24 busy hours are larger than the caches). A
+    // batch's rows come grouped by shard, not hour: the hours looked up are remembered (by
+    // hour modulo 64) for the batch.
+    constexpr std::size_t ahead = 8;
+    std::array<std::uint64_t, ahead> hashes{};
+    std::array<std::pair<std::uint32_t, hour_rows*>, 64> seen{};
+    auto const rows_of = [&](std::uint32_t hour) {
+        auto& s = seen.at(hour % seen.size());
+        if (s.second == nullptr || s.first != hour) {
+            s = {hour, &hours_[hour]};
         }
-        if (h->put(r.key, seq_, r.counters) && ++live_ > capacity_) {
-            drop_oldest_locked();
-            h = nullptr;
+        return s.second;
+    };
+    for (std::size_t i = 0; i < rows.size() + ahead; ++i) {
+        // Row i - ahead is put before row i takes its hash's place in the ring.
+        if (i >= ahead) {
+            changed_row const& r = rows[i - ahead];
+            if (rows_of(r.hour)->put(r.key, hashes.at(i % ahead), seq_, r.counters) &&
+                ++live_ > capacity_) {
+                drop_oldest_locked();
+                seen = {};
+            }
+        }
+        if (i < rows.size()) {
+            hashes.at(i % ahead) = hash_app_key(rows[i].key);
+            rows_of(rows[i].hour)->prefetch(hashes.at(i % ahead));
         }
     }
 }
@@ -150,11 +168,20 @@ void change_journal::drop_oldest_locked() {
 bool change_journal::read_since(std::uint64_t since, std::uint32_t from, std::uint32_t to,
                                 std::function<bool(changed_row const&)> const& keep,
                                 std::vector<changed_row>& out, std::uint64_t& upto) const {
+    return read_between(since, std::numeric_limits<std::uint64_t>::max(), from, to, keep, out,
+                        upto);
+}
+
+bool change_journal::read_between(std::uint64_t since, std::uint64_t until, std::uint32_t from,
+                                  std::uint32_t to,
+                                  std::function<bool(changed_row const&)> const& keep,
+                                  std::vector<changed_row>& out, std::uint64_t& upto) const {
     std::scoped_lock lock{mutex_};
     if (!recording_ || since < lost_upto_ || since > seq_) {
         return false;
     }
-    upto = seq_;
+    // A bound before `since` reads nothing and leaves the cursor where it was.
+    upto = std::max(since, std::min(until, seq_));
     for (auto it = hours_.lower_bound(from); it != hours_.end() && it->first < to; ++it) {
         std::vector<row_entry> const& rows = it->second.rows;
         // Entries are in sequence order: the ones after `since` are at the end.
@@ -162,7 +189,7 @@ bool change_journal::read_since(std::uint64_t since, std::uint32_t from, std::ui
         while (first != 0 && rows[first - 1].seq > since) {
             --first;
         }
-        for (std::size_t i = first; i < rows.size(); ++i) {
+        for (std::size_t i = first; i < rows.size() && rows[i].seq <= upto; ++i) {
             if (rows[i].dead) {
                 continue;
             }

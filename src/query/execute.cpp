@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -16,14 +17,21 @@ namespace {
 
 using field_key = std::array<std::uint32_t, 4>;
 
-field_key key_of(flow_store::exported_key const& r, unsigned mask) noexcept {
-    field_key k{r.key.src, r.key.dest, r.key.vpc, r.hour};
+// Per field, all ones when it is grouped, else zero.
+using field_mask = std::array<std::uint32_t, 4>;
+
+field_mask field_mask_of(unsigned grouped) noexcept {
+    field_mask m{};
     for (unsigned f = 0; f < 4; ++f) {
-        if ((mask & (1U << f)) == 0) {
-            k.at(f) = 0;
-        }
+        m.at(f) = (grouped & (1U << f)) != 0 ? 0xffffffffU : 0U;
     }
-    return k;
+    return m;
+}
+
+// Four ANDs: zeroing the ungrouped fields one store at a time made the key's later 16-byte
+// load wait on those stores, a quarter of the grouping's time.
+field_key key_of(app_key const& k, std::uint32_t hour, field_mask const& m) noexcept {
+    return {k.src & m[0], k.dest & m[1], k.vpc & m[2], hour & m[3]};
 }
 
 // Two 64-bit compares: std::array's operator== becomes a memcmp call, which was a sixth of
@@ -42,11 +50,10 @@ std::uint64_t hash_key(field_key const& k) noexcept {
     return h;
 }
 
-// Group key -> index of the group's row. Open addressing with linear probing over 20-byte
-// slots: no allocation per group (a node map paid one per group and a pointer chase per
-// row), and the few thousand groups of a typical top-N (per application, per VPC) stay in
-// cache while millions of rows stream past. Integers only: names are compared once, when
-// the answer is ordered, never while rows are summed.
+// Group key -> index of the group's row (the top rows of a series, the groups of a carry).
+// Open addressing with linear probing over 20-byte slots: no allocation per group, and the
+// top rows stay in cache while millions of rows stream past. Integers only: names are
+// compared once, when the answer is ordered, never while rows are summed.
 class group_index {
 public:
     explicit group_index(std::size_t expected) {
@@ -59,16 +66,11 @@ public:
 
     // The row index of `k`, or `fresh` (then stored) when absent.
     std::uint32_t find_or_add(field_key const& k, std::uint32_t fresh) {
-        return find_or_add(k, hash_key(k), fresh);
-    }
-
-    // The same, with `hash` = hash_key(k) computed (and prefetch()ed) earlier.
-    std::uint32_t find_or_add(field_key const& k, std::uint64_t hash, std::uint32_t fresh) {
         if ((size_ + 1) * 2 > slots_.size()) {
             grow();
         }
         std::size_t const mask = slots_.size() - 1;
-        for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+        for (std::size_t i = hash_key(k) & mask;; i = (i + 1) & mask) {
             slot& s = slots_[i];
             if (s.row == empty) {
                 s.key = k;
@@ -92,11 +94,6 @@ public:
         }
     }
 
-    // Starts loading the slot where a key of this hash is looked for first.
-    void prefetch(std::uint64_t hash) const noexcept {
-        __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
-    }
-
     static constexpr std::uint32_t empty = 0xffffffffU;
 
 private:
@@ -118,6 +115,115 @@ private:
     }
 
     std::vector<slot> slots_;
+    std::size_t size_ = 0;
+};
+
+// Group key -> the group's sums, in the slot itself: one 32-byte slot (never across two
+// cache lines) is all a row touches, where an index into a separate row array cost a second
+// cache miss per row. Sums are 64-bit in the slot; the rare carry past 2^64 is kept aside
+// and added back in move_rows(), so the sums stay exact. A key of four all-ones words marks an
+// empty slot: the grouper's keys always hold a zeroed (ungrouped) field.
+class group_sums {
+public:
+    explicit group_sums(std::size_t expected) {
+        std::size_t cap = 16;
+        while (cap < expected * 2) {
+            cap *= 2;
+        }
+        slots_.assign(cap, slot{});
+    }
+
+    // Starts loading the slot where a key of this hash is looked for first.
+    void prefetch(std::uint64_t hash) const noexcept {
+        __builtin_prefetch(&slots_[hash & (slots_.size() - 1)], 1);
+    }
+
+    // Adds `c` to the sums of `k` (hash = hash_key(k)), adding the group when absent.
+    void add(field_key const& k, std::uint64_t hash, flow_counters const& c) {
+        slot& s = find_or_add(k, hash);
+        if (__builtin_add_overflow(s.tx, c.bytes_tx, &s.tx)) {
+            carries_.push_back({k, false});
+        }
+        if (__builtin_add_overflow(s.rx, c.bytes_rx, &s.rx)) {
+            carries_.push_back({k, true});
+        }
+    }
+
+    // Appends every group to `out`, in slot order.
+    void move_rows(std::vector<answer_row>& out) {
+        std::size_t const first = out.size();
+        out.reserve(first + size_);
+        for (slot const& s : slots_) {
+            if (!is_empty(s.key)) {
+                out.push_back({s.key, s.tx, s.rx});
+            }
+        }
+        if (!carries_.empty()) {
+            group_index at(out.size() - first);
+            for (std::size_t i = first; i < out.size(); ++i) {
+                at.find_or_add(out[i].field, static_cast<std::uint32_t>(i - first));
+            }
+            for (carry const& c : carries_) {
+                answer_row& r = out[first + at.find(c.key)];
+                (c.rx ? r.bytes_rx : r.bytes_tx) += uint128{1} << 64;
+            }
+        }
+    }
+
+private:
+    static constexpr std::uint32_t none = 0xffffffffU;
+    struct alignas(32) slot {
+        field_key key{none, none, none, none};
+        std::uint64_t tx = 0;
+        std::uint64_t rx = 0;
+    };
+    static_assert(sizeof(slot) == 32);
+    struct carry {
+        field_key key;
+        bool rx;
+    };
+
+    static bool is_empty(field_key const& k) noexcept {
+        return (k[0] & k[1] & k[2] & k[3]) == none;
+    }
+
+    slot& find_or_add(field_key const& k, std::uint64_t hash) {
+        if ((size_ + 1) * 2 > slots_.size()) {
+            grow();
+        }
+        std::size_t const mask = slots_.size() - 1;
+        for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+            slot& s = slots_[i];
+            if (same_key(s.key, k)) {
+                return s;
+            }
+            if (is_empty(s.key)) {
+                s.key = k;
+                ++size_;
+                return s;
+            }
+        }
+    }
+
+    void grow() {
+        std::vector<slot> old;
+        old.swap(slots_);
+        slots_.assign(old.size() * 2, slot{});
+        std::size_t const mask = slots_.size() - 1;
+        for (slot const& s : old) {
+            if (is_empty(s.key)) {
+                continue;
+            }
+            std::size_t i = hash_key(s.key) & mask;
+            while (!is_empty(slots_[i].key)) {
+                i = (i + 1) & mask;
+            }
+            slots_[i] = s;
+        }
+    }
+
+    std::vector<slot> slots_;
+    std::vector<carry> carries_;
     std::size_t size_ = 0;
 };
 
@@ -259,17 +365,20 @@ private:
     std::array<bool, 3> active_;
 };
 
-// Sums rows into their groups (`groups`, one row each, in order of first sight). Grouped
-// by one field alone, its value (a dense name id, or the hour) indexes an array, with no
-// hashing; that was half of a per-application summary's time. Else a group_index, sized
-// by expect() before the first row, and rows go through a short queue: each row's slot is
-// prefetched when it arrives and looked up `lookahead` rows later, so that the lookups of
-// 100,000 groups (a table larger than the caches) overlap instead of each waiting for
-// memory. Rows are summed in the order they came; flush() sums what is queued.
+// Sums rows into their groups (`groups`, one row each). Grouped by one field alone, its
+// value (a dense name id, or the hour) indexes an array, with no hashing; that was half of
+// a per-application summary's time. Else a group_sums, sized by expect() before the first
+// row, and rows go through a short queue: each row's slot is prefetched when it arrives
+// and summed `lookahead` rows later, so that the lookups of 100,000 groups (a table larger
+// than the caches) overlap instead of each waiting for memory. flush() sums what is queued
+// and writes those groups out.
 class grouper {
 public:
     grouper(query_plan const& plan, std::size_t name_count, std::vector<answer_row>& groups)
-        : from_(plan.from), mask_(grouped_mask(plan)), groups_(groups) {
+        : from_(plan.from),
+          mask_(grouped_mask(plan)),
+          fields_(field_mask_of(mask_)),
+          groups_(groups) {
         single_ = std::popcount(mask_) == 1 ? std::countr_zero(mask_) : -1;
         if (single_ >= 0) {
             dense_.assign(single_ == 3 ? std::size_t{plan.to - plan.from} : name_count,
@@ -283,21 +392,27 @@ public:
     void clear() {
         groups_.clear();
         std::fill(dense_.begin(), dense_.end(), group_index::empty);
+        index_.reset();
         queued_ = 0;
         next_ = 0;
     }
 
-    // Sums the rows still queued: call it after the last row, before groups are read.
+    // Sums the rows still queued and writes the hashed groups out: call it after the last
+    // row, before groups are read.
     void flush() {
         std::size_t at = (next_ + lookahead - queued_) % lookahead;
         for (; queued_ != 0; --queued_, at = (at + 1) % lookahead) {
-            sum(queue_[at]);
+            index_->add(queue_[at].key, queue_[at].hash, queue_[at].counters);
         }
         next_ = 0;
+        if (index_) {
+            index_->move_rows(groups_);
+            index_.reset();
+        }
     }
 
     void operator()(app_key const& key, std::uint32_t hour, flow_counters const& c) {
-        field_key const k = key_of(flow_store::exported_key{key, hour, {}}, mask_);
+        field_key const k = key_of(key, hour, fields_);
         auto const fresh = static_cast<std::uint32_t>(groups_.size());
         std::uint32_t at = 0;
         if (single_ >= 0) {
@@ -314,7 +429,7 @@ public:
             std::uint64_t const hash = hash_key(k);
             index_->prefetch(hash);
             if (queued_ == lookahead) {
-                sum(queue_[next_]);
+                index_->add(queue_[next_].key, queue_[next_].hash, queue_[next_].counters);
             } else {
                 ++queued_;
             }
@@ -337,22 +452,13 @@ private:
         flow_counters counters;
     };
 
-    void sum(queued_row const& r) {
-        auto const fresh = static_cast<std::uint32_t>(groups_.size());
-        std::uint32_t const at = index_->find_or_add(r.key, r.hash, fresh);
-        if (at == fresh) {
-            groups_.push_back({r.key, 0, 0});
-        }
-        groups_[at].bytes_tx += r.counters.bytes_tx;
-        groups_[at].bytes_rx += r.counters.bytes_rx;
-    }
-
     std::uint32_t from_;
     unsigned mask_;
+    field_mask fields_;
     int single_;
     std::vector<answer_row>& groups_;
     std::vector<std::uint32_t> dense_;
-    std::optional<group_index> index_;
+    std::optional<group_sums> index_;
     std::array<queued_row, lookahead> queue_{};
     std::size_t queued_ = 0;  // rows in queue_, the oldest `queued_` before next_
     std::size_t next_ = 0;    // where the next row goes
@@ -387,46 +493,102 @@ std::pair<std::vector<hour_stat>, bool> scan_range(flow_store const& store, quer
     return {store.copy_range(plan.from, plan.to, limits.max_query_scan_rows, keep, rows), false};
 }
 
-// series=hour: per line (each top row, then other, then total) the sums of each hour.
-void fill_series(query_answer& a, std::vector<flow_store::exported_key> const& rows,
-                 std::size_t top_n) {
-    query_plan const& plan = a.plan;
-    unsigned const mask = grouped_mask(plan);
-    std::size_t const hours = plan.to - plan.from;
-    std::size_t const lines = top_n + 2;
-    a.series_tx.assign(lines * hours, 0);
-    a.series_rx.assign(lines * hours, 0);
-    group_index top_index(top_n);
-    for (std::size_t i = 0; i < top_n; ++i) {
-        top_index.find_or_add(a.rows[i].field, static_cast<std::uint32_t>(i));
-    }
-    std::size_t const total_line = (top_n + 1) * hours;
-    for (flow_store::exported_key const& r : rows) {
-        std::size_t const h = r.hour - plan.from;
-        a.series_tx[total_line + h] += r.counters.bytes_tx;
-        a.series_rx[total_line + h] += r.counters.bytes_rx;
-        std::uint32_t const at = top_index.find(key_of(r, mask));
-        if (at != group_index::empty) {
-            a.series_tx[at * hours + h] += r.counters.bytes_tx;
-            a.series_rx[at * hours + h] += r.counters.bytes_rx;
+// series=hour: per line (each top row, then other, then total) the sums of each hour,
+// added up by the caller through add_row(), then finished by finish().
+class series_sums {
+public:
+    explicit series_sums(query_answer& a, std::size_t top_n)
+        : a_(a),
+          mask_(grouped_mask(a.plan)),
+          fields_(field_mask_of(mask_)),
+          hours_(a.plan.to - a.plan.from),
+          top_n_(top_n),
+          filtered_(a.plan.has_filters()),
+          top_index_(top_n) {
+        a.series_tx.assign((top_n + 2) * hours_, 0);
+        a.series_rx.assign((top_n + 2) * hours_, 0);
+        for (std::size_t f = 0; f < 3; ++f) {
+            if ((mask_ & (1U << f)) != 0) {
+                top_names_.at(f).assign(a.names->size(), 0);
+            }
         }
-    }
-    std::size_t const other_line = top_n * hours;
-    for (std::size_t h = 0; h < hours; ++h) {
-        uint128 tx = a.series_tx[total_line + h];
-        uint128 rx = a.series_rx[total_line + h];
         for (std::size_t i = 0; i < top_n; ++i) {
-            tx -= a.series_tx[i * hours + h];
-            rx -= a.series_rx[i * hours + h];
+            top_index_.find_or_add(a.rows[i].field, static_cast<std::uint32_t>(i));
+            for (std::size_t f = 0; f < 3; ++f) {
+                if (!top_names_.at(f).empty()) {
+                    top_names_.at(f).at(a.rows[i].field.at(f)) = 1;
+                }
+            }
         }
-        a.series_tx[other_line + h] = tx;
-        a.series_rx[other_line + h] = rx;
     }
-}
 
-// Summary: the top N once over the whole range, the rest summed as `other`.
-void summarise(query_answer& a, std::vector<flow_store::exported_key> const& rows,
-               string_interner const& names) {
+    void add_row(app_key const& key, std::uint32_t hour, flow_counters const& c) {
+        std::size_t const h = hour - a_.plan.from;
+        if (filtered_) {
+            std::size_t const total_line = (top_n_ + 1) * hours_;
+            a_.series_tx[total_line + h] += c.bytes_tx;
+            a_.series_rx[total_line + h] += c.bytes_rx;
+        }
+        // Most rows name no top row's value in some field: one byte read, no hashing.
+        if (!top_name(0, key.src) || !top_name(1, key.dest) || !top_name(2, key.vpc)) {
+            return;
+        }
+        std::uint32_t const at = top_index_.find(key_of(key, hour, fields_));
+        if (at != group_index::empty) {
+            a_.series_tx[at * hours_ + h] += c.bytes_tx;
+            a_.series_rx[at * hours_ + h] += c.bytes_rx;
+        }
+    }
+
+    // `other` is the total less the top rows, hour by hour. Unfiltered, the total of an
+    // hour is its stored total, read at the same instant as the rows.
+    void finish() {
+        std::size_t const other_line = top_n_ * hours_;
+        std::size_t const total_line = (top_n_ + 1) * hours_;
+        if (!filtered_) {
+            for (hour_stat const& s : a_.stats) {
+                a_.series_tx[total_line + s.hour - a_.plan.from] = s.bytes_tx;
+                a_.series_rx[total_line + s.hour - a_.plan.from] = s.bytes_rx;
+            }
+        }
+        for (std::size_t h = 0; h < hours_; ++h) {
+            uint128 tx = a_.series_tx[total_line + h];
+            uint128 rx = a_.series_rx[total_line + h];
+            for (std::size_t i = 0; i < top_n_; ++i) {
+                tx -= a_.series_tx[i * hours_ + h];
+                rx -= a_.series_rx[i * hours_ + h];
+            }
+            a_.series_tx[other_line + h] = tx;
+            a_.series_rx[other_line + h] = rx;
+        }
+    }
+
+private:
+    // Whether name `id` is field f's value in a top row (always, for an ungrouped field).
+    [[nodiscard]] bool top_name(std::size_t f, std::uint32_t id) const noexcept {
+        std::vector<std::uint8_t> const& names = top_names_[f];
+        return names.empty() || (id < names.size() && names[id] != 0);
+    }
+
+    query_answer& a_;
+    unsigned mask_;
+    field_mask fields_;
+    std::size_t hours_;
+    std::size_t top_n_;
+    bool filtered_;
+    group_index top_index_;
+    // Per name field grouped: 1 at each name id a top row holds.
+    std::array<std::vector<std::uint8_t>, 3> top_names_;
+};
+
+// Summary: the top N once over the whole range, the rest summed as `other`. With
+// series=hour, the hours are summed from `rows` when the range was copied, else by a second
+// visit of the range, which answers only when the hours' totals it closed on are those of
+// the first visit (a.stats): they move with every batch that changes a row (counters only
+// grow) and with retention, so equal totals mean both visits saw the same rows. Returns
+// false when they differ: the caller starts again.
+bool summarise(query_answer& a, std::vector<flow_store::exported_key> const* rows,
+               flow_store const& store, query_limits const& limits, row_filter& keep) {
     std::vector<answer_row>& groups = a.rows;
     a.total_groups = groups.size();
     for (answer_row const& g : groups) {
@@ -434,16 +596,46 @@ void summarise(query_answer& a, std::vector<flow_store::exported_key> const& row
         a.total.bytes_rx += g.bytes_rx;
     }
     std::size_t const top_n = std::min<std::size_t>(a.plan.top, groups.size());
-    order_rows(groups, a.plan, names, top_n);
+    if (top_n < groups.size() && a.plan.order != order_key::none) {
+        // Only groups whose metric reaches the N-th largest can be in the top: their names
+        // alone are ranked (ranking 100,000 groups' names was a tenth of a summary).
+        std::vector<uint128> metrics;
+        metrics.reserve(groups.size());
+        for (answer_row const& g : groups) {
+            metrics.push_back(metric_of(g, a.plan.order));
+        }
+        auto const nth = metrics.begin() + static_cast<std::ptrdiff_t>(top_n - 1);
+        std::nth_element(metrics.begin(), nth, metrics.end(), std::greater<>{});
+        uint128 const cut = *nth;
+        std::erase_if(groups,
+                      [&](answer_row const& g) { return metric_of(g, a.plan.order) < cut; });
+    }
+    order_rows(groups, a.plan, store.names(), top_n);
     a.other = a.total;
     for (answer_row const& g : groups) {
         a.other.bytes_tx -= g.bytes_tx;
         a.other.bytes_rx -= g.bytes_rx;
     }
     a.other_groups = a.total_groups - top_n;
-    if (a.plan.series_hour) {
-        fill_series(a, rows, top_n);
+    if (!a.plan.series_hour) {
+        return true;
     }
+    series_sums series{a, top_n};
+    if (rows != nullptr) {
+        for (flow_store::exported_key const& r : *rows) {
+            series.add_row(r.key, r.hour, r.counters);
+        }
+    } else {
+        auto const stats =
+            store.visit_range(a.plan.from, a.plan.to, limits.max_query_scan_rows, keep,
+                              [&series](app_key const& k, std::uint32_t hour,
+                                        flow_counters const& c) { series.add_row(k, hour, c); });
+        if (!stats || *stats != a.stats) {
+            return false;
+        }
+    }
+    series.finish();
+    return true;
 }
 
 problem too_large(std::string detail) {
@@ -455,10 +647,10 @@ problem too_large(std::string detail) {
 boost::system::result<query_answer, problem> execute_query(flow_store const& store, query_plan plan,
                                                            answer_format format,
                                                            query_limits const& limits) {
-    query_answer a;
-    a.format = format;
-    a.names = &store.names();
     if (plan.route == query_route::hours) {
+        query_answer a;
+        a.format = format;
+        a.names = &store.names();
         a.stats = store.hour_stats(plan.from, plan.to);
         a.plan = std::move(plan);
         return a;
@@ -469,62 +661,72 @@ boost::system::result<query_answer, problem> execute_query(flow_store const& sto
     // hour), each stored row is its own group: rows are copied and need no lookups. Else
     // rows are summed into their groups as the store hands them over, under each shard's
     // mutex in turn, with no copy (a 2.4-million-row summary wrote 77 MB of copies, and
-    // faulted its pages in, for a few thousand groups); a series by hour needs the rows
-    // for a second pass, so it copies too.
+    // faulted its pages in, for a few thousand groups); a series by hour visits the range
+    // again (summarise()), and copies instead only after batches changed the range between
+    // the two visits `series_visits` times running.
+    constexpr int series_visits = 2;
     unsigned const mask = grouped_mask(plan);
+    field_mask const fields = field_mask_of(mask);
     bool const rows_are_groups =
         (mask & 7U) == 7U && ((mask & 8U) != 0 || plan.to - plan.from == 1);
-    bool const keeps_rows = rows_are_groups || plan.series_hour;
-    std::vector<answer_row>& groups = a.rows;
-    std::vector<flow_store::exported_key> rows;
-    grouper add{plan, store.names().size(), groups};
-    bool summed = false;
-    std::tie(a.stats, summed) = scan_range(store, plan, limits, keep, add, keeps_rows, rows);
-    std::uint64_t scanned = 0;
-    for (hour_stat const& h : a.stats) {
-        scanned += h.keys;
-    }
-    if (scanned > limits.max_query_scan_rows) {
-        return too_large("the range " + std::to_string(plan.from) + " <= hour < " +
-                         std::to_string(plan.to) + " holds " + std::to_string(scanned) +
-                         " stored rows, more than max_query_scan_rows (" +
-                         std::to_string(limits.max_query_scan_rows) + "); narrow the range");
-    }
-    a.rows_scanned = scanned;
-
-    if (rows_are_groups) {
-        groups.reserve(rows.size());
-        for (flow_store::exported_key const& r : rows) {
-            groups.push_back({key_of(r, mask), r.counters.bytes_tx, r.counters.bytes_rx});
+    for (int attempt = 0;; ++attempt) {
+        query_answer a;
+        a.format = format;
+        a.names = &store.names();
+        bool const keeps_rows = rows_are_groups || (plan.series_hour && attempt == series_visits);
+        std::vector<answer_row>& groups = a.rows;
+        std::vector<flow_store::exported_key> rows;
+        grouper add{plan, store.names().size(), groups};
+        bool summed = false;
+        std::tie(a.stats, summed) = scan_range(store, plan, limits, keep, add, keeps_rows, rows);
+        std::uint64_t scanned = 0;
+        for (hour_stat const& h : a.stats) {
+            scanned += h.keys;
         }
-    } else if (!summed) {
-        add.expect(std::min<std::size_t>(rows.size(), 1U << 16));
-        for (flow_store::exported_key const& r : rows) {
-            add(r.key, r.hour, r.counters);
+        if (scanned > limits.max_query_scan_rows) {
+            return too_large("the range " + std::to_string(plan.from) + " <= hour < " +
+                             std::to_string(plan.to) + " holds " + std::to_string(scanned) +
+                             " stored rows, more than max_query_scan_rows (" +
+                             std::to_string(limits.max_query_scan_rows) + "); narrow the range");
         }
-        add.flush();
-    }
-    bool const counts_groups =
-        plan.route == query_route::summary || plan.group_by_given || plan.order != order_key::none;
-    if (counts_groups && groups.size() > limits.max_query_groups) {
-        return too_large("the query makes " + std::to_string(groups.size()) +
-                         " groups, more than max_query_groups (" +
-                         std::to_string(limits.max_query_groups) +
-                         "); group by fewer fields, filter, or narrow the range");
-    }
+        a.rows_scanned = scanned;
 
-    if (plan.route == query_route::flows) {
-        std::size_t const keep_n =
-            plan.limit
-                ? static_cast<std::size_t>(std::min<std::uint64_t>(*plan.limit, groups.size()))
-                : groups.size();
-        order_rows(groups, plan, store.names(), keep_n);
-        a.plan = std::move(plan);
-        return a;
+        if (rows_are_groups) {
+            groups.reserve(rows.size());
+            for (flow_store::exported_key const& r : rows) {
+                groups.push_back(
+                    {key_of(r.key, r.hour, fields), r.counters.bytes_tx, r.counters.bytes_rx});
+            }
+        } else if (!summed) {
+            add.expect(std::min<std::size_t>(rows.size(), 1U << 16));
+            for (flow_store::exported_key const& r : rows) {
+                add(r.key, r.hour, r.counters);
+            }
+            add.flush();
+        }
+        bool const counts_groups = plan.route == query_route::summary || plan.group_by_given ||
+                                   plan.order != order_key::none;
+        if (counts_groups && groups.size() > limits.max_query_groups) {
+            return too_large("the query makes " + std::to_string(groups.size()) +
+                             " groups, more than max_query_groups (" +
+                             std::to_string(limits.max_query_groups) +
+                             "); group by fewer fields, filter, or narrow the range");
+        }
+
+        if (plan.route == query_route::flows) {
+            std::size_t const keep_n =
+                plan.limit
+                    ? static_cast<std::size_t>(std::min<std::uint64_t>(*plan.limit, groups.size()))
+                    : groups.size();
+            order_rows(groups, plan, store.names(), keep_n);
+            a.plan = std::move(plan);
+            return a;
+        }
+        a.plan = plan;
+        if (summarise(a, summed ? nullptr : &rows, store, limits, keep)) {
+            return a;
+        }
     }
-    a.plan = std::move(plan);
-    summarise(a, rows, store.names());
-    return a;
 }
 
 }  // namespace flowd

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -134,6 +135,21 @@ private:
     friend class stream_subscription;
     void closed(stream_subscription const* s);
 
+    // The `rows` events of one tick (an interval boundary, every stream of that interval
+    // ticks at once) of streams with the same query and interval, each serialised once
+    // per cursor and appended to every such stream: all of them read the journal up to the
+    // `upto` the first one read, so from their next tick on they share one cursor.
+    struct shared_tick {
+        std::mutex mutex;
+        std::chrono::steady_clock::time_point deadline;  // guarded by mutex
+        std::uint64_t upto = 0;                          // guarded by mutex
+        std::vector<std::pair<std::uint64_t, std::shared_ptr<std::string const>>>
+            events;  // guarded by mutex: per cursor read from, the event (null: no change)
+    };
+    // The shared_tick of a stream's query and interval (`key`), made when missing; those
+    // no stream holds any more are dropped now and then.
+    std::shared_ptr<shared_tick> tick_of(std::string const& key);
+
     flow_store& store_;
     stream_options options_;
     stream_metrics& metrics_;
@@ -144,6 +160,10 @@ private:
     std::vector<std::weak_ptr<stream_subscription>> streams_;  // guarded by mutex_
     std::size_t open_ = 0;                                     // guarded by mutex_
     bool shut_ = false;                                        // guarded by mutex_
+    std::mutex ticks_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<shared_tick>>
+        ticks_;                                          // guarded by ticks_mutex_
+    std::chrono::steady_clock::time_point ticks_swept_;  // guarded by ticks_mutex_
 };
 
 }  // namespace flowd

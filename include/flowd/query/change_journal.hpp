@@ -48,6 +48,12 @@ public:
     bool read_since(std::uint64_t since, std::uint32_t from, std::uint32_t to,
                     std::function<bool(changed_row const&)> const& keep,
                     std::vector<changed_row>& out, std::uint64_t& upto) const;
+    // read_since() of the changes up to sequence `until` at most: a key changed again after
+    // it is left for a later read (which gets its newest totals); `upto` receives
+    // max(since, min(until, sequence())).
+    bool read_between(std::uint64_t since, std::uint64_t until, std::uint32_t from,
+                      std::uint32_t to, std::function<bool(changed_row const&)> const& keep,
+                      std::vector<changed_row>& out, std::uint64_t& upto) const;
 
     void rows_changed(std::vector<changed_row> const& rows) override;
 
@@ -66,7 +72,19 @@ private:
         std::size_t live = 0;
 
         // Appends key's newest totals (the older entry turns dead); true when the key is new.
-        bool put(app_key const& key, std::uint64_t seq, flow_counters const& counters);
+        // `hash` = hash_app_key(key).
+        bool put(app_key const& key, std::uint64_t hash, std::uint64_t seq,
+                 flow_counters const& counters);
+        // Starts loading the entry a put of this hash will compare first (the index is
+        // small and mostly cached; the entries are not).
+        void prefetch(std::uint64_t hash) const noexcept {
+            if (!index.empty()) {
+                std::uint32_t const at = index[hash & (index.size() - 1)];
+                if (at != 0 && at <= rows.size()) {
+                    __builtin_prefetch(&rows[at - 1], 1);
+                }
+            }
+        }
         // Drops the dead entries and every entry of sequence <= cut, then reindexes.
         void compact(std::uint64_t cut);
     };

@@ -1,11 +1,16 @@
 #include "flowd/http/event_stream.hpp"
 
 #include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
 
 #include "flowd/http/stream_handler.hpp"
+#include "flowd/metrics/stream_metrics.hpp"
 
 namespace flowd {
 namespace {
@@ -95,6 +100,111 @@ TEST_F(ResumeTest, OtherProcessOldIdFullSendIdOrGarbageResets) {
               resume_decision::reset);
     EXPECT_EQ(decide_resume("garbage", epoch_, now_, 60s, journal_), resume_decision::reset);
     journal_.unsubscribe();
+}
+
+// A stream as the session drives it: each pull() asks for the next piece, kept in `pieces`.
+struct stream_reader {
+    std::shared_ptr<event_source> source;
+    std::vector<std::string> pieces;
+
+    void pull() {
+        source->pull([this](std::string piece, bool end) {
+            if (!end) {
+                pieces.push_back(std::move(piece));
+            }
+        });
+    }
+};
+
+class StreamHubTest : public ::testing::Test {
+protected:
+    // A stream on `query` (interval 100 ms), its full send read up to `synced`.
+    std::unique_ptr<stream_reader> open(std::string_view query) {
+        auto plan = parse_query_plan(query_route::flows, query);
+        EXPECT_TRUE(plan);
+        bool too_many = false;
+        auto r = std::make_unique<stream_reader>();
+        r->source = hub_.open(*plan, 100ms, "", ioc_.get_executor(), too_many);
+        EXPECT_NE(r->source, nullptr);
+        while (r->pieces.empty() || r->pieces.back().find("event: synced") == std::string::npos) {
+            r->pull();
+        }
+        return r;
+    }
+
+    // Applies `records` (src, hour) as one batch, then runs the streams' timers until each
+    // of `readers` has one more piece.
+    void apply_and_wait(std::vector<std::pair<std::string, std::uint32_t>> const& records,
+                        std::vector<stream_reader*> const& readers) {
+        flow_batch b;
+        std::size_t i = 0;
+        for (auto const& [src, hour] : records) {
+            ASSERT_EQ(b.add(src, "d", "v", hour, {1, 2}, i++), flow_batch::add_status::ok);
+        }
+        std::vector<std::size_t> before;
+        for (stream_reader* r : readers) {
+            before.push_back(r->pieces.size());
+            r->pull();
+        }
+        store_.replay(b, true);
+        auto const waiting = [&] {
+            for (std::size_t n = 0; n < readers.size(); ++n) {
+                if (readers[n]->pieces.size() == before[n]) {
+                    return true;
+                }
+            }
+            return false;
+        };
+        while (waiting() && ioc_.run_one_for(5s) != 0) {
+        }
+        ASSERT_FALSE(waiting());
+    }
+
+    static std::string data_of(std::string const& event) {
+        std::size_t const at = event.find("data: ");
+        return at == std::string::npos ? std::string{} : event.substr(at);
+    }
+
+    boost::asio::io_context ioc_;
+    flow_store store_;
+    prometheus::Registry registry_;
+    stream_metrics metrics_{registry_};
+    stream_hub hub_{store_, stream_options{}, metrics_, query_limits{}};
+};
+
+// Streams of one query tick together and take one serialised event; one that synced at
+// another cursor reads up to the same point, and shares from its next tick on; a filter
+// makes another query.
+TEST_F(StreamHubTest, StreamsOfOneQueryShareEachTicksEvent) {
+    auto a = open("from=0&to=1");
+    auto b = open("from=0&to=1");
+    apply_and_wait({{"x", 0}}, {a.get(), b.get()});
+    EXPECT_NE(a->pieces.back().find("event: rows"), std::string::npos);
+    EXPECT_EQ(a->pieces.back(), b->pieces.back());
+    store_.replay(
+        [] {
+            flow_batch elsewhere;
+            EXPECT_EQ(elsewhere.add("x", "d", "v", 5, {1, 1}, 0), flow_batch::add_status::ok);
+            return elsewhere;
+        }(),
+        true);
+    auto c = open("from=0&to=1");
+    auto f = open("from=0&to=1&src_app=y");
+
+    apply_and_wait({{"y", 0}}, {a.get(), b.get(), c.get(), f.get()});
+
+    EXPECT_EQ(a->pieces.back(), b->pieces.back());
+    EXPECT_EQ(data_of(c->pieces.back()), data_of(a->pieces.back()));
+    EXPECT_NE(data_of(a->pieces.back()).find("\"src_app\":\"y\""), std::string::npos);
+    apply_and_wait({{"x", 0}, {"y", 0}}, {a.get(), b.get(), c.get(), f.get()});
+    EXPECT_EQ(a->pieces.back(), b->pieces.back());
+    EXPECT_EQ(a->pieces.back(), c->pieces.back());
+    EXPECT_NE(data_of(a->pieces.back()).find("\"src_app\":\"x\""), std::string::npos);
+    EXPECT_EQ(data_of(f->pieces.back()).find("\"src_app\":\"x\""), std::string::npos);
+    EXPECT_NE(data_of(f->pieces.back()).find("\"src_app\":\"y\""), std::string::npos);
+    for (auto* r : {a.get(), b.get(), c.get(), f.get()}) {
+        r->source->stop();
+    }
 }
 
 TEST(StreamIntervalTest, AcceptsDurationsFrom100msTo60s) {

@@ -112,6 +112,38 @@ TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
     journal.unsubscribe();
 }
 
+// Streams of one query read up to the same sequence in one tick: what changed after it is
+// left for the next read, a key changed on both sides of it included (its newest totals
+// come then), and a bound before the cursor reads nothing and keeps the cursor.
+TEST(ChangeJournalTest, ReadBetweenStopsAtTheBound) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    std::uint64_t const start = journal.subscribe();
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"c", "d", "v", 1, {1, 1}}}));
+    std::uint64_t const bound = journal.sequence();
+    apply(store, batch_of({{"a", "b", "v", 1, {10, 10}}, {"e", "f", "v", 1, {1, 1}}}));
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_between(start, bound, 0, all_hours, everything, out, upto));
+
+    EXPECT_EQ(upto, bound);
+    ASSERT_EQ(out.size(), 1U);
+    EXPECT_EQ(store.name(out[0].key.src), "c");
+    out.clear();
+    ASSERT_TRUE(
+        journal.read_between(upto, journal.sequence(), 0, all_hours, everything, out, upto));
+    EXPECT_EQ(upto, journal.sequence());
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(store.name(out[0].key.src), "a");
+    EXPECT_EQ(out[0].counters.bytes_tx, 11U);
+    out.clear();
+    ASSERT_TRUE(journal.read_between(bound + 1, bound, 0, all_hours, everything, out, upto));
+    EXPECT_EQ(upto, bound + 1);
+    EXPECT_TRUE(out.empty());
+    journal.unsubscribe();
+}
+
 TEST(ChangeJournalTest, ReadsOnlyWhatChangedAfterTheCursorAndPassesTheFilter) {
     flow_store store;
     change_journal journal(store, 64, 60s);

@@ -179,6 +179,158 @@ TEST(QueryExecuteTest, ManyGroupsOfTwoFieldsSumExactly) {
         << got;
 }
 
+// series=hour over thousands of groups of two fields, with sums past 2^64 in some: the top
+// rows, `other` and `total`, each with its hours, equal a naive computation over the records.
+TEST(QueryExecuteTest, SeriesWithTopAndOtherOverManyGroupsMatchesNaive) {
+    flow_store store;
+    std::mt19937_64 rng{16};
+    constexpr std::uint32_t from = 3;
+    constexpr std::uint32_t hours = 6;
+    constexpr std::size_t top = 7;
+    std::uint64_t const big = 9223372036854775807ULL;  // 2^63-1
+    struct sums {
+        uint128 tx = 0;
+        uint128 rx = 0;
+        std::vector<uint128> tx_h = std::vector<uint128>(hours, 0);
+        std::vector<uint128> rx_h = std::vector<uint128>(hours, 0);
+    };
+    std::map<std::pair<std::string, std::string>, sums> naive;
+    std::vector<rec> records;
+    for (std::uint32_t h = from - 1; h < from + hours + 1; ++h) {
+        for (std::size_t i = 0; i < 6000; ++i) {
+            std::size_t const g = rng() % 4000;
+            std::string const src = "s" + std::to_string(g % 61);
+            std::string const dest = "d" + std::to_string(g);
+            // A few groups get sums past 2^64 (tx) or near it (rx).
+            bool const huge = g % 500 == 7;
+            std::uint64_t const tx = huge ? big - rng() % 1000 : rng() % 100000;
+            std::uint64_t const rx = huge ? big / 3 : rng() % 100000;
+            // A vpc per record: no key repeats within the batch, so no sum there passes 2^63-1.
+            records.push_back({src, dest, "v" + std::to_string(i), h, tx, rx});
+            if (h >= from && h < from + hours) {
+                sums& s = naive[{src, dest}];
+                s.tx += tx;
+                s.rx += rx;
+                s.tx_h[h - from] += tx;
+                s.rx_h[h - from] += rx;
+            }
+        }
+    }
+    load(store, records);
+    std::vector<std::pair<std::pair<std::string, std::string>, sums>> ranked(naive.begin(),
+                                                                             naive.end());
+    std::stable_sort(ranked.begin(), ranked.end(), [](auto const& a, auto const& b) {
+        return a.second.tx + a.second.rx > b.second.tx + b.second.rx;
+    });
+    sums other;
+    sums total;
+    for (std::size_t i = 0; i < ranked.size(); ++i) {
+        for (sums* s : {&total, i < top ? nullptr : &other}) {
+            if (s == nullptr) {
+                continue;
+            }
+            s->tx += ranked[i].second.tx;
+            s->rx += ranked[i].second.rx;
+            for (std::size_t h = 0; h < hours; ++h) {
+                s->tx_h[h] += ranked[i].second.tx_h[h];
+                s->rx_h[h] += ranked[i].second.rx_h[h];
+            }
+        }
+    }
+    query_limits const limits{};
+    auto plan = parse_query_plan(query_route::summary,
+                                 "from=3&to=9&group_by=src_app,dest_app&top=7&series=hour", limits);
+    ASSERT_TRUE(plan);
+
+    auto a = execute_query(store, *plan, answer_format::json, limits);
+
+    ASSERT_TRUE(a);
+    auto line = [&](std::size_t n) {
+        std::vector<uint128> tx(
+            a->series_tx.begin() + static_cast<std::ptrdiff_t>(n * hours),
+            a->series_tx.begin() + static_cast<std::ptrdiff_t>(n * hours + hours));
+        std::vector<uint128> rx(
+            a->series_rx.begin() + static_cast<std::ptrdiff_t>(n * hours),
+            a->series_rx.begin() + static_cast<std::ptrdiff_t>(n * hours + hours));
+        return std::pair{tx, rx};
+    };
+    ASSERT_EQ(a->rows.size(), top);
+    ASSERT_EQ(a->series_tx.size(), (top + 2) * hours);
+    for (std::size_t i = 0; i < top; ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(store.name(a->rows[i].field[0]), ranked[i].first.first);
+        EXPECT_EQ(store.name(a->rows[i].field[1]), ranked[i].first.second);
+        EXPECT_EQ(a->rows[i].bytes_tx, ranked[i].second.tx);
+        EXPECT_EQ(a->rows[i].bytes_rx, ranked[i].second.rx);
+        EXPECT_EQ(line(i), std::pair(ranked[i].second.tx_h, ranked[i].second.rx_h));
+    }
+    EXPECT_EQ(a->other_groups, ranked.size() - top);
+    EXPECT_EQ(a->other.bytes_tx, other.tx);
+    EXPECT_EQ(a->other.bytes_rx, other.rx);
+    EXPECT_EQ(line(top), std::pair(other.tx_h, other.rx_h));
+    EXPECT_EQ(a->total_groups, ranked.size());
+    EXPECT_EQ(a->total.bytes_tx, total.tx);
+    EXPECT_EQ(a->total.bytes_rx, total.rx);
+    EXPECT_EQ(line(top + 1), std::pair(total.tx_h, total.rx_h));
+    EXPECT_GT(total.tx, uint128{1} << 64);
+}
+
+// A series is summed by a second visit of the range: batches applied meanwhile must never
+// show, so each line's hours add up to its sums and the top rows' and other's to the total.
+TEST(QueryExecuteTest, SeriesIsOneInstantWhileBatchesApply) {
+    flow_store store{store_options{64, 1'000'000}};
+    auto hour_batch = [](std::uint32_t hour, std::size_t keys) {
+        flow_batch b;
+        for (std::size_t k = 0; k < keys; ++k) {
+            b.add("s" + std::to_string(k % 40), "d" + std::to_string(k % 300), "v", hour,
+                  {1 + k % 7, 1}, k);
+        }
+        return b;
+    };
+    for (std::uint32_t h = 0; h < 4; ++h) {
+        store.replay(hour_batch(h, 20'000));
+    }
+    std::vector<flow_batch> batches;
+    for (std::uint32_t h = 0; h < 4; ++h) {
+        batches.push_back(hour_batch(h, 50));
+    }
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+        for (std::size_t i = 0; !done.load(); ++i) {
+            store.replay(batches[i % batches.size()]);
+        }
+    });
+    query_limits const limits{};
+    auto plan = parse_query_plan(query_route::summary,
+                                 "from=0&to=4&group_by=src_app,dest_app&top=5&series=hour", limits);
+    ASSERT_TRUE(plan);
+    std::size_t wrong = 0;
+    for (int i = 0; i < 40; ++i) {
+        auto a = execute_query(store, *plan, answer_format::json, limits);
+        ASSERT_TRUE(a);
+        std::vector<answer_row> lines = a->rows;
+        lines.push_back(a->other);
+        lines.push_back(a->total);
+        uint128 tops = 0;
+        for (std::size_t n = 0; n < lines.size(); ++n) {
+            uint128 tx = 0;
+            for (std::size_t h = 0; h < 4; ++h) {
+                tx += a->series_tx[n * 4 + h];
+            }
+            if (tx != lines[n].bytes_tx) {
+                ++wrong;
+            }
+            tops += n + 1 < lines.size() ? lines[n].bytes_tx : 0;
+        }
+        if (tops != a->total.bytes_tx) {
+            ++wrong;
+        }
+    }
+    done.store(true);
+    writer.join();
+    EXPECT_EQ(wrong, 0U);
+}
+
 TEST(QueryExecuteTest, HoursAreKeptAsBatchesApply) {
     flow_store store;
     load(store, seed_records());
