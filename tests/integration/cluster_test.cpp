@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -1528,7 +1529,8 @@ TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
         {"FLOWD_MIN_SEQ_WAIT", failover_min_seq_wait}};
     auto a = start_node(nats, "a", "CHAOS", env);
     auto b = start_node(nats, "b", "CHAOS", env);
-    // A failed run keeps the brokers' and the nodes' logs under FLOWD_TEST_KEEP_DIR.
+    // A failed run prints what the brokers logged of leaders and keeps the brokers' and the
+    // nodes' logs under FLOWD_TEST_KEEP_DIR.
     struct keep_logs {
         nats_cluster const& nats;
         flowd_process const& a;
@@ -1538,8 +1540,18 @@ TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
         keep_logs(keep_logs const&) = delete;
         keep_logs& operator=(keep_logs const&) = delete;
         ~keep_logs() {
+            if (!::testing::Test::HasFailure()) {
+                return;
+            }
+            // What the brokers said of leaders, with their times, in the test's output: a
+            // failure in CI then shows whether an election ran long, with no files to fetch.
+            std::string const leaders =
+                "for f in '" + nats.dir() +
+                "'/*/server.log; do echo \"[ chaos ] $f:\"; grep -E 'stream leader|metadata "
+                "leader|[Ee]lection|vote' \"$f\" | tail -n 40; done";
+            [[maybe_unused]] int const shown = std::system(leaders.c_str());
             char const* const to = std::getenv("FLOWD_TEST_KEEP_DIR");
-            if (to == nullptr || !::testing::Test::HasFailure()) {
+            if (to == nullptr) {
                 return;
             }
             std::string const dest = std::string(to) + "/chaos-" + std::to_string(::getpid());
@@ -1620,6 +1632,20 @@ TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
     int kills = 0;
     int leader_kills = 0;
     auto const began = clock::now();
+    // The same instant as the brokers' log times (local time), to line spells up with them.
+    std::string began_wall;
+    {
+        auto const now = std::chrono::system_clock::now();
+        std::time_t const t = std::chrono::system_clock::to_time_t(now);
+        std::tm local{};
+        ::localtime_r(&t, &local);
+        std::array<char, 32> text{};
+        std::size_t const n = std::strftime(text.data(), text.size(), "%H:%M:%S", &local);
+        auto const ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+        began_wall =
+            std::string(text.data(), n) + "." + std::to_string(1000 + ms.count()).substr(1);
+    }
     // When the stream had a leader, sampled all along: a batch may be given up only if no
     // sample in its publish window saw one (a JetStream election, usually 4-9 s here, now and
     // then runs past the 15 s that flowd waits; that is the broker's, not flowd's).
@@ -1705,7 +1731,7 @@ TEST_F(ClusterTest, RandomBrokerKillsUnderFourWritersLoseNothingAcknowledged) {
         spells += " " + at_s(leader_samples[i].asked) + "-" + at_s(leader_samples[j].answered);
         i = j + 1;
     }
-    std::cout << "[ chaos ] seed " << seed << ", "
+    std::cout << "[ chaos ] seed " << seed << ", from " << began_wall << ", "
               << std::chrono::duration_cast<std::chrono::seconds>(ran).count() << " s, " << kills
               << " kills (" << leader_kills << " of the stream leader):" << schedule << "; "
               << requests << " POSTs, " << errors
