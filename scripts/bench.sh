@@ -492,6 +492,11 @@ if [ "$out" = /dev/null ]; then
 fi
 
 commit=$(git rev-parse --short=12 HEAD)
+if awk -v l="${load_start%% *}" 'BEGIN { exit !(l < 0.5) }'; then
+    load_meaning="near 0: nothing else was running"
+else
+    load_meaning="well above 0: other processes shared these cores"
+fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
 {
     echo "# flowd benchmarks"
@@ -510,7 +515,7 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo "only the client moving between them. A ratio is the median of the $pairs per-round ratios with"
     echo "their min–max: \"0.53 (0.51–0.55)\"; \"noisy\" follows when the largest is over 1.5x the"
     echo "smallest. A figure is the median of its rounds. Load average before the first run:"
-    echo "$load_start (well above 0, other processes shared these cores); after the last: $load_end."
+    echo "$load_start ($load_meaning); after the last: $load_end."
     echo
     echo "## Goals (issue 17)"
     echo
