@@ -1,8 +1,10 @@
 // Microbenchmarks of the stages a POST and a GET go through, on the workload of
 // bench/workload.hpp (K=1000 keys over 24 hours), each in records/s and bytes/s:
 //   decode+validate (simdjson On-Demand, includes pre-aggregation into a flow_batch),
-//   pre-aggregate alone, store apply (prepare + commit), GET serialisation of one hour.
+//   pre-aggregate alone, store apply (prepare + commit; also with the change journal
+//   recording for a live stream), GET serialisation of one hour.
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -10,16 +12,17 @@
 
 #include "flowd/codec/flow_json.hpp"
 #include "flowd/http/flows_body.hpp"
+#include "flowd/query/change_journal.hpp"
 #include "flowd/store/flow_store.hpp"
 #include "workload.hpp"
 
 namespace {
 
-std::vector<flowd::bench::body> bodies(std::size_t batch) {
+std::vector<flowd::bench::body> bodies(std::size_t batch, std::size_t count = 16) {
     flowd::bench::workload_options o;
     o.batch = batch;
     o.keys = 1000;
-    o.bodies = 16;
+    o.bodies = count;
     return flowd::bench::make_bodies(o, false);
 }
 
@@ -89,6 +92,33 @@ void bm_store_apply(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
 }
 
+// Store apply with (second argument 1) and without (0) a live stream watching, when the
+// change journal records every committed row: what 1,000 streams on a busy hour add to
+// POST. 256 bodies, so that the rows applied cover most of the 24,000 (hour, key) rows and
+// the journal's entries are as cold as under load.
+void bm_store_apply_watched(benchmark::State& state) {
+    auto const batch = static_cast<std::size_t>(state.range(0));
+    auto b = bodies(batch, 256);
+    std::vector<flowd::flow_batch> batches;
+    for (auto& x : b) {
+        batches.push_back(decode(x.text));
+    }
+    flowd::flow_store store;
+    flowd::change_journal journal(store, std::size_t{1} << 18, std::chrono::seconds(60));
+    if (state.range(1) != 0) {
+        (void)journal.subscribe();
+    }
+    std::size_t i = 0;
+    for (auto _ : state) {
+        auto prepared = store.prepare(batches[i++ % batches.size()]);
+        store.commit(std::get<flowd::prepared_batch>(std::move(prepared)));
+    }
+    if (state.range(1) != 0) {
+        journal.unsubscribe();
+    }
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
+}
+
 // Puts `keys` keys into hour 7 of `store`.
 void fill_hour(flowd::flow_store& store, std::size_t keys) {
     flowd::flow_batch batch;
@@ -136,6 +166,7 @@ void bm_snapshot(benchmark::State& state) {
 BENCHMARK(bm_decode_validate)->Arg(1)->Arg(100)->Arg(1000);
 BENCHMARK(bm_pre_aggregate)->Arg(100)->Arg(1000);
 BENCHMARK(bm_store_apply)->Arg(100)->Arg(1000);
+BENCHMARK(bm_store_apply_watched)->Args({100, 0})->Args({100, 1});
 BENCHMARK(bm_snapshot)->Arg(1000)->Arg(34000);
 BENCHMARK(bm_get_serialize)->Arg(1000)->Arg(34000);
 

@@ -2,59 +2,107 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <limits>
 
 namespace flowd {
 
 namespace {
 
-// An index twice the live keys (at least 16 slots): short probes.
-std::size_t index_slots(std::size_t live) {
-    std::size_t n = 16;
-    while (n < live * 2) {
-        n <<= 1;
-    }
-    return n;
+// A table twice the keys (at least 16 slots): short probes.
+std::size_t index_slots(std::size_t keys) {
+    return std::bit_ceil(std::max<std::size_t>(16, keys * 2));
 }
 
 }  // namespace
 
 bool change_journal::hour_rows::put(app_key const& key, std::uint64_t hash, std::uint64_t seq,
                                     flow_counters const& counters) {
-    // An update appends, so a hot key leaves a dead entry behind per batch: mostly dead
-    // entries (or a full index) are compacted away, paid once per as many appends.
-    if (rows.size() >= 2 * live + 16 || (live + 1) * 2 > index.size()) {
-        compact(0);
+    if (seq != last_seq) {
+        // A generation ends at a batch's first put here, so that one batch's entries are all
+        // in one generation. Half the hour's keys listed: a read from before this
+        // generation visits about as many entries as a read of the whole hour would.
+        if (current.changed.size() >= size / 2 + 16) {
+            std::swap(previous, current);
+            current.changed.clear();
+            current.start = seq;
+        }
+        last_seq = seq;
     }
-    std::size_t const mask = index.size() - 1;
+    if ((size + 1) * 2 > slots.size()) {
+        rebuild(index_slots(size * 2 + 1), 0, seq);
+    }
+    std::size_t const mask = slots.size() - 1;
     std::size_t at = hash & mask;
-    while (index[at] != 0 && rows[index[at] - 1].key != key) {
+    while (slots[at].seq != 0 && slots[at].key != key) {
         at = (at + 1) & mask;
     }
-    bool const added = index[at] == 0;
-    if (added) {
-        ++live;
-    } else {
-        rows[index[at] - 1].dead = true;
+    row_entry& e = slots[at];
+    bool const added = e.seq == 0;
+    if (added || e.seq < current.start) {
+        current.changed.push_back(static_cast<std::uint32_t>(at));
     }
-    rows.push_back({key, false, seq, counters});
-    index[at] = static_cast<std::uint32_t>(rows.size());
+    size += added ? 1 : 0;
+    e = {key, seq, counters};
     return added;
 }
 
-void change_journal::hour_rows::compact(std::uint64_t cut) {
-    std::erase_if(rows, [cut](row_entry const& e) { return e.dead || e.seq <= cut; });
-    live = rows.size();
-    // Room for twice the live keys before the next rebuild.
-    index.assign(index_slots(live * 2), 0);
-    std::size_t const mask = index.size() - 1;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        std::size_t at = hash_app_key(rows[i].key) & mask;
-        while (index[at] != 0) {
+void change_journal::hour_rows::rebuild(std::size_t capacity, std::uint64_t cut,
+                                        std::uint64_t seq) {
+    std::vector<row_entry> old(capacity);
+    old.swap(slots);
+    size = 0;
+    std::size_t const mask = slots.size() - 1;
+    // The slots moved: the generations start again at `seq`, listing what batch `seq`
+    // changed so far (a read from before it visits the whole hour).
+    previous = {seq, {}};
+    current.start = seq;
+    current.changed.clear();
+    for (row_entry const& e : old) {
+        if (e.seq <= cut) {
+            continue;  // empty, or dropped
+        }
+        std::size_t at = hash_app_key(e.key) & mask;
+        while (slots[at].seq != 0) {
             at = (at + 1) & mask;
         }
-        index[at] = static_cast<std::uint32_t>(i + 1);
+        slots[at] = e;
+        ++size;
+        if (e.seq >= seq) {
+            current.changed.push_back(static_cast<std::uint32_t>(at));
+        }
     }
+    last_seq = seq;
+}
+
+void change_journal::hour_rows::read(std::uint64_t since, std::uint64_t upto,
+                                     std::vector<row_entry const*>& out) const {
+    std::size_t const first = out.size();
+    auto const take = [&](row_entry const& e, std::uint64_t before) {
+        if (e.seq > since && e.seq <= upto && e.seq < before) {
+            out.push_back(&e);
+        }
+    };
+    constexpr std::uint64_t none = std::numeric_limits<std::uint64_t>::max();
+    if (since + 1 >= current.start) {
+        for (std::uint32_t i : current.changed) {
+            take(slots[i], none);
+        }
+    } else if (since + 1 >= previous.start) {
+        // An entry changed in both generations is taken from the current one.
+        for (std::uint32_t i : previous.changed) {
+            take(slots[i], current.start);
+        }
+        for (std::uint32_t i : current.changed) {
+            take(slots[i], none);
+        }
+    } else {
+        for (row_entry const& e : slots) {
+            take(e, none);  // an empty slot's sequence 0 is never after `since`
+        }
+    }
+    std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                     [](row_entry const* a, row_entry const* b) { return a->seq < b->seq; });
 }
 
 change_journal::change_journal(flow_store& store, std::size_t capacity,
@@ -146,8 +194,8 @@ void change_journal::drop_oldest_locked() {
     std::vector<std::uint64_t> seqs;
     seqs.reserve(live_);
     for (auto const& [hour, h] : hours_) {
-        for (row_entry const& e : h.rows) {
-            if (!e.dead) {
+        for (row_entry const& e : h.slots) {
+            if (e.seq != 0) {
                 seqs.push_back(e.seq);
             }
         }
@@ -159,9 +207,10 @@ void change_journal::drop_oldest_locked() {
     lost_upto_ = std::max(lost_upto_, cut);
     live_ = 0;
     for (auto it = hours_.begin(); it != hours_.end();) {
-        it->second.compact(cut);
-        live_ += it->second.live;
-        it = it->second.live == 0 ? hours_.erase(it) : std::next(it);
+        hour_rows& h = it->second;
+        h.rebuild(h.slots.size(), cut, seq_);
+        live_ += h.size;
+        it = h.size == 0 ? hours_.erase(it) : std::next(it);
     }
 }
 
@@ -182,18 +231,12 @@ bool change_journal::read_between(std::uint64_t since, std::uint64_t until, std:
     }
     // A bound before `since` reads nothing and leaves the cursor where it was.
     upto = std::max(since, std::min(until, seq_));
+    std::vector<row_entry const*> changed;
     for (auto it = hours_.lower_bound(from); it != hours_.end() && it->first < to; ++it) {
-        std::vector<row_entry> const& rows = it->second.rows;
-        // Entries are in sequence order: the ones after `since` are at the end.
-        std::size_t first = rows.size();
-        while (first != 0 && rows[first - 1].seq > since) {
-            --first;
-        }
-        for (std::size_t i = first; i < rows.size() && rows[i].seq <= upto; ++i) {
-            if (rows[i].dead) {
-                continue;
-            }
-            changed_row const r{it->first, rows[i].key, rows[i].counters};
+        changed.clear();
+        it->second.read(since, upto, changed);
+        for (row_entry const* e : changed) {
+            changed_row const r{it->first, e->key, e->counters};
             if (!keep || keep(r)) {
                 out.push_back(r);
             }

@@ -17,6 +17,11 @@ namespace flowd::detail {
 
 using field_key = std::array<std::uint32_t, 4>;
 
+// A table's first size: a power of two, at least twice the groups expected (short probes).
+inline std::size_t slots_for(std::size_t expected) {
+    return std::bit_ceil(std::max<std::size_t>(16, expected * 2));
+}
+
 // Per field, all ones when it is grouped, else zero.
 using field_mask = std::array<std::uint32_t, 4>;
 
@@ -56,13 +61,7 @@ inline std::uint64_t hash_key(field_key const& k) noexcept {
 // compared once, when the answer is ordered, never while rows are summed.
 class group_index {
 public:
-    explicit group_index(std::size_t expected) {
-        std::size_t cap = 16;
-        while (cap < expected * 2) {
-            cap *= 2;
-        }
-        slots_.assign(cap, slot{});
-    }
+    explicit group_index(std::size_t expected) { slots_.assign(slots_for(expected), slot{}); }
 
     // The row index of `k`, or `fresh` (then stored) when absent.
     std::uint32_t find_or_add(field_key const& k, std::uint32_t fresh) {
@@ -125,13 +124,7 @@ private:
 // empty slot: the grouper's keys always hold a zeroed (ungrouped) field.
 class group_sums {
 public:
-    explicit group_sums(std::size_t expected) {
-        std::size_t cap = 16;
-        while (cap < expected * 2) {
-            cap *= 2;
-        }
-        slots_.assign(cap, slot{});
-    }
+    explicit group_sums(std::size_t expected) { slots_.assign(slots_for(expected), slot{}); }
 
     // Starts loading the slot where a key of this hash is looked for first.
     void prefetch(std::uint64_t hash) const noexcept {

@@ -78,7 +78,7 @@ struct stream_options {
     std::size_t max_streams = 1000;
     std::chrono::milliseconds keep_alive{15'000};
     std::size_t rows_per_event = 1000;
-    // Rows the change journal holds, each (hour, key) once (about 40 to 100 bytes each,
+    // Rows the change journal holds, each (hour, key) once (about 90 to 170 bytes each,
     // allocated as rows change while a stream is open).
     std::size_t journal_rows = 1U << 18;
 };

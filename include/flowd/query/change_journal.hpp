@@ -14,14 +14,15 @@ namespace flowd {
 
 // The rows committed batches changed, numbered by batch (a sequence starting at 1), kept for
 // live streams as each (hour, key)'s newest totals and the sequence that last changed it: a
-// stream reads what changed after the sequence it last sent. Per hour the rows are kept in
-// the order they last changed, so a read walks back only over what changed since its
-// cursor, and a key changed by every batch is held once, not once per batch. Recorded only
-// while someone subscribes (the store is told to watch then, and for `linger` after the
-// last one leaves, so that a stream reconnecting with Last-Event-ID can resume), so an
-// unwatched store pays one atomic load per batch. Bounded memory: past `capacity` rows the
-// oldest quarter is dropped (and reads from before them fail).
-// The class is thread-safe. No concurrent call to any API of this type causes a data race.
+// stream reads what changed after the sequence it last sent. Each (hour, key) is one entry
+// updated in place, so a key changed by every batch is held once and its update touches one
+// entry. To read what changed lately without visiting every entry of a large hour, each
+// hour keeps the entries changed in its current and previous generations (a generation
+// ends once it listed half the hour's keys); a cursor older than both reads the whole hour.
+// Recorded only while someone subscribes (the store is told to watch then, and for
+// `linger` after the last one leaves, so that a stream reconnecting with Last-Event-ID can
+// resume), so an unwatched store pays one atomic load per batch. Bounded memory: past
+// `capacity` rows the oldest quarter is dropped (and reads from before them fail).
 class change_journal final : public change_sink {
 public:
     change_journal(flow_store& store, std::size_t capacity, std::chrono::milliseconds linger);
@@ -60,33 +61,40 @@ public:
 private:
     struct row_entry {
         app_key key;
-        bool dead = false;  // a newer entry of the same key follows
-        std::uint64_t seq = 0;
+        std::uint64_t seq = 0;  // the batch that last changed it; 0: an empty slot
         flow_counters counters;
     };
-    // One hour's rows in the order they last changed, and where each live key's entry is.
+    // The entries changed in one generation of an hour: each once, at its first change in
+    // the generation (slots of hour_rows::slots).
+    struct generation {
+        std::uint64_t start = 0;  // every entry changed at or after this sequence is listed
+        std::vector<std::uint32_t> changed;
+    };
+    // One hour's entries, in an open-addressing table (linear probing, at most half full):
+    // a put finds and updates its entry with one cache miss, which the batch's loop
+    // prefetches; and the hour's last two generations.
     struct hour_rows {
-        std::vector<row_entry> rows;
-        // Open addressing (linear probing): a live entry's position + 1; 0 is empty.
-        std::vector<std::uint32_t> index;
-        std::size_t live = 0;
+        std::vector<row_entry> slots;
+        std::size_t size = 0;
+        generation current;
+        generation previous;         // changed in [previous.start, current.start)
+        std::uint64_t last_seq = 0;  // the newest sequence put here
 
-        // Appends key's newest totals (the older entry turns dead); true when the key is new.
-        // `hash` = hash_app_key(key).
+        // Sets key's newest totals; true when the key is new. `hash` = hash_app_key(key).
         bool put(app_key const& key, std::uint64_t hash, std::uint64_t seq,
                  flow_counters const& counters);
-        // Starts loading the entry a put of this hash will compare first (the index is
-        // small and mostly cached; the entries are not).
+        // Starts loading the slot a put of this hash looks at first.
         void prefetch(std::uint64_t hash) const noexcept {
-            if (!index.empty()) {
-                std::uint32_t const at = index[hash & (index.size() - 1)];
-                if (at != 0 && at <= rows.size()) {
-                    __builtin_prefetch(&rows[at - 1], 1);
-                }
+            if (!slots.empty()) {
+                __builtin_prefetch(&slots[hash & (slots.size() - 1)], 1);
             }
         }
-        // Drops the dead entries and every entry of sequence <= cut, then reindexes.
-        void compact(std::uint64_t cut);
+        // Appends the entries changed in (since, upto] to `out`, oldest change first.
+        void read(std::uint64_t since, std::uint64_t upto,
+                  std::vector<row_entry const*>& out) const;
+        // Keeps the entries changed after `cut` in a table of `capacity` slots; the
+        // generations start again at `seq`, the batch being recorded.
+        void rebuild(std::size_t capacity, std::uint64_t cut, std::uint64_t seq);
     };
 
     // Past capacity: the oldest quarter of the live rows goes; reads from before fail.
