@@ -2,7 +2,7 @@
 # Where flowd's CPU goes under the load of a `make bench` goal: flowd --threads 1 on core 0,
 # flowd-loadgen on core 1 (32 connections, K=1000 over 24 hours), `perf record -e cpu-clock`
 # of flowd for PROFILE_SECONDS (default 6) once the load runs, then the symbols over
-# PROFILE_MIN percent (default 1.0) of flowd's samples, its kernel share and its threads'.
+# PROFILE_MIN percent (default 1.0) of flowd's samples and its kernel share.
 #
 #   scripts/bench-profile.sh B [flowd options...]
 #   scripts/bench-profile.sh 1000                       # POST B=1000, memory only
@@ -32,9 +32,7 @@ perf record -q -e cpu-clock -g -o "$work/perf.data" -p "$flowd_pid" -- sleep "$s
     2>"$work/perf.err" || { cat "$work/perf.err" >&2; exit 1; }
 wait "$loadgen_pid"
 echo "== load: $(head -n1 "$work/loadgen.out")"
-echo "== flowd $* , POST B=$b: per thread (% of flowd's samples)"
-perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null |
-    awk '/^ +[0-9.]+%/ { print "  " $0 }'
+echo "== flowd $*, POST B=$b"
 echo "== kernel (% of flowd's samples)"
 perf report -i "$work/perf.data" --no-children --sort dso --stdio 2>/dev/null |
     awk '/^ +[0-9.]+%/ && /kernel/ { print "  " $0 }'
