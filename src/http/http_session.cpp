@@ -184,7 +184,10 @@ inline void basic_http_session<Stream>::parse_buffered_head() {
 
 template <class Stream>
 inline void basic_http_session<Stream>::on_head_bytes(beast::error_code ec, std::size_t n) {
-    if (ec) {
+    // The deadline can pass with no read to cancel: bytes read on one I/O thread while it
+    // fires on another, this handler not yet run. Then the read succeeded, and the head is
+    // late all the same: a read issued now would have no deadline left.
+    if (ec || deadline_.timed_out()) {
         if (deadline_.timed_out()) {
             services_.metrics.count_limit_rejection("header_timeout");
             return send_early(problem_type::request_timeout,

@@ -4,6 +4,7 @@
 // is bounded by a deadline.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -670,6 +671,65 @@ TEST(MethodsTest, HeadAndOptionsOnEveryGetRoute) {
 
 // 200 sockets each send one header byte a second; with a 2 s header deadline every one is
 // closed within 4 s of its first byte, while a normal client's requests all succeed.
+// Heads whose bytes keep arriving as their deadline passes. With several I/O threads the
+// bytes are read on one thread while the deadline fires on another: its cancel can find no
+// read to cancel (the read took a byte, its handler not yet run), and the read that
+// follows must still end with the 408, not go on without a deadline. 200 sockets each
+// sent a byte every few ms; each must be answered near its deadline, long before
+// max_header_bytes (8 KiB) would end it with a 431.
+TEST(NetworkLimitsTest, HeadsStillArrivingWhenTheirDeadlinePassesAreAnswered408) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    constexpr int slow = 3;
+#else
+    constexpr int slow = 1;
+#endif
+    constexpr int sockets = 200;
+    ASSERT_GE(raise_nofile(1024), 600U);
+    flowd_process flowd({"--threads", "2"}, {{"FLOWD_HEADER_TIMEOUT", "1s"}});
+    std::vector<raw_socket> trickle;
+    trickle.reserve(sockets);
+    for (int i = 0; i < sockets; ++i) {
+        trickle.emplace_back(flowd.port());
+        ASSERT_TRUE(trickle.back().ok());
+        ASSERT_TRUE(trickle.back().send("POST /flows HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "));
+    }
+    auto const start = steady::now();
+    std::vector<std::string> answer(sockets);
+    std::vector<bool> closed(sockets, false);
+    int open = sockets;
+    while (open > 0 && steady::now() < start + 1s + 2s * slow) {
+        for (int i = 0; i < sockets; ++i) {
+            auto const k = static_cast<std::size_t>(i);
+            if (closed[k]) {
+                continue;
+            }
+            (void)trickle[k].send("a");
+            char buf[512];
+            ssize_t n = 0;
+            while ((n = ::recv(trickle[k].fd(), buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+                answer[k].append(buf, static_cast<std::size_t>(n));
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                closed[k] = true;
+                --open;
+            }
+        }
+    }
+
+    EXPECT_EQ(open, 0) << "heads still read past their deadline";
+    int answered = 0;
+    for (std::string const& a : answer) {
+        bool const is_408 = a.rfind("HTTP/1.1 408", 0) == 0;
+        answered += is_408 ? 1 : 0;
+        if (!is_408) {
+            ADD_FAILURE() << "answered: " << a.substr(0, a.find("\r\n")) << " (" << a.size()
+                          << " bytes)";
+        }
+    }
+    EXPECT_EQ(answered, sockets);
+    EXPECT_EQ(rejections(flowd, "header_timeout"), sockets);
+}
+
 TEST(NetworkLimitsTest, SlowlorisIsClosedAtTheHeaderDeadlineWhileOthersAreServed) {
     constexpr int sockets = 200;
     ASSERT_GE(raise_nofile(1024), 600U);
