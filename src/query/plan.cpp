@@ -370,7 +370,7 @@ std::optional<problem> read_options(param_map const& params, query_plan& plan) {
 }
 
 // Canonical spelling: the range as from/to, then the other parameters sorted by name,
-// filter values sorted (an IN-list's order does not change the answer); min_seq left
+// numbers by their value, filter values sorted (an IN-list's order does not change the answer); min_seq left
 // out (it says when to answer, not what).
 void normalise(param_map const& params, query_plan& plan) {
     plan.normalised = "from=" + std::to_string(plan.from) + "&to=" + std::to_string(plan.to);
@@ -386,7 +386,12 @@ void normalise(param_map const& params, query_plan& plan) {
             plan.normalised += '&';
             plan.normalised += name;
             plan.normalised += '=';
-            append_encoded(plan.normalised, v);
+            if (name == "limit" || name == "top") {
+                // A number by its value: limit=0311 asks what limit=311 asks.
+                plan.normalised += std::to_string(parse_uint(v).value_or(0));
+            } else {
+                append_encoded(plan.normalised, v);
+            }
         }
     }
 }

@@ -220,6 +220,8 @@ TEST(QueryPlanTest, EqualQueriesWrittenDifferentlyNormaliseTheSame) {
               accepted("src_app=a&from=3&to=4&src_app=b").normalised);
     EXPECT_NE(accepted("hour=3").normalised, accepted("hour=4").normalised);
     EXPECT_NE(accepted("hour=3&limit=1").normalised, accepted("hour=3&limit=2").normalised);
+    // Found by the query fuzzer: a leading zero is the same number.
+    EXPECT_EQ(accepted("hour=3&limit=0311").normalised, accepted("hour=3&limit=311").normalised);
 }
 
 TEST(QueryPlanTest, AcceptNegotiation) {
