@@ -370,8 +370,8 @@ std::optional<problem> read_options(param_map const& params, query_plan& plan) {
 }
 
 // Canonical spelling: the range as from/to, then the other parameters sorted by name,
-// numbers by their value, filter values sorted (an IN-list's order does not change the answer); min_seq left
-// out (it says when to answer, not what).
+// numbers by their value, filter values sorted (an IN-list's order does not change the answer);
+// min_seq left out (it says when to answer, not what).
 void normalise(param_map const& params, query_plan& plan) {
     plan.normalised = "from=" + std::to_string(plan.from) + "&to=" + std::to_string(plan.to);
     for (auto const& [name, values] : params) {
