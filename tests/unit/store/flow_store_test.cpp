@@ -414,12 +414,14 @@ TEST(FlowStoreTest, StoreBytesFullStopsLongNamesAtMaxStoreBytes) {
     flow_store store{store_options{4, 50'000'000, bound}};
     std::string const pad(250, 'n');
     std::optional<store_rejection> refused;
+    std::size_t refused_id_size = 0;
     std::uint64_t accepted = 0;
     for (int i = 0; i < 100'000 && !refused; ++i) {
         std::string const id = std::to_string(i);
         auto prepared = store.prepare(batch_of({{pad + "s" + id, pad + "d" + id, "v", 1, {1, 1}}}));
         if (auto* r = std::get_if<store_rejection>(&prepared)) {
             refused = *r;
+            refused_id_size = id.size();
             break;
         }
         store.commit(std::get<prepared_batch>(std::move(prepared)));
@@ -431,11 +433,17 @@ TEST(FlowStoreTest, StoreBytesFullStopsLongNamesAtMaxStoreBytes) {
     EXPECT_EQ(refused->why, store_rejection::reason::store_bytes_full);
     EXPECT_GT(accepted, 1000U);  // the bound, not something else, stopped it
     EXPECT_GT(store.memory_bytes(), bound * 8 / 10);
-    // Refused batches intern nothing: new names cannot creep past the bound either.
+    // Refused batches intern nothing: new names cannot creep past the bound either. Each
+    // late batch grows the store as much as the refused one would have (new names of the
+    // same lengths, one new key), so each is refused too.
+    ASSERT_GE(refused_id_size, 2U);
     for (int i = 0; i < 50; ++i) {
-        std::string const id = "late" + std::to_string(i);
-        EXPECT_EQ(rejection_of(store, batch_of({{pad + id, pad + id, pad + id, 1, {1, 1}}})).why,
-                  store_rejection::reason::store_bytes_full);
+        std::string id(refused_id_size, 'x');
+        id[0] = static_cast<char>('a' + i % 26);
+        id[1] = static_cast<char>('a' + i / 26);
+        EXPECT_EQ(
+            rejection_of(store, batch_of({{pad + "s" + id, pad + "d" + id, "v", 1, {1, 1}}})).why,
+            store_rejection::reason::store_bytes_full);
     }
     EXPECT_LE(store.memory_bytes(), bound);
     std::string const first = pad + "s0";
