@@ -623,8 +623,9 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
     echo "Each stage of the hot path alone, on the same workload (K=1000 keys, 24 hours): decode+validate"
     echo "(simdjson On-Demand plus every SPEC rule plus pre-aggregation into a batch; /N = records per"
     echo "body), pre-aggregate alone, store apply (prepare + commit), store apply while a live stream"
-    echo "watches (bm_store_apply_watched/B/1, the change journal recording every row, against /B/0"
-    echo "with no stream; 256 bodies), snapshot (copy one hour out and sort it) and GET serialisation,"
+    echo "watches (bm_store_apply_watched/B/1: every hour watched, the change journal records every"
+    echo "row; /B/2: one hour of the 24 watched, a 24th recorded; against /B/0 with no stream; 256"
+    echo "bodies), snapshot (copy one hour out and sort it) and GET serialisation,"
     echo "for hours of 1,000 and 34,000 keys. items_per_second is records or keys per second."
     echo
     echo '```'

@@ -163,7 +163,7 @@ private:
     void start_events();
     void on_events_write(beast::error_code ec, std::size_t);
     void watch_events_peer();
-    void on_event_piece(std::string piece, bool end);
+    void on_event_piece(event_source::piece_type piece, bool end);
 
     // How a connection ends, whichever part ends it.
 
@@ -252,6 +252,10 @@ private:
     bool head_request_ = false;  // answer with the headers only
     unsigned char first_byte_ = 0;
     std::string raw_answer_;  // a head or a plain-text answer being written
+    // A live stream's piece being written (its strings are shared with other streams), and
+    // the chunk written: raw_answer_ (the size line), the piece's strings, the CRLF.
+    event_source::piece_type event_piece_;
+    std::vector<net::const_buffer> event_buffers_;
 };
 
 }  // namespace

@@ -81,14 +81,14 @@ std::optional<stream_event_id> parse_event_id(std::string_view text) {
 
 resume_decision decide_resume(std::string_view last_event_id, std::uint64_t epoch,
                               std::uint64_t now_ms, std::chrono::milliseconds resume,
-                              change_journal const& journal) {
+                              change_journal const& journal, std::uint32_t from, std::uint32_t to) {
     if (last_event_id.empty()) {
         return resume_decision::fresh;
     }
     std::optional<stream_event_id> const id = parse_event_id(last_event_id);
     if (!id || id->epoch != epoch || id->seq == 0 || id->unix_ms > now_ms ||
         now_ms - id->unix_ms > static_cast<std::uint64_t>(resume.count()) ||
-        !journal.holds_since(id->seq - 1)) {
+        !journal.holds_since(id->seq - 1, from, to)) {
         return resume_decision::reset;
     }
     return resume_decision::resume;
@@ -125,34 +125,42 @@ public:
     stream_subscription(stream_subscription const&) = delete;
     stream_subscription& operator=(stream_subscription const&) = delete;
 
-    // Starts after the hub counted the stream. `resume_seq`: resume from there; else a
-    // full send, preceded by a reset event when `announce_reset`.
-    void start(std::optional<std::uint64_t> resume_seq, bool announce_reset) {
+    // Starts after the hub counted the stream. `resume_seq`: resume from there when the
+    // journal still holds every change of the stream's hours after it; else a full send,
+    // preceded by a reset event when `announce_reset` or the resume failed. Returns whether
+    // it resumed.
+    bool start(std::optional<std::uint64_t> resume_seq, bool announce_reset) {
+        bool resumed = false;
         {
             std::scoped_lock lock{mutex_};
-            std::uint64_t const subscribed = hub_.journal_.subscribe();
-            subscribed_ = true;
-            if (resume_seq) {
-                cursor_ = *resume_seq;
+            change_journal::watch const w =
+                hub_.journal_.subscribe(plan_.from, plan_.to, resume_seq);
+            watcher_ = w.id;
+            resumed = w.resumed;
+            if (resumed) {
+                cursor_ = w.seq;
                 live_ = true;
             } else {
-                begin_full_send_locked(subscribed, announce_reset);
+                begin_full_send_locked(w.seq, announce_reset || resume_seq.has_value());
             }
         }
         arm();
+        return resumed;
     }
 
     void pull(deliver_fn deliver) override {
-        std::string piece;
+        piece_type piece;
         bool end = false;
         {
             std::scoped_lock lock{mutex_};
             if (stopped_ || ended_) {
                 end = true;
             } else if (!ready_.empty()) {
-                piece.swap(ready_);
+                take_ready_locked(piece);
             } else if (!live_) {
-                next_full_event_locked(piece);
+                std::string event;
+                next_full_event_locked(event);
+                piece.push_back(std::make_shared<std::string const>(std::move(event)));
             } else {
                 waiting_ = std::move(deliver);
                 return;
@@ -169,6 +177,7 @@ public:
         hours_.clear();
         rows_.clear();
         ready_.clear();
+        ready_bytes_ = 0;
     }
 
     // Shutdown: the body ends at the next pull (or now, for a waiting one).
@@ -180,7 +189,7 @@ public:
             waiting.swap(waiting_);
         }
         if (waiting) {
-            waiting(std::string{}, true);
+            waiting(piece_type{}, true);
         }
     }
 
@@ -189,9 +198,9 @@ private:
 
     void release() {
         std::scoped_lock lock{mutex_};
-        if (subscribed_) {
-            subscribed_ = false;
-            hub_.journal_.unsubscribe();
+        if (watcher_ != 0) {
+            hub_.journal_.unsubscribe(watcher_);
+            watcher_ = 0;
         }
         if (counted_) {
             counted_ = false;
@@ -219,8 +228,10 @@ private:
         }
         next_hour_ = 0;
         if (announce_reset) {
-            append_sse_event(ready_, format_event_id({hub_.epoch_, 0, unix_ms_now()}), "reset",
+            std::string reset;
+            append_sse_event(reset, format_event_id({hub_.epoch_, 0, unix_ms_now()}), "reset",
                              "{}");
+            queue_locked(std::make_shared<std::string const>(std::move(reset)));
         }
     }
 
@@ -337,7 +348,7 @@ private:
     // keep-alive comment.
     void tick(std::chrono::steady_clock::time_point deadline) {
         deliver_fn waiting;
-        std::string piece;
+        piece_type piece;
         {
             std::scoped_lock lock{mutex_};
             if (stopped_ || ended_) {
@@ -351,8 +362,8 @@ private:
                 } else {
                     cursor_ = *upto;
                     if (event) {
-                        ready_.append(*event);
-                        if (ready_.size() > hub_.options_.buffer_bytes) {
+                        queue_locked(std::move(event));
+                        if (ready_bytes_ > hub_.options_.buffer_bytes) {
                             reset_locked();
                         }
                     }
@@ -360,11 +371,13 @@ private:
             }
             if (ready_.empty() && waiting_ &&
                 std::chrono::steady_clock::now() - last_sent_ >= hub_.options_.keep_alive) {
-                append_sse_comment(ready_, "keep-alive");
+                std::string comment;
+                append_sse_comment(comment, "keep-alive");
+                queue_locked(std::make_shared<std::string const>(std::move(comment)));
             }
             if (waiting_ && !ready_.empty()) {
                 waiting.swap(waiting_);
-                piece.swap(ready_);
+                take_ready_locked(piece);
                 last_sent_ = std::chrono::steady_clock::now();
             }
         }
@@ -374,12 +387,22 @@ private:
         arm();
     }
 
+    void queue_locked(std::shared_ptr<std::string const> text) {
+        ready_bytes_ += text->size();
+        ready_.push_back(std::move(text));
+    }
+    void take_ready_locked(piece_type& piece) {
+        piece.swap(ready_);
+        ready_.clear();
+        ready_bytes_ = 0;
+    }
+
     // The client fell behind (or past what the journal holds): what was queued is dropped,
     // and a reset event and a full send follow, written as the socket drains.
     void reset_locked() {
         hub_.metrics_.resets_slow.Increment();
-        ready_.clear();
-        ready_.shrink_to_fit();
+        ready_ = {};
+        ready_bytes_ = 0;
         begin_full_send_locked(hub_.journal_.sequence(), true);
     }
 
@@ -390,13 +413,14 @@ private:
     std::shared_ptr<stream_hub::shared_tick> const shared_;
     net::steady_timer timer_;  // touched only by start() and its own handler (its strand)
     std::mutex mutex_;
-    bool subscribed_ = false;                     // guarded by mutex_
+    std::uint64_t watcher_ = 0;                   // guarded by mutex_: 0 before start()
     bool counted_ = true;                         // guarded by mutex_
     bool stopped_ = false;                        // guarded by mutex_
     bool ended_ = false;                          // guarded by mutex_
     bool live_ = false;                           // guarded by mutex_: past `synced`
     std::uint64_t cursor_ = 0;                    // guarded by mutex_: journal sequence sent up to
-    std::string ready_;                           // guarded by mutex_: events not yet pulled
+    piece_type ready_;                            // guarded by mutex_: events not yet pulled
+    std::size_t ready_bytes_ = 0;                 // guarded by mutex_: their bytes
     deliver_fn waiting_;                          // guarded by mutex_: a pull waiting for events
     std::vector<std::uint32_t> hours_;            // guarded by mutex_: the full send's hours
     std::size_t next_hour_ = 0;                   // guarded by mutex_
@@ -446,16 +470,17 @@ std::shared_ptr<event_source> stream_hub::open(query_plan const& plan,
         streams_.push_back(s);
     }
     metrics_.streams_open.Increment();
-    resume_decision const d =
-        decide_resume(last_event_id, epoch_, unix_ms_now(), options_.resume, journal_);
-    if (d == resume_decision::reset) {
-        metrics_.resets_resume.Increment();
-    }
+    resume_decision const d = decide_resume(last_event_id, epoch_, unix_ms_now(), options_.resume,
+                                            journal_, plan.from, plan.to);
     std::optional<std::uint64_t> resume_seq;
     if (d == resume_decision::resume) {
         resume_seq = parse_event_id(last_event_id)->seq - 1;
     }
-    s->start(resume_seq, d == resume_decision::reset);
+    // start() checks the journal again as it subscribes: the resume window may have closed
+    // since.
+    if (!s->start(resume_seq, d == resume_decision::reset) && d != resume_decision::fresh) {
+        metrics_.resets_resume.Increment();
+    }
     return s;
 }
 

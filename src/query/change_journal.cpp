@@ -112,26 +112,93 @@ change_journal::change_journal(flow_store& store, std::size_t capacity,
 }
 
 change_journal::~change_journal() {
-    store_.watch_changes(false);
+    store_.watch_changes({});
     store_.set_change_sink(nullptr);
 }
 
-std::uint64_t change_journal::subscribe() {
+change_journal::watch change_journal::subscribe(std::uint32_t from, std::uint32_t to,
+                                                std::optional<std::uint64_t> resume_from) {
     std::scoped_lock lock{mutex_};
-    ++subscribers_;
+    auto const now = std::chrono::steady_clock::now();
+    expire_locked(now);
+    bool const resumed = resume_from && holds_since_locked(*resume_from, from, to, now);
     if (!recording_) {
         // Batches committed while nobody watched were not recorded.
         lost_upto_ = seq_;
         recording_ = true;
-        store_.watch_changes(true);
     }
-    return seq_;
+    // A batch that changed no watched hour took no number: a new number here puts what
+    // such batches changed in these hours before every cursor the watcher holds for.
+    ++seq_;
+    watch const w{next_watcher_++, resumed ? *resume_from : seq_, resumed};
+    watchers_.emplace(w.id, watcher{from, to, seq_, std::nullopt});
+    // Batches applying with the store's old hours are done when this returns; those that
+    // take their numbers after seq_ still may lack these hours' rows, but they were in the
+    // store before this stream copies its hours (a resumed stream's hours were watched).
+    if (from < to && ranges_[{from, to}]++ == 0) {
+        publish_locked();
+    }
+    return w;
 }
 
-void change_journal::unsubscribe() {
+void change_journal::unsubscribe(std::uint64_t id) {
     std::scoped_lock lock{mutex_};
-    if (subscribers_ != 0 && --subscribers_ == 0) {
-        idle_since_ = std::chrono::steady_clock::now();
+    auto const now = std::chrono::steady_clock::now();
+    auto const it = watchers_.find(id);
+    if (it != watchers_.end() && !it->second.left) {
+        it->second.left = now;
+        leaving_.emplace_back(now, id);
+    }
+    expire_locked(now);
+}
+
+void change_journal::expire_locked(std::chrono::steady_clock::time_point now) {
+    bool changed = false;
+    while (!leaving_.empty() && now - leaving_.front().first > linger_) {
+        auto const it = watchers_.find(leaving_.front().second);
+        leaving_.pop_front();
+        watcher const& w = it->second;
+        if (w.from < w.to) {
+            auto const r = ranges_.find({w.from, w.to});
+            if (--r->second == 0) {
+                ranges_.erase(r);
+                changed = true;
+            }
+        }
+        watchers_.erase(it);
+    }
+    if (watchers_.empty() && recording_) {
+        // Nobody reconnected within the resume window: stop paying for the record.
+        recording_ = false;
+        hours_.clear();
+        live_ = 0;
+    }
+    if (!changed) {
+        return;
+    }
+    publish_locked();
+    for (auto it = hours_.begin(); it != hours_.end();) {
+        if (hours_hold(watched_, it->first)) {
+            ++it;
+        } else {
+            live_ -= it->second.size;
+            it = hours_.erase(it);
+        }
+    }
+}
+
+void change_journal::publish_locked() {
+    hour_ranges merged;
+    for (auto const& [r, n] : ranges_) {  // by `from`
+        if (!merged.empty() && r.first <= merged.back().second) {
+            merged.back().second = std::max(merged.back().second, r.second);
+        } else {
+            merged.push_back(r);
+        }
+    }
+    if (merged != watched_) {
+        watched_ = merged;
+        store_.watch_changes(std::move(merged));
     }
 }
 
@@ -140,44 +207,69 @@ std::uint64_t change_journal::sequence() const {
     return seq_;
 }
 
-bool change_journal::holds_since(std::uint64_t since) const {
+bool change_journal::holds_since(std::uint64_t since, std::uint32_t from, std::uint32_t to) const {
     std::scoped_lock lock{mutex_};
-    return recording_ && since >= lost_upto_ && since <= seq_;
+    return holds_since_locked(since, from, to, std::chrono::steady_clock::now());
+}
+
+bool change_journal::holds_since_locked(std::uint64_t since, std::uint32_t from, std::uint32_t to,
+                                        std::chrono::steady_clock::time_point now) const {
+    if (!recording_ || since < lost_upto_ || since > seq_) {
+        return false;
+    }
+    // The hours of the watchers watching since `since` or before, still within the
+    // resume window, must cover [from, to).
+    hour_ranges held;
+    for (auto const& [id, w] : watchers_) {
+        if (w.since <= since && !(w.left && now - *w.left > linger_)) {
+            held.emplace_back(w.from, w.to);
+        }
+    }
+    std::sort(held.begin(), held.end());
+    std::uint32_t covered = from;
+    for (auto const& [f, t] : held) {
+        if (covered >= to || f > covered) {
+            break;
+        }
+        covered = std::max(covered, t);
+    }
+    return covered >= to;
 }
 
 void change_journal::rows_changed(std::vector<changed_row> const& rows) {
     std::scoped_lock lock{mutex_};
+    if (!leaving_.empty()) {
+        expire_locked(std::chrono::steady_clock::now());
+    }
     if (!recording_) {
         return;  // recording stopped between the store's check and this call
     }
-    if (subscribers_ == 0 && std::chrono::steady_clock::now() - idle_since_ > linger_) {
-        // Nobody reconnected within the resume window: stop paying for the record.
-        recording_ = false;
-        store_.watch_changes(false);
-        hours_.clear();
-        live_ = 0;
-        return;
-    }
     ++seq_;
     // Each row's entry is loaded `ahead` rows before its put, so that the cache misses of a
-    // batch's rows overlap (the entries of 24 busy hours are larger than the caches). A
-    // batch's rows come grouped by shard, not hour: the hours looked up are remembered (by
-    // hour modulo 64) for the batch.
+    // batch's rows overlap. A batch's rows come grouped by shard, not hour: the hours looked
+    // up are remembered (by hour modulo 64) for the batch, with none for an hour no longer
+    // watched (a batch that saw the store's previous hours).
     constexpr std::size_t ahead = 8;
     std::array<std::uint64_t, ahead> hashes{};
-    std::array<std::pair<std::uint32_t, hour_rows*>, 64> seen{};
+    struct seen_hour {
+        std::uint32_t hour = 0;
+        bool known = false;
+        hour_rows* rows = nullptr;
+    };
+    std::array<seen_hour, 64> seen{};
     auto const rows_of = [&](std::uint32_t hour) {
-        auto& s = seen.at(hour % seen.size());
-        if (s.second == nullptr || s.first != hour) {
-            s = {hour, &hours_[hour]};
+        seen_hour& s = seen.at(hour % seen.size());
+        if (!s.known || s.hour != hour) {
+            s = {hour, true, hours_hold(watched_, hour) ? &hours_[hour] : nullptr};
         }
-        return s.second;
+        return s.rows;
     };
     for (std::size_t i = 0; i < rows.size() + ahead; ++i) {
         // Row i - ahead is put before row i takes its hash's place in the ring.
         if (i >= ahead) {
             changed_row const& r = rows[i - ahead];
-            if (rows_of(r.hour)->put(r.key, hashes.at(i % ahead), seq_, r.counters) &&
+            hour_rows* h = rows_of(r.hour);
+            if (h != nullptr && h->put(r.key, hashes.at(i % ahead), seq_, r.counters) &&
                 ++live_ > capacity_) {
                 drop_oldest_locked();
                 seen = {};
@@ -185,7 +277,9 @@ void change_journal::rows_changed(std::vector<changed_row> const& rows) {
         }
         if (i < rows.size()) {
             hashes.at(i % ahead) = hash_app_key(rows[i].key);
-            rows_of(rows[i].hour)->prefetch(hashes.at(i % ahead));
+            if (hour_rows const* h = rows_of(rows[i].hour)) {
+                h->prefetch(hashes.at(i % ahead));
+            }
         }
     }
 }

@@ -242,11 +242,12 @@ std::variant<prepared_batch, store_rejection> flow_store::prepare(flow_batch con
 void flow_store::commit(prepared_batch&& batch) {
     std::uint64_t inserted = 0;
     std::uint64_t saturated = 0;
-    // Only while someone watches: one reserve per batch, so nothing allocates under a lock.
-    bool const watched =
-        batch.notify_ && sink_ != nullptr && watched_.load(std::memory_order_acquire);
-    std::vector<changed_row> changes;
-    if (watched) {
+    // Only while someone watches: reserved before the locks, so nothing allocates under
+    // them, in a vector each thread keeps, so that a batch allocates nothing either.
+    bool const tell = batch.notify_ && sink_ != nullptr;
+    thread_local std::vector<changed_row> changes;
+    changes.clear();
+    if (tell && watched_.load(std::memory_order_acquire)) {
         changes.reserve(batch.items_.size());
     }
     // Look the tables of a run of items up first and prefetch their slots, then upsert:
@@ -259,6 +260,12 @@ void flow_store::commit(prepared_batch&& batch) {
     std::vector<exported_key> changed;
     {
         std::shared_lock gate{gate_};
+        // The hours watched are read under the gate: watch_changes() swaps them with it
+        // held exclusive, so a batch either reports the new hours or applied before the swap.
+        hour_ranges const* watched = tell && !watched_hours_.empty() ? &watched_hours_ : nullptr;
+        if (watched != nullptr && changes.capacity() < batch.items_.size()) {
+            changes.reserve(batch.items_.size());  // watching began after the check above
+        }
         for (std::size_t s = 0; s < options_.shard_count; ++s) {
             std::uint32_t const begin = batch.bounds_[s];
             std::uint32_t const end = batch.bounds_[s + 1];
@@ -295,7 +302,7 @@ void flow_store::commit(prepared_batch&& batch) {
                              it.hour,
                              {c.bytes_tx - before.bytes_tx, c.bytes_rx - before.bytes_rx}});
                     }
-                    if (watched) {
+                    if (watched != nullptr && hours_hold(*watched, it.hour)) {
                         changes.push_back({it.hour, it.key, c});
                     }
                 }
@@ -310,9 +317,19 @@ void flow_store::commit(prepared_batch&& batch) {
     if (saturated != 0) {
         saturated_.fetch_add(saturated, std::memory_order_relaxed);
     }
-    if (watched) {
+    if (!changes.empty()) {
         sink_->rows_changed(changes);
+        changes.clear();
     }
+    if (changes.capacity() > 4096) {
+        changes = {};  // a large batch's vector is not kept
+    }
+}
+
+void flow_store::watch_changes(hour_ranges hours) {
+    std::scoped_lock gate{gate_};
+    watched_hours_.swap(hours);
+    watched_.store(!watched_hours_.empty(), std::memory_order_release);
 }
 
 void flow_store::settle_reservation(prepared_batch& batch, std::uint64_t inserted) noexcept {

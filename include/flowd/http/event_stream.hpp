@@ -44,9 +44,12 @@ public:
     event_source(event_source const&) = delete;
     event_source& operator=(event_source const&) = delete;
 
+    // A piece of the answer: strings written one after the other, shared and never changed
+    // (an event a thousand streams send is one string all of them hold, not a copy each).
+    using piece_type = std::vector<std::shared_ptr<std::string const>>;
     // `deliver` is called exactly once, now or later and from any thread, with the next
     // piece (not empty), or with end = true when the stream is over.
-    using deliver_fn = std::function<void(std::string piece, bool end)>;
+    using deliver_fn = std::function<void(piece_type piece, bool end)>;
     virtual void pull(deliver_fn deliver) = 0;
     // The connection is gone, or the answer was to HEAD: release everything.
     virtual void stop() = 0;
@@ -98,11 +101,12 @@ struct stream_event_id {
 [[nodiscard]] std::optional<stream_event_id> parse_event_id(std::string_view text);
 
 // Whether a Last-Event-ID can be resumed by this process now: same epoch, sent within
-// `resume`, and the journal still holds every change after it.
+// `resume`, and the journal still holds every change of hours [from, to) after it.
 enum class resume_decision { fresh, resume, reset };
 [[nodiscard]] resume_decision decide_resume(std::string_view last_event_id, std::uint64_t epoch,
                                             std::uint64_t now_ms, std::chrono::milliseconds resume,
-                                            change_journal const& journal);
+                                            change_journal const& journal, std::uint32_t from,
+                                            std::uint32_t to);
 
 // Owns the change journal and every open stream: opens them (up to max_streams), and ends
 // them all at shutdown. The class is thread-safe. No concurrent call to any API of this

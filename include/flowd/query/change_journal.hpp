@@ -3,26 +3,30 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "flowd/store/flow_store.hpp"
 
 namespace flowd {
 
-// The rows committed batches changed, numbered by batch (a sequence starting at 1), kept for
-// live streams as each (hour, key)'s newest totals and the sequence that last changed it: a
-// stream reads what changed after the sequence it last sent. Each (hour, key) is one entry
-// updated in place, so a key changed by every batch is held once and its update touches one
-// entry. To read what changed lately without visiting every entry of a large hour, each
-// hour keeps the entries changed in its current and previous generations (a generation
-// ends once it listed half the hour's keys); a cursor older than both reads the whole hour.
-// Recorded only while someone subscribes (the store is told to watch then, and for
-// `linger` after the last one leaves, so that a stream reconnecting with Last-Event-ID can
-// resume), so an unwatched store pays one atomic load per batch. Bounded memory: past
-// `capacity` rows the oldest quarter is dropped (and reads from before them fail).
+// The rows committed batches changed in the hours live streams watch, numbered by batch (a
+// sequence starting at 1; a batch that changed none of those hours takes no number), kept
+// as each (hour, key)'s newest totals and the sequence that last changed it: a stream reads
+// what changed after the sequence it last sent. Each (hour, key) is one entry updated in
+// place, so a key changed by every batch is held once and its update touches one entry. To
+// read what changed lately without visiting every entry of a large hour, each hour keeps
+// the entries changed in its current and previous generations (a generation ends once it
+// listed half the hour's keys); a cursor older than both reads the whole hour.
+// Recorded only for the hours some stream watches (the store is told which; each stream's
+// hours stay watched for `linger` after it leaves, so that it can resume with
+// Last-Event-ID), so an unwatched store pays one atomic load per batch and a watched one a
+// range check per row outside those hours. Bounded memory: past `capacity` rows the oldest
+// quarter is dropped (and reads from before them fail).
 class change_journal final : public change_sink {
 public:
     change_journal(flow_store& store, std::size_t capacity, std::chrono::milliseconds linger);
@@ -30,22 +34,34 @@ public:
     change_journal(change_journal const&) = delete;
     change_journal& operator=(change_journal const&) = delete;
 
-    // A stream begins or ends watching. subscribe() returns the current sequence: every
-    // change after it will be readable (until dropped for capacity).
-    std::uint64_t subscribe();
-    void unsubscribe();
+    // What subscribe() gives: the watcher's id (for unsubscribe()) and the sequence its
+    // changes are read after: `resume_from` when resumed, else the current sequence (every
+    // change of its hours after it will be readable, until dropped for capacity).
+    struct watch {
+        std::uint64_t id = 0;
+        std::uint64_t seq = 0;
+        bool resumed = false;
+    };
+    // A stream begins watching hours [from, to). With `resume_from`: resumed when every
+    // change of those hours after it is held (holds_since()).
+    watch subscribe(std::uint32_t from, std::uint32_t to,
+                    std::optional<std::uint64_t> resume_from = std::nullopt);
+    // The stream ends; its hours stay watched for `linger`.
+    void unsubscribe(std::uint64_t id);
 
     // The latest batch sequence recorded.
     [[nodiscard]] std::uint64_t sequence() const;
 
-    // Whether every change after `since` is still held (nothing after it was dropped or
-    // happened while nobody watched).
-    [[nodiscard]] bool holds_since(std::uint64_t since) const;
+    // Whether every change of hours [from, to) after `since` is held: a watcher (open, or
+    // left within `linger`) has watched each of those hours since `since` or before, and
+    // nothing after `since` was dropped.
+    [[nodiscard]] bool holds_since(std::uint64_t since, std::uint32_t from, std::uint32_t to) const;
 
     // The rows of hours [from, to) changed after `since` for which keep(row) is true (an
     // empty keep: all), one per (hour, key) with its newest totals, by hour, then in the
     // order they last changed; `upto` receives the sequence read up to. False (and nothing
-    // read) when !holds_since(since).
+    // read) when recording stopped or a change after `since` was dropped. A stream reads
+    // its own hours, watched since it subscribed.
     bool read_since(std::uint64_t since, std::uint32_t from, std::uint32_t to,
                     std::function<bool(changed_row const&)> const& keep,
                     std::vector<changed_row>& out, std::uint64_t& upto) const;
@@ -97,8 +113,23 @@ private:
         void rebuild(std::size_t capacity, std::uint64_t cut, std::uint64_t seq);
     };
 
+    // One stream's hours: watched since `since`; `left` set once it unsubscribed.
+    struct watcher {
+        std::uint32_t from = 0;
+        std::uint32_t to = 0;
+        std::uint64_t since = 0;
+        std::optional<std::chrono::steady_clock::time_point> left;
+    };
+
     // Past capacity: the oldest quarter of the live rows goes; reads from before fail.
     void drop_oldest_locked();
+    // Forgets the watchers that left more than `linger` ago; with none left, recording
+    // stops. The hours no watcher holds any more are dropped.
+    void expire_locked(std::chrono::steady_clock::time_point now);
+    // Tells the store the union of the watchers' hours, when it changed.
+    void publish_locked();
+    [[nodiscard]] bool holds_since_locked(std::uint64_t since, std::uint32_t from, std::uint32_t to,
+                                          std::chrono::steady_clock::time_point now) const;
 
     flow_store& store_;
     std::size_t capacity_;
@@ -108,9 +139,16 @@ private:
     std::size_t live_ = 0;                      // guarded by mutex_: rows held, every hour
     std::uint64_t seq_ = 0;                     // guarded by mutex_
     std::uint64_t lost_upto_ = 0;  // guarded by mutex_: changes up to this are not all held
-    std::size_t subscribers_ = 0;  // guarded by mutex_
     bool recording_ = false;       // guarded by mutex_
-    std::chrono::steady_clock::time_point idle_since_{};  // guarded by mutex_
+    std::map<std::uint64_t, watcher> watchers_;  // guarded by mutex_: by id
+    // guarded by mutex_: the watchers that left, oldest first, with when; checked at each
+    // batch (the front only), so a thousand streams lingering cost the write path nothing.
+    std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> leaving_;
+    // guarded by mutex_: how many watchers hold each range; what the store is told is their
+    // union, and a thousand streams of one query are one range.
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::size_t> ranges_;
+    std::uint64_t next_watcher_ = 1;  // guarded by mutex_
+    hour_ranges watched_;             // guarded by mutex_: what the store was last told
 };
 
 }  // namespace flowd

@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -82,8 +83,9 @@ struct changed_row {
     flow_counters counters;
 };
 
-// Told, after each committed batch, which rows it changed, while flow_store::watch_changes
-// is on. Called on the committing thread with no store lock held; must be thread-safe.
+// Told, after each committed batch, which rows of the watched hours it changed (see
+// flow_store::watch_changes; a batch that changed none of them is not told). Called on the
+// committing thread with no store lock held; must be thread-safe.
 class change_sink {
 public:
     change_sink() = default;
@@ -92,6 +94,15 @@ public:
     change_sink& operator=(change_sink const&) = delete;
     virtual void rows_changed(std::vector<changed_row> const& rows) = 0;
 };
+
+// Hours as [from, to) ranges, sorted and disjoint.
+using hour_ranges = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
+
+[[nodiscard]] inline bool hours_hold(hour_ranges const& ranges, std::uint32_t hour) noexcept {
+    // Few ranges in practice (streams watch one query's range each): a linear walk.
+    return std::any_of(ranges.begin(), ranges.end(),
+                       [hour](auto const& r) { return hour >= r.first && hour < r.second; });
+}
 
 // One hour copied out of the store, sorted by (src_app, dest_app, vpc_id) in byte order.
 // About 32 bytes a key; the strings stay in the interner. Immutable once built.
@@ -160,9 +171,11 @@ public:
     void replay(flow_batch const& batch, bool notify = false);
 
     // The change sink (set once, before the first batch; it must outlive the store's use)
-    // and whether it is told: off, a commit records nothing and allocates nothing more.
+    // and the hours it is told of: none (empty), a commit records nothing and allocates
+    // nothing more. Returns once no batch that saw the previous hours is still applying, so
+    // every batch applied after it reports every row it changed in `hours`.
     void set_change_sink(change_sink* sink) noexcept { sink_ = sink; }
-    void watch_changes(bool on) noexcept { watched_.store(on, std::memory_order_release); }
+    void watch_changes(hour_ranges hours);
 
     // Every key of every hour, copied out atomically with respect to batches (for a
     // checkpoint). About 32 bytes a key; names() resolves the ids.
@@ -441,7 +454,10 @@ private:
     std::atomic<std::uint64_t> unchecked_keys_{0};
     std::atomic<std::uint64_t> saturated_{0};
     change_sink* sink_ = nullptr;
-    std::atomic<bool> watched_{false};  // checked once per batch
+    hour_ranges watched_hours_;  // written with the gate held exclusive, read with it shared
+    // Whether watched_hours_ is not empty, read before the gate to size what a batch
+    // reports without allocating under it.
+    std::atomic<bool> watched_{false};
 };
 
 }  // namespace flowd

@@ -68,38 +68,42 @@ protected:
 };
 
 TEST_F(ResumeTest, NoLastEventIdIsAFreshStream) {
-    EXPECT_EQ(decide_resume("", epoch_, now_, 60s, journal_), resume_decision::fresh);
+    EXPECT_EQ(decide_resume("", epoch_, now_, 60s, journal_, 0, 10), resume_decision::fresh);
 }
 
 TEST_F(ResumeTest, RecentIdOfThisProcessResumes) {
-    std::uint64_t const seq = journal_.subscribe();
+    auto const w = journal_.subscribe(0, 10);
+    std::uint64_t const seq = w.seq;
     flow_batch b;
     ASSERT_EQ(b.add("a", "b", "v", 1, {1, 1}, 0), flow_batch::add_status::ok);
     store_.replay(b, true);
 
-    EXPECT_EQ(decide_resume(id(epoch_, seq + 1, now_ - 1000), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_, seq + 1, now_ - 1000), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::resume);
-    EXPECT_EQ(decide_resume(id(epoch_, seq + 2, now_ - 1000), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_, seq + 2, now_ - 1000), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::resume);
-    journal_.unsubscribe();
+    // Hours 10 to 20 were not watched: their changes are not held.
+    EXPECT_EQ(decide_resume(id(epoch_, seq + 1, now_ - 1000), epoch_, now_, 60s, journal_, 0, 20),
+              resume_decision::reset);
+    journal_.unsubscribe(w.id);
 }
 
 TEST_F(ResumeTest, OtherProcessOldIdFullSendIdOrGarbageResets) {
-    (void)journal_.subscribe();
+    auto const w = journal_.subscribe(0, 10);
     flow_batch b;
     ASSERT_EQ(b.add("a", "b", "v", 1, {1, 1}, 0), flow_batch::add_status::ok);
     store_.replay(b, true);
 
-    EXPECT_EQ(decide_resume(id(epoch_ + 1, 1, now_), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_ + 1, 1, now_), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::reset);
-    EXPECT_EQ(decide_resume(id(epoch_, 1, now_ - 61'000), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_, 1, now_ - 61'000), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::reset);
-    EXPECT_EQ(decide_resume(id(epoch_, 0, now_), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_, 0, now_), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::reset);
-    EXPECT_EQ(decide_resume(id(epoch_, 99, now_), epoch_, now_, 60s, journal_),
+    EXPECT_EQ(decide_resume(id(epoch_, 99, now_), epoch_, now_, 60s, journal_, 0, 10),
               resume_decision::reset);
-    EXPECT_EQ(decide_resume("garbage", epoch_, now_, 60s, journal_), resume_decision::reset);
-    journal_.unsubscribe();
+    EXPECT_EQ(decide_resume("garbage", epoch_, now_, 60s, journal_, 0, 10), resume_decision::reset);
+    journal_.unsubscribe(w.id);
 }
 
 // A stream as the session drives it: each pull() asks for the next piece, kept in `pieces`.
@@ -108,9 +112,13 @@ struct stream_reader {
     std::vector<std::string> pieces;
 
     void pull() {
-        source->pull([this](std::string piece, bool end) {
+        source->pull([this](event_source::piece_type piece, bool end) {
             if (!end) {
-                pieces.push_back(std::move(piece));
+                std::string text;
+                for (auto const& part : piece) {
+                    text += *part;
+                }
+                pieces.push_back(std::move(text));
             }
         });
     }

@@ -53,9 +53,9 @@ TEST(FlowStoreChangesTest, SinkHearsOnlyWhileWatchedWithNewTotals) {
     store.set_change_sink(&sink);
 
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
-    store.watch_changes(true);
+    store.watch_changes({{0, all_hours}});
     apply(store, batch_of({{"a", "b", "v", 1, {10, 20}}, {"c", "b", "v", 2, {1, 1}}}));
-    store.watch_changes(false);
+    store.watch_changes({});
     apply(store, batch_of({{"a", "b", "v", 1, {100, 200}}}));
 
     ASSERT_EQ(sink.batches, 1);
@@ -73,13 +73,112 @@ TEST(FlowStoreChangesTest, ReplayIsSilentUnlessAsked) {
     flow_store store;
     counting_sink sink;
     store.set_change_sink(&sink);
-    store.watch_changes(true);
+    store.watch_changes({{0, all_hours}});
 
     store.replay(batch_of({{"a", "b", "v", 1, {1, 2}}}));
     EXPECT_EQ(sink.batches, 0);
     store.replay(batch_of({{"a", "b", "v", 1, {1, 2}}}), true);
     EXPECT_EQ(sink.batches, 1);
     store.set_change_sink(nullptr);
+}
+
+TEST(FlowStoreChangesTest, SinkHearsOnlyTheWatchedHoursAndNotABatchOutsideThem) {
+    flow_store store;
+    counting_sink sink;
+    store.set_change_sink(&sink);
+    store.watch_changes({{1, 2}, {5, 7}});
+
+    apply(store, batch_of({{"a", "b", "v", 0, {1, 1}},
+                           {"a", "b", "v", 1, {1, 1}},
+                           {"a", "b", "v", 2, {1, 1}},
+                           {"a", "b", "v", 5, {1, 1}},
+                           {"a", "b", "v", 6, {1, 1}},
+                           {"a", "b", "v", 7, {1, 1}}}));
+    apply(store, batch_of({{"a", "b", "v", 3, {1, 1}}, {"a", "b", "v", 7, {1, 1}}}));
+
+    ASSERT_EQ(sink.batches, 1);
+    std::set<std::uint32_t> hours;
+    for (changed_row const& r : sink.last) {
+        hours.insert(r.hour);
+    }
+    EXPECT_EQ(hours, (std::set<std::uint32_t>{1, 5, 6}));
+    store.watch_changes({});
+    store.set_change_sink(nullptr);
+}
+
+TEST(ChangeJournalTest, RecordsOnlyTheHoursItsStreamsWatch) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    auto const w = journal.subscribe(1, 2);
+
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"a", "b", "v", 2, {1, 1}}}));
+    apply(store, batch_of({{"c", "d", "v", 4, {1, 1}}}));  // no hour watched: no number
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(w.seq, 0, all_hours, everything, out, upto));
+    EXPECT_EQ(upto, w.seq + 1);
+    ASSERT_EQ(out.size(), 1U);
+    EXPECT_EQ(out[0].hour, 1U);
+    journal.unsubscribe(w.id);
+}
+
+// A resume holds only when every hour asked for was watched from the cursor on, by an open
+// stream or one that left within the window.
+TEST(ChangeJournalTest, AResumeHoldsOnlyHoursWatchedSinceItsCursor) {
+    flow_store store;
+    change_journal journal(store, 64, 60s);
+    auto const first = journal.subscribe(1, 3);
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}}));
+    std::uint64_t const cursor = journal.sequence();
+    apply(store, batch_of({{"a", "b", "v", 3, {1, 1}}}));  // hour 3 not watched yet
+    auto const second = journal.subscribe(3, 5);
+    apply(store, batch_of({{"a", "b", "v", 2, {1, 1}}, {"a", "b", "v", 3, {1, 1}}}));
+
+    EXPECT_TRUE(journal.holds_since(cursor, 1, 3));
+    EXPECT_TRUE(journal.holds_since(cursor, 2, 3));
+    EXPECT_FALSE(journal.holds_since(cursor, 1, 5));
+    EXPECT_FALSE(journal.holds_since(cursor, 3, 4));
+    EXPECT_TRUE(journal.holds_since(second.seq, 1, 5));
+    EXPECT_FALSE(journal.holds_since(second.seq, 1, 6));
+
+    journal.unsubscribe(first.id);  // within the window: still held
+    EXPECT_TRUE(journal.holds_since(cursor, 1, 3));
+    auto const resumed = journal.subscribe(1, 3, cursor);
+    EXPECT_TRUE(resumed.resumed);
+    EXPECT_EQ(resumed.seq, cursor);
+    auto const refused = journal.subscribe(3, 5, cursor);
+    EXPECT_FALSE(refused.resumed);
+    EXPECT_EQ(refused.seq, journal.sequence());
+    journal.unsubscribe(resumed.id);
+    journal.unsubscribe(refused.id);
+    journal.unsubscribe(second.id);
+}
+
+// Once a stream's window passed, its hours are no longer recorded (nor held), while another
+// stream's go on.
+TEST(ChangeJournalTest, AnExpiredStreamsHoursAreDroppedAndOthersKept) {
+    flow_store store;
+    change_journal journal(store, 64, 0ms);
+    auto const gone = journal.subscribe(1, 2);
+    auto const kept = journal.subscribe(5, 6);
+    apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"a", "b", "v", 5, {1, 1}}}));
+    journal.unsubscribe(gone.id);
+    auto const deadline = std::chrono::steady_clock::now() + 5ms;
+    while (std::chrono::steady_clock::now() <= deadline) {
+    }
+    apply(store, batch_of({{"c", "d", "v", 1, {1, 1}}, {"c", "d", "v", 5, {1, 1}}}));
+    std::vector<changed_row> out;
+    std::uint64_t upto = 0;
+
+    ASSERT_TRUE(journal.read_since(kept.seq, 0, all_hours, everything, out, upto));
+    ASSERT_EQ(out.size(), 2U);
+    EXPECT_EQ(out[0].hour, 5U);
+    EXPECT_EQ(out[1].hour, 5U);
+    EXPECT_EQ(store.name(out[1].key.src), "c");
+    EXPECT_FALSE(journal.holds_since(gone.seq, 1, 2));
+    EXPECT_TRUE(journal.holds_since(kept.seq, 5, 6));
+    journal.unsubscribe(kept.id);
 }
 
 TEST(ChangeJournalTest, RecordsNothingWithoutSubscribers) {
@@ -97,7 +196,8 @@ TEST(ChangeJournalTest, RecordsNothingWithoutSubscribers) {
 TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
     flow_store store;
     change_journal journal(store, 64, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
 
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
     apply(store, batch_of({{"a", "b", "v", 1, {10, 20}}, {"c", "d", "v", 3, {5, 5}}}));
@@ -113,7 +213,7 @@ TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
     EXPECT_EQ(out[0].counters.bytes_tx, 111U);
     EXPECT_EQ(out[0].counters.bytes_rx, 222U);
     EXPECT_EQ(out[1].hour, 3U);
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 // Streams of one query read up to the same sequence in one tick: what changed after it is
@@ -122,7 +222,8 @@ TEST(ChangeJournalTest, CoalescesToTheNewestTotalsPerRow) {
 TEST(ChangeJournalTest, ReadBetweenStopsAtTheBound) {
     flow_store store;
     change_journal journal(store, 64, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
     apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"c", "d", "v", 1, {1, 1}}}));
     std::uint64_t const bound = journal.sequence();
     apply(store, batch_of({{"a", "b", "v", 1, {10, 10}}, {"e", "f", "v", 1, {1, 1}}}));
@@ -145,13 +246,13 @@ TEST(ChangeJournalTest, ReadBetweenStopsAtTheBound) {
     ASSERT_TRUE(journal.read_between(bound + 1, bound, 0, all_hours, everything, out, upto));
     EXPECT_EQ(upto, bound + 1);
     EXPECT_TRUE(out.empty());
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, ReadsOnlyWhatChangedAfterTheCursorAndPassesTheFilter) {
     flow_store store;
     change_journal journal(store, 64, 60s);
-    (void)journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
     std::uint64_t const cursor = journal.sequence();
     apply(store, batch_of({{"c", "d", "v", 1, {5, 5}}, {"e", "f", "v", 9, {5, 5}}}));
@@ -162,29 +263,31 @@ TEST(ChangeJournalTest, ReadsOnlyWhatChangedAfterTheCursorAndPassesTheFilter) {
 
     ASSERT_EQ(out.size(), 1U);
     EXPECT_EQ(store.name(out[0].key.src), "c");
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, OverwrittenChangesAreNotHeld) {
     flow_store store;
     change_journal journal(store, 2, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
 
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
     apply(store, batch_of({{"c", "b", "v", 1, {1, 2}}, {"d", "b", "v", 1, {1, 2}}}));
     std::vector<changed_row> out;
     std::uint64_t upto = 0;
 
-    EXPECT_FALSE(journal.holds_since(start));
+    EXPECT_FALSE(journal.holds_since(start, 0, all_hours));
     EXPECT_FALSE(journal.read_since(start, 0, all_hours, everything, out, upto));
-    EXPECT_TRUE(journal.holds_since(start + 1));
-    journal.unsubscribe();
+    EXPECT_TRUE(journal.holds_since(start + 1, 0, all_hours));
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, AKeyEveryBatchChangesIsHeldOnceNotOncePerBatch) {
     flow_store store;
     change_journal journal(store, 4, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
 
     for (std::uint64_t i = 0; i < 100; ++i) {
         apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}, {"c", "d", "v", 2, {2, 2}}}));
@@ -199,13 +302,13 @@ TEST(ChangeJournalTest, AKeyEveryBatchChangesIsHeldOnceNotOncePerBatch) {
     EXPECT_EQ(out[0].counters.bytes_tx, 100U);
     EXPECT_EQ(out[1].hour, 2U);
     EXPECT_EQ(out[1].counters.bytes_tx, 200U);
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, ARowChangedBeforeAndAfterTheCursorComesOnceWithItsNewestTotals) {
     flow_store store;
     change_journal journal(store, 64, 60s);
-    (void)journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
     apply(store, batch_of({{"a", "b", "v", 1, {1, 1}}}));
     std::uint64_t const cursor = journal.sequence();
     apply(store, batch_of({{"c", "d", "v", 1, {5, 5}}}));
@@ -229,13 +332,14 @@ TEST(ChangeJournalTest, ARowChangedBeforeAndAfterTheCursorComesOnceWithItsNewest
     out.clear();
     ASSERT_TRUE(journal.read_since(journal.sequence(), 0, all_hours, everything, out, upto));
     EXPECT_TRUE(out.empty());
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, PastCapacityTheOldestRowsGoAndOnlyLaterCursorsHold) {
     flow_store store;
     change_journal journal(store, 8, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
     for (int i = 0; i < 20; ++i) {
         apply(store, batch_of({{"k" + std::to_string(i), "b", "v", 1, {1, 1}}}));
     }
@@ -243,32 +347,34 @@ TEST(ChangeJournalTest, PastCapacityTheOldestRowsGoAndOnlyLaterCursorsHold) {
     std::vector<changed_row> out;
     std::uint64_t upto = 0;
 
-    EXPECT_FALSE(journal.holds_since(start));
-    ASSERT_TRUE(journal.holds_since(last - 2));
+    EXPECT_FALSE(journal.holds_since(start, 0, all_hours));
+    ASSERT_TRUE(journal.holds_since(last - 2, 0, all_hours));
     ASSERT_TRUE(journal.read_since(last - 2, 0, all_hours, everything, out, upto));
     ASSERT_EQ(out.size(), 2U);
     EXPECT_EQ(store.name(out[0].key.src), "k18");
     EXPECT_EQ(store.name(out[1].key.src), "k19");
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 TEST(ChangeJournalTest, KeepsRecordingForTheResumeWindowAfterTheLastStreamLeaves) {
     flow_store store;
     change_journal journal(store, 64, 60s);
-    std::uint64_t const start = journal.subscribe();
-    journal.unsubscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
+    journal.unsubscribe(w.id);
 
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
 
-    EXPECT_TRUE(journal.holds_since(start));
+    EXPECT_TRUE(journal.holds_since(start, 0, all_hours));
     EXPECT_EQ(journal.sequence(), start + 1);
 }
 
 TEST(ChangeJournalTest, StopsRecordingOnceTheResumeWindowPassed) {
     flow_store store;
     change_journal journal(store, 64, 0ms);
-    std::uint64_t const start = journal.subscribe();
-    journal.unsubscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
+    journal.unsubscribe(w.id);
 
     // The first batch past the window turns recording off; what follows is a gap.
     auto const deadline = std::chrono::steady_clock::now() + 5ms;
@@ -276,10 +382,11 @@ TEST(ChangeJournalTest, StopsRecordingOnceTheResumeWindowPassed) {
     }
     apply(store, batch_of({{"a", "b", "v", 1, {1, 2}}}));
 
-    EXPECT_FALSE(journal.holds_since(start));
-    std::uint64_t const again = journal.subscribe();
-    EXPECT_TRUE(journal.holds_since(again));
-    journal.unsubscribe();
+    EXPECT_FALSE(journal.holds_since(start, 0, all_hours));
+    auto const w2 = journal.subscribe(0, all_hours);
+    std::uint64_t const again = w2.seq;
+    EXPECT_TRUE(journal.holds_since(again, 0, all_hours));
+    journal.unsubscribe(w2.id);
 }
 
 // Against a model (each (hour, key)'s totals and the batch that last changed it): random
@@ -290,7 +397,8 @@ TEST(ChangeJournalTest, StopsRecordingOnceTheResumeWindowPassed) {
 TEST(ChangeJournalTest, ReadsMatchAModelAcrossGenerationsAndDrops) {
     flow_store store;
     change_journal journal(store, 500, 60s);
-    std::uint64_t const start = journal.subscribe();
+    auto const w = journal.subscribe(0, all_hours);
+    std::uint64_t const start = w.seq;
     std::mt19937 rng(20261205);
     struct model_row {
         std::uint64_t seq = 0;
@@ -326,7 +434,7 @@ TEST(ChangeJournalTest, ReadsMatchAModelAcrossGenerationsAndDrops) {
             std::uint64_t upto = 0;
             ++reads;
             if (!journal.read_between(since, until, 0, all_hours, everything, out, upto)) {
-                EXPECT_FALSE(journal.holds_since(since));
+                EXPECT_FALSE(journal.holds_since(since, 0, all_hours));
                 ++failed;
                 continue;
             }
@@ -352,10 +460,10 @@ TEST(ChangeJournalTest, ReadsMatchAModelAcrossGenerationsAndDrops) {
         }
     }
     // The capacity dropped rows many times over and most reads still succeeded.
-    EXPECT_FALSE(journal.holds_since(start));
+    EXPECT_FALSE(journal.holds_since(start, 0, all_hours));
     EXPECT_GT(failed, 0);
     EXPECT_LT(failed, reads / 2);
-    journal.unsubscribe();
+    journal.unsubscribe(w.id);
 }
 
 }  // namespace
