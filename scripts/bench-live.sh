@@ -219,8 +219,9 @@ echo "memory with no socket, at $(awk -v b="$(rv parse_bytes_per_s)" 'BEGIN { pr
 echo "from all 1,000 streams during the load. What flowd spends: each interval, once per query"
 echo "(the 1,000 streams tick together and share the event), the rows of its hours changed since"
 echo "the cursor, read from the change journal (which holds each (hour, key) once) and written as"
-echo "JSON; per stream, that event appended and sent; on the write path, each committed row's"
-echo "hour checked against the hours streams watch, and those rows recorded in the journal."
+echo "JSON; per stream, that event queued (shared by the streams, not copied) and sent; on the"
+echo "write path, each committed row's hour checked against the hours streams watch, and those"
+echo "rows recorded in the journal."
 echo
 echo "### An idle stream's memory"
 echo
