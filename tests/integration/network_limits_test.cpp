@@ -3,6 +3,7 @@
 // clients that vanish mid-request or mid-answer. The real binary over loopback; every loop
 // is bounded by a deadline.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <regex>
 #include <string>
@@ -230,11 +232,53 @@ public:
         return send(std::move(req));
     }
 
+    // Sends GET `target`, a live stream read by read_stream_until().
+    void open_stream(std::string const& target) {
+        http_request req{http::verb::get, target, 11};
+        req.set(http::field::host, "127.0.0.1");
+        http::write(*stream_, req);
+    }
+    // Reads the stream until done(body) holds for its body so far (whole chunks, de-chunked
+    // here, every chunk's framing checked), or 10 s pass. Returns the body read so far.
+    std::string read_stream_until(std::function<bool(std::string const&)> const& done) {
+        auto const deadline = std::chrono::steady_clock::now() + 10s;
+        while (!done(stream_body_) && std::chrono::steady_clock::now() < deadline) {
+            std::array<char, 4096> buf{};
+            beast::get_lowest_layer(*stream_).expires_after(10s);
+            stream_raw_.append(buf.data(), stream_->read_some(net::buffer(buf)));
+            if (stream_next_ == std::string::npos) {
+                std::size_t const head_end = stream_raw_.find("\r\n\r\n");
+                if (head_end == std::string::npos) {
+                    continue;
+                }
+                EXPECT_NE(stream_raw_.find("Transfer-Encoding: chunked"), std::string::npos)
+                    << stream_raw_;
+                stream_next_ = head_end + 4;
+            }
+            for (std::size_t eol = 0;
+                 (eol = stream_raw_.find("\r\n", stream_next_)) != std::string::npos;) {
+                std::size_t const size =
+                    std::stoul(stream_raw_.substr(stream_next_, eol - stream_next_), nullptr, 16);
+                if (stream_raw_.size() < eol + 2 + size + 2) {
+                    break;  // the rest of this chunk is still on its way
+                }
+                stream_body_.append(stream_raw_, eol + 2, size);
+                EXPECT_EQ(stream_raw_.substr(eol + 2 + size, 2), "\r\n") << "chunk framing";
+                stream_next_ = eol + 2 + size + 2;
+            }
+        }
+        EXPECT_TRUE(done(stream_body_)) << "the stream read only: " << stream_body_;
+        return stream_body_;
+    }
+
 private:
     net::io_context ioc_;
     ssl::context ctx_{ssl::context::tls_client};
     std::optional<beast::ssl_stream<beast::tcp_stream>> stream_;
     beast::flat_buffer buffer_;
+    std::string stream_raw_;                       // a live stream's bytes as read
+    std::string stream_body_;                      // and its body, de-chunked
+    std::size_t stream_next_ = std::string::npos;  // where its next chunk's size line starts
 };
 
 // A test CA, a server certificate for 127.0.0.1 and a client certificate (CN exporter-7),
@@ -294,6 +338,30 @@ TEST(TlsTest, PostAndGetOverTlsGiveExactTotals) {
     // Plain HTTP to the TLS port gets 400 tls-required, never the resource.
     http_client plain{flowd.port()};
     EXPECT_TRUE(is_problem(plain.get("/healthz"), 400, "tls-required"));
+}
+
+// A live stream's events go out over TLS as chunks written from the shared event (one
+// gathering write of size line, event and CRLF), each framed right.
+TEST(TlsTest, AStreamOverTlsGetsItsChangedRowsInWellFramedChunks) {
+    test_pki pki;
+    flowd_process flowd(
+        {}, {{"FLOWD_TLS_CERT_FILE", pki.server_cert}, {"FLOWD_TLS_KEY_FILE", pki.server_key}});
+    ASSERT_TRUE(flowd.wait_log("TLS on the http listener"));
+    tls_client reader{flowd.port(), pki.ca};
+    tls_client writer{flowd.port(), pki.ca};
+    reader.open_stream("/flows/stream?from=1&to=2&interval=100ms");
+
+    (void)reader.read_stream_until(
+        [](std::string const& b) { return b.find("event: synced") != std::string::npos; });
+    ASSERT_EQ(writer.post("/flows", seed_batch()).result_int(), 200U);
+    std::string const body = reader.read_stream_until(
+        [](std::string const& b) { return b.find("\"bytes_tx\":300") != std::string::npos; });
+
+    EXPECT_NE(body.find("event: rows\ndata: "), std::string::npos) << body;
+    EXPECT_NE(body.find(R"({"src_app":"foo","dest_app":"bar","vpc_id":"vpc-0","bytes_tx":300,)"
+                        R"("bytes_rx":900,"hour":1})"),
+              std::string::npos)
+        << body;
 }
 
 TEST(TlsTest, MutualTlsNeedsAClientCertificateFromTheConfiguredCa) {
