@@ -122,10 +122,9 @@ change_journal::watch change_journal::subscribe(std::uint32_t from, std::uint32_
     auto const now = std::chrono::steady_clock::now();
     expire_locked(now);
     bool const resumed = resume_from && holds_since_locked(*resume_from, from, to, now);
-    if (!recording_) {
+    if (watchers_.empty()) {
         // Batches committed while nobody watched were not recorded.
         lost_upto_ = seq_;
-        recording_ = true;
     }
     // A batch that changed no watched hour took no number: a new number here puts what
     // such batches changed in these hours before every cursor the watcher holds for.
@@ -167,9 +166,8 @@ void change_journal::expire_locked(std::chrono::steady_clock::time_point now) {
         }
         watchers_.erase(it);
     }
-    if (watchers_.empty() && recording_) {
+    if (watchers_.empty()) {
         // Nobody reconnected within the resume window: stop paying for the record.
-        recording_ = false;
         hours_.clear();
         live_ = 0;
     }
@@ -214,7 +212,7 @@ bool change_journal::holds_since(std::uint64_t since, std::uint32_t from, std::u
 
 bool change_journal::holds_since_locked(std::uint64_t since, std::uint32_t from, std::uint32_t to,
                                         std::chrono::steady_clock::time_point now) const {
-    if (!recording_ || since < lost_upto_ || since > seq_) {
+    if (watchers_.empty() || since < lost_upto_ || since > seq_) {
         return false;
     }
     // The hours of the watchers watching since `since` or before, still within the
@@ -241,7 +239,7 @@ void change_journal::rows_changed(std::vector<changed_row> const& rows) {
     if (!leaving_.empty()) {
         expire_locked(std::chrono::steady_clock::now());
     }
-    if (!recording_) {
+    if (watchers_.empty()) {
         return;  // recording stopped between the store's check and this call
     }
     ++seq_;
@@ -320,7 +318,7 @@ bool change_journal::read_between(std::uint64_t since, std::uint64_t until, std:
                                   std::function<bool(changed_row const&)> const& keep,
                                   std::vector<changed_row>& out, std::uint64_t& upto) const {
     std::scoped_lock lock{mutex_};
-    if (!recording_ || since < lost_upto_ || since > seq_) {
+    if (watchers_.empty() || since < lost_upto_ || since > seq_) {
         return false;
     }
     // A bound before `since` reads nothing and leaves the cursor where it was.

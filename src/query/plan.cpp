@@ -387,8 +387,10 @@ void normalise(param_map const& params, query_plan& plan) {
             plan.normalised += name;
             plan.normalised += '=';
             if (name == "limit" || name == "top") {
-                // A number by its value: limit=0311 asks what limit=311 asks.
-                plan.normalised += std::to_string(parse_uint(v).value_or(0));
+                // A number by its value, as read_options() read it: limit=0311 asks what
+                // limit=311 asks.
+                plan.normalised +=
+                    std::to_string(name == "top" ? plan.top : plan.limit.value_or(0));
             } else {
                 append_encoded(plan.normalised, v);
             }

@@ -139,8 +139,8 @@ private:
     std::size_t live_ = 0;                      // guarded by mutex_: rows held, every hour
     std::uint64_t seq_ = 0;                     // guarded by mutex_
     std::uint64_t lost_upto_ = 0;  // guarded by mutex_: changes up to this are not all held
-    bool recording_ = false;       // guarded by mutex_
-    std::map<std::uint64_t, watcher> watchers_;  // guarded by mutex_: by id
+    // guarded by mutex_: by id; recording while not empty
+    std::map<std::uint64_t, watcher> watchers_;
     // guarded by mutex_: the watchers that left, oldest first, with when; checked at each
     // batch (the front only), so a thousand streams lingering cost the write path nothing.
     std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> leaving_;
